@@ -1,0 +1,72 @@
+// Package cli holds the cobra command tree of the wasmbed binary. Commands
+// parse flags into the option structs of the internal packages and call them;
+// no component logic lives here.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// globalOptions are the flags shared by every subcommand.
+type globalOptions struct {
+	logLevel  string
+	logFormat string
+}
+
+// NewRootCommand builds the wasmbed command tree.
+func NewRootCommand() *cobra.Command {
+	opts := &globalOptions{}
+	root := &cobra.Command{
+		Use:           "wasmbed",
+		Short:         "Run WebAssembly on fleets of microcontrollers from Kubernetes",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd.ErrOrStderr(), opts)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(logger)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newVersionCommand(),
+	)
+	return root
+}
+
+// Execute runs the command tree with args and returns the process exit code.
+func Execute(ctx context.Context, args []string) int {
+	root := NewRootCommand()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "wasmbed: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, opts *globalOptions) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", opts.logLevel, err)
+	}
+	handlerOpts := &slog.HandlerOptions{Level: level}
+	switch opts.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, handlerOpts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, handlerOpts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", opts.logFormat)
+	}
+}
