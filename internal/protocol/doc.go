@@ -1,0 +1,96 @@
+// Package protocol implements the wire protocol between Wasmbed devices and
+// gateways: the envelope, the message catalogue, framing and decoding limits.
+// It knows nothing about TLS, certificates or artifact cryptography; the
+// artifact and seal formats travel through it as opaque bytes.
+//
+// # Framing
+//
+// Both sides exchange frames over one TLS 1.3 stream. A frame is a 4-byte
+// big-endian unsigned length followed by that many bytes holding one
+// envelope. Lengths of zero or above Limits.MaxFrameSize (1 MiB by default)
+// are refused, the latter before any of the body is read.
+//
+// # Envelope
+//
+// An envelope is the CBOR array
+//
+//	[version, message-id, type, body]
+//
+// where version is Version, message-id correlates a reply with its request,
+// type is one of the Type constants and body is a CBOR map with small integer
+// keys whose layout the type's constant documents. Encoding is deterministic
+// (RFC 8949 core deterministic encoding): equal envelopes give equal bytes.
+// Each side numbers the requests it sends, devices with odd ids from 1 and
+// gateways with even ids from 2; a reply carries its request's id, so the
+// parity of an id says who started the exchange.
+//
+// # Protocol flow
+//
+// Enrollment, over TLS with server authentication only, while an
+// administrator keeps a pairing window open:
+//
+//   - device → gateway: EnrollRequest (identity public key, its algorithm,
+//     device type, capabilities, optional CSR and pairing token)
+//   - gateway → device: EnrollResponse (device id, certificate chain, the
+//     platform signing key to pin), or Error (CodeUnauthorized when no
+//     pairing window is open)
+//   - device: stores id, key, certificate and pinned key in flash
+//   - device → gateway: EnrollAck; gateway → device: Ack, then Disconnect
+//     (DisconnectEnrolled)
+//
+// Session, over mutual TLS with the device certificate:
+//
+//   - device → gateway: Heartbeat every interval; gateway → device:
+//     HeartbeatAck (server time, optionally a new interval)
+//   - gateway → device: Deploy, Update, Start, Stop, Remove; the device
+//     answers each with an AppStatus carrying the command's message id
+//   - device → gateway: AppStatus, unsolicited, when an application traps,
+//     hits a limit or otherwise changes state; MetricsReport periodically
+//   - gateway → device: ConfigPush; device → gateway: ConfigAck or Error
+//   - either side: Error in reply to a message it cannot accept, Disconnect
+//     before closing the connection
+//
+// # Compatibility
+//
+// Version changes only on incompatible changes. Within a version, new message
+// types, new optional body keys and new enumeration values may appear: a
+// receiver ignores body keys it does not know, and answers a message type it
+// does not know with an Error carrying CodeUnsupported (see
+// UnsupportedMessageError and ReplyTo) instead of closing the session.
+//
+// # Limits
+//
+// A Codec decodes under Limits, each enforced before the memory it guards is
+// allocated; every rejection is a typed error (*LimitError,
+// *MalformedError, ...) matching one of the sentinel errors. Indefinite
+// lengths, CBOR tags, duplicate map keys, null and undefined are refused.
+//
+// # Usage
+//
+//	codec, err := protocol.NewCodec(protocol.Gateway, protocol.Limits{})
+//	...
+//	r := protocol.NewReader(conn, codec)
+//	w := protocol.NewWriter(conn, codec)
+//	for {
+//		env, err := r.ReadEnvelope()
+//		if reply, ok := protocol.ReplyTo(err); ok {
+//			w.WriteEnvelope(reply)
+//			if errors.Is(err, protocol.ErrFrameTooLarge) {
+//				return err
+//			}
+//			continue
+//		}
+//		if err != nil {
+//			return err
+//		}
+//		switch m := env.Message.(type) {
+//		case *protocol.Heartbeat:
+//			w.WriteEnvelope(protocol.Envelope{MessageID: env.MessageID,
+//				Message: &protocol.HeartbeatAck{ServerTime: now}})
+//		...
+//		}
+//	}
+//
+// docs/protocol.md specifies the protocol in CDDL with an example of every
+// message; the examples are the test vectors in testdata/vectors.
+package protocol
