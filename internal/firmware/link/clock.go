@@ -20,6 +20,9 @@ type Clock interface {
 type Timer interface {
 	// Stop prevents the call from happening; it reports whether it did.
 	Stop() bool
+	// Reset re-arms the timer to fire d from now; it reports whether the
+	// timer was pending.
+	Reset(d time.Duration) bool
 }
 
 // SystemClock returns the wall clock.

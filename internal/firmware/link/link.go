@@ -157,6 +157,8 @@ type Status struct {
 	HasRSSI bool
 	// Quality is 0..100.
 	Quality int
+	// LossPermille is the medium's drop probability in thousandths.
+	LossPermille int
 	Stats
 }
 
@@ -368,7 +370,8 @@ func (m *Manager) Endpoint() string {
 func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := Status{Medium: m.medium, State: m.state, Endpoint: m.endpoints[m.cur], Stats: m.stats}
+	s := Status{Medium: m.medium, State: m.state, Endpoint: m.endpoints[m.cur], Stats: m.stats,
+		LossPermille: int(m.cond.DropProbability * 1000)}
 	if m.state != Up {
 		return s
 	}

@@ -65,6 +65,25 @@ func (t *timer) Stop() bool {
 	return true
 }
 
+// Reset re-arms the timer d from the fake now.
+func (t *timer) Reset(d time.Duration) bool {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pending := !t.done
+	if pending {
+		c.remove(t)
+	}
+	t.done = false
+	c.seq++
+	t.seq = c.seq
+	t.when = c.now.Add(d)
+	c.timers = append(c.timers, t)
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return pending
+}
+
 func (c *Clock) remove(t *timer) {
 	for i, x := range c.timers {
 		if x == t {

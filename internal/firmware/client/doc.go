@@ -1,0 +1,47 @@
+// Package client is the device side of the gateway protocol: the "Wasmbed
+// client" of the firmware architecture.
+//
+// A [Client] drives one device's connection to its gateways. It enrolls the
+// device on first boot and then keeps a mutually authenticated session open,
+// reconnecting through the link manager's failover and backoff whenever the
+// session ends:
+//
+//	for each connection handed out by link.Manager.Connect:
+//	    not enrolled → TLS (server auth) → EnrollRequest → EnrollResponse
+//	                   → Identity.Enroll (persist) → EnrollAck → Ack → close
+//	    enrolled     → mTLS with the device certificate → session
+//
+// In a session the device announces itself (Heartbeat, one AppStatus per
+// installed application, a MetricsReport), then sends a Heartbeat every
+// interval and a MetricsReport every metrics interval and after every
+// application change, and answers every gateway message:
+//
+//	HeartbeatAck      → liveness (and an interval change, if it carries one)
+//	Deploy, Update    → Apps.Deploy / Apps.Update → AppStatus (same id)
+//	Start, Stop, Remove → Apps.* → AppStatus (same id)
+//	ConfigPush        → Apps.Configure → ConfigAck, or Error(refused)
+//	Ack, Error        → counted and logged
+//	Disconnect        → session ends (revoked: the client stops for good)
+//	unknown type      → Error(unsupported), the session goes on
+//	undecodable frame → Error(malformed / too large ...) per protocol.ReplyTo
+//
+// On shutdown (the Run context is cancelled) the client sends a Disconnect
+// and closes the connection.
+//
+// # Resource use
+//
+// A session costs one goroutine: the one that called Run. Heartbeat and
+// metrics timers are runtime timers re-armed with Reset, and wake-ups
+// (timers, unsolicited application statuses, shutdown) interrupt the
+// blocked read by moving the connection's read deadline; no reader or
+// ticker goroutine exists per session. Reads wait for the first byte of a
+// frame without a deadline, then read the frame under a bounded deadline,
+// so a wake-up never splits a frame.
+//
+// # Certificate renewal
+//
+// Protocol version 1 has no renewal message. The client logs a warning
+// once the certificate enters its renewal window (pki.NeedsRenewal); a
+// device whose certificate expired is refused by the gateway and must be
+// re-enrolled (its identity erased) during a pairing window.
+package client

@@ -1,0 +1,113 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/protocol"
+)
+
+// enroll runs the enrollment exchange over conn: EnrollRequest →
+// EnrollResponse → persist → EnrollAck → Ack. The connection is closed
+// when it returns; on success the next connection is opened at once, with
+// the new certificate.
+func (c *Client) enroll(ctx context.Context, conn *link.Conn) (err error) {
+	c.phase.Store(uint32(Enrolling))
+	tc, err := c.handshake(ctx, conn, nil)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	stop := context.AfterFunc(ctx, func() { _ = tc.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	_ = tc.SetDeadline(time.Now().Add(c.cfg.IOTimeout))
+
+	established := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		c.stats.sessionErrors.Add(1)
+		c.log.Info("enrollment failed", "endpoint", conn.Endpoint(), "err", err)
+		if established {
+			c.cfg.Link.Lost(err)
+		} else {
+			c.cfg.Link.Reject(err)
+		}
+	}()
+
+	r := protocol.NewReader(tc, c.cfg.Codec)
+	w := protocol.NewWriter(tc, c.cfg.Codec)
+	req, err := c.cfg.Identity.EnrollRequest()
+	if err != nil {
+		return fmt.Errorf("enroll: build request: %w", err)
+	}
+	if len(c.cfg.PairingToken) > 0 {
+		req.PairingToken = c.cfg.PairingToken
+	}
+	reqID := c.id()
+	if err := w.WriteEnvelope(protocol.Envelope{MessageID: reqID, Message: req}); err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	env, err := readReply(r, w, reqID)
+	if err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	// The gateway answered: it is a working endpoint even if it refuses.
+	established = true
+	var resp *protocol.EnrollResponse
+	switch m := env.Message.(type) {
+	case *protocol.EnrollResponse:
+		resp = m
+	case *protocol.Error:
+		c.stats.errorsReceived.Add(1)
+		return &EnrollError{Code: m.Code, Text: m.Text}
+	default:
+		return fmt.Errorf("enroll: unexpected %s reply", env.Message.Type())
+	}
+	if err := c.cfg.Identity.Enroll(resp); err != nil {
+		return fmt.Errorf("enroll: store identity: %w", err)
+	}
+	c.stats.enrollments.Add(1)
+	c.log.Info("device enrolled", "device", resp.DeviceID, "endpoint", conn.Endpoint())
+	ackID := c.id()
+	if err := w.WriteEnvelope(protocol.Envelope{MessageID: ackID, Message: &protocol.EnrollAck{DeviceID: resp.DeviceID}}); err != nil {
+		// The identity is stored; the gateway learns of it at the first
+		// session, so this is not worth another enrollment.
+		c.log.Debug("enroll ack not sent", "err", err)
+	} else if env, err := readReply(r, w, ackID); err == nil {
+		if e, ok := env.Message.(*protocol.Error); ok {
+			c.stats.errorsReceived.Add(1)
+			c.log.Warn("enroll ack refused", "code", e.Code, "text", e.Text)
+		}
+	}
+	_ = w.WriteEnvelope(protocol.Envelope{MessageID: c.id(), Message: &protocol.Disconnect{Reason: protocol.DisconnectEnrolled}})
+	c.cfg.Link.Established()
+	_ = conn.Close()
+	return nil
+}
+
+// readReply reads envelopes until the reply to id arrives, answering
+// undecodable input as the protocol asks and skipping unrelated messages.
+func readReply(r *protocol.Reader, w *protocol.Writer, id uint64) (protocol.Envelope, error) {
+	for range 16 {
+		env, err := r.ReadEnvelope()
+		if err != nil {
+			if reply, ok := protocol.ReplyTo(err); ok && !errors.Is(err, protocol.ErrFrameTooLarge) {
+				_ = w.WriteEnvelope(reply)
+				continue
+			}
+			return env, err
+		}
+		if _, ok := env.Message.(*protocol.Disconnect); ok {
+			return env, errors.New("gateway disconnected")
+		}
+		if _, isErr := env.Message.(*protocol.Error); env.MessageID == id || isErr && env.MessageID == 0 {
+			return env, nil
+		}
+	}
+	return protocol.Envelope{}, errors.New("no reply")
+}
