@@ -115,7 +115,7 @@ type frag struct {
 }
 
 func (e *entry) bytes(keyLen int) int64 {
-	return int64(len(e.frags)) * int64(recOverhead+keyLen) + int64(e.size)
+	return int64(len(e.frags))*int64(recOverhead+keyLen) + int64(e.size)
 }
 
 // Mount scans chip and returns a store holding exactly the committed

@@ -59,7 +59,12 @@ func TestStoreBasics(t *testing.T) {
 				{"empty value", func(b *Batch) { b.Put("e", nil) }},
 				{"spans blocks", func(b *Batch) { b.Put("big", pattern(1, 3000)) }},
 				{"overwrite and delete", func(b *Batch) { b.Put("a", []byte("again")); b.Delete("e") }},
-				{"last op wins", func(b *Batch) { b.Put("x", []byte("1")); b.Delete("x"); b.Put("y", []byte("2")); b.Put("y", []byte("3")) }},
+				{"last op wins", func(b *Batch) {
+					b.Put("x", []byte("1"))
+					b.Delete("x")
+					b.Put("y", []byte("2"))
+					b.Put("y", []byte("3"))
+				}},
 				{"delete missing", func(b *Batch) { b.Delete("nope") }},
 			}
 			for _, st := range steps {
