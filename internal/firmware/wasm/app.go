@@ -1,0 +1,320 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
+)
+
+// ErrNotRunning is the Err of a Result from Tick on an app that is not
+// running (never started, stopped, timed out, or a finished run-once app).
+var ErrNotRunning = errors.New("app not running")
+
+// AppConfig configures an App.
+type AppConfig struct {
+	// Name identifies the app in logs, metrics and host calls.
+	Name string
+	// Host is the device context the app's host calls act on.
+	Host Host
+	// TickInterval is the initial tick interval of a tick app (default
+	// DefaultTickInterval); the app may change it with tick_interval.
+	TickInterval time.Duration
+}
+
+// Stats is an app's resource accounting since it was created.
+type Stats struct {
+	// Starts counts instantiations.
+	Starts uint64
+	// Executions counts entry-point calls (init, ticks, _start).
+	Executions uint64
+	// Traps counts executions that ended in OutcomeTrapped.
+	Traps uint64
+	// MemoryLimitHits, Timeouts and StackExhaustions count executions
+	// that ended in OutcomeLimitExceeded for each limit.
+	MemoryLimitHits  uint64
+	Timeouts         uint64
+	StackExhaustions uint64
+	// HostErrors counts executions that ended in OutcomeHostError.
+	HostErrors uint64
+	// HostCalls counts calls into the host API.
+	HostCalls uint64
+	// CPUTime is the total host time spent executing the app; LastCPUTime
+	// that of the last execution.
+	CPUTime     time.Duration
+	LastCPUTime time.Duration
+	// MemoryBytes is the current size of the app's linear memory (0 when
+	// not instantiated).
+	MemoryBytes uint64
+}
+
+// App is one application instance on one device: a Module plus the
+// device's Host, instantiated on Start. An App owns no goroutine; the
+// device calls Start, Tick and Stop from its own loop. It is not safe for
+// concurrent use.
+type App struct {
+	e    *Engine
+	mod  *Module
+	name string
+	host Host
+	lim  Limits
+
+	inst                       api.Module
+	fInit, fTick, fStart       api.Function
+	gSP, gLimit, gTrap, gGrow  api.MutableGlobal
+	tickInterval, initialTicks time.Duration
+	stats                      Stats
+	closed                     bool
+}
+
+// NewApp creates an app from mod (which stays owned by the caller and
+// must outlive the app). The app is stopped until Start.
+func (e *Engine) NewApp(mod *Module, cfg AppConfig) (*App, error) {
+	if mod == nil || mod.e != e {
+		return nil, fmt.Errorf("new app %q: module from another engine", cfg.Name)
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = DefaultTickInterval
+	}
+	return &App{e: e, mod: mod, name: cfg.Name, host: cfg.Host, lim: mod.lim,
+		tickInterval: cfg.TickInterval, initialTicks: cfg.TickInterval}, nil
+}
+
+// Name returns the app's name.
+func (a *App) Name() string { return a.name }
+
+// Kind returns the app's kind.
+func (a *App) Kind() AppKind { return a.mod.c.info.Kind }
+
+// Module returns the app's module.
+func (a *App) Module() *Module { return a.mod }
+
+// Limits returns the app's limits.
+func (a *App) Limits() Limits { return a.lim }
+
+// Running reports whether the app has a live instance.
+func (a *App) Running() bool { return a.inst != nil }
+
+// TickInterval returns the interval at which the device should call Tick.
+func (a *App) TickInterval() time.Duration { return a.tickInterval }
+
+// Stats returns the app's accounting.
+func (a *App) Stats() Stats {
+	s := a.stats
+	if a.inst != nil {
+		if mem := a.inst.Memory(); mem != nil {
+			s.MemoryBytes = uint64(mem.Size())
+		}
+	}
+	return s
+}
+
+func (a *App) clock() hal.Clock {
+	if a.host.Clock == nil {
+		return hal.SystemClock{}
+	}
+	return a.host.Clock
+}
+
+func (a *App) gpio() hal.GPIO {
+	if a.host.Board == nil {
+		return nil
+	}
+	return a.host.Board.GPIO
+}
+
+// Start (re)starts the app from a fresh instance: any running instance is
+// closed, the module instantiated, and wasmbed_init (tick apps) or _start
+// (run-once apps) executed under the app's limits. A run-once app's
+// instance is closed again when _start returns. A tick app keeps running
+// unless its init trapped or hit a limit, and the device then calls Tick
+// every TickInterval.
+func (a *App) Start(ctx context.Context) Result {
+	if err := a.Stop(ctx); err != nil {
+		return a.hostError("start", err)
+	}
+	if a.closed {
+		return a.hostError("start", ErrClosed)
+	}
+	a.mod.mu.Lock()
+	released := a.mod.released
+	a.mod.mu.Unlock()
+	if released {
+		return a.hostError("start", ErrClosed)
+	}
+	cctx := context.WithValue(ctx, appKey{}, a)
+	inst, err := a.e.rt.InstantiateModule(cctx, a.mod.c.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		return a.hostError("instantiate", err)
+	}
+	a.stats.Starts++
+	a.inst = inst
+	a.tickInterval = a.initialTicks
+	a.fInit = inst.ExportedFunction(ExportInit)
+	a.fTick = inst.ExportedFunction(ExportTick)
+	a.fStart = inst.ExportedFunction(ExportStart)
+	a.gSP, _ = inst.ExportedGlobal(exportSP).(api.MutableGlobal)
+	a.gLimit, _ = inst.ExportedGlobal(exportSPLimit).(api.MutableGlobal)
+	a.gTrap, _ = inst.ExportedGlobal(exportStackTrap).(api.MutableGlobal)
+	a.gGrow, _ = inst.ExportedGlobal(exportGrowFailed).(api.MutableGlobal)
+	if a.gSP == nil || a.gLimit == nil || a.gTrap == nil || a.gGrow == nil {
+		_ = a.Stop(ctx)
+		return a.hostError("instantiate", errors.New("instrumentation globals missing"))
+	}
+	a.gLimit.Set(uint64(a.lim.MaxStackSize))
+
+	var res Result
+	switch a.Kind() {
+	case AppTick:
+		if a.fInit == nil {
+			return Result{Outcome: OutcomeCompleted}
+		}
+		res = a.exec(ctx, a.fInit, ExportInit)
+	case AppRunOnce:
+		res = a.exec(ctx, a.fStart, ExportStart)
+		if a.inst != nil {
+			_ = a.Stop(ctx)
+		}
+		return res
+	}
+	// A failed init stops the app; a refused memory.grow the app coped
+	// with does not.
+	if res.Err != nil && (res.Limit != LimitMemory || res.Trap != TrapNone) {
+		_ = a.Stop(ctx)
+	}
+	return res
+}
+
+// Tick runs one wasmbed_tick of a running tick app under its limits. An
+// app that timed out is no longer running: Start it again.
+func (a *App) Tick(ctx context.Context) Result {
+	if a.inst == nil || a.fTick == nil {
+		return a.hostError(ExportTick, ErrNotRunning)
+	}
+	return a.exec(ctx, a.fTick, ExportTick)
+}
+
+// Stop closes the app's instance, if any. The app can be started again.
+func (a *App) Stop(ctx context.Context) error {
+	if a.inst == nil {
+		return nil
+	}
+	inst := a.inst
+	a.inst, a.fInit, a.fTick, a.fStart = nil, nil, nil, nil
+	a.gSP, a.gLimit, a.gTrap, a.gGrow = nil, nil, nil, nil
+	if err := inst.Close(ctx); err != nil {
+		return fmt.Errorf("stop app %q: %w", a.name, err)
+	}
+	return nil
+}
+
+// Close stops the app for good.
+func (a *App) Close(ctx context.Context) error {
+	a.closed = true
+	return a.Stop(ctx)
+}
+
+func (a *App) hostError(entry string, err error) Result {
+	a.stats.HostErrors++
+	return Result{Outcome: OutcomeHostError, Err: &ExecError{App: a.name, Entry: entry, Outcome: OutcomeHostError, Cause: err}}
+}
+
+// exec calls fn under the app's limits and classifies the outcome.
+func (a *App) exec(ctx context.Context, fn api.Function, entry string) Result {
+	a.gSP.Set(0)
+	a.gTrap.Set(0)
+	a.gGrow.Set(0)
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, appKey{}, a), a.lim.ExecutionTimeout)
+	start := time.Now()
+	err := fn.CallWithStack(cctx, nil)
+	d := time.Since(start)
+	cancel()
+
+	a.stats.Executions++
+	a.stats.CPUTime += d
+	a.stats.LastCPUTime = d
+	res := Result{Duration: d}
+
+	var exit *sys.ExitError
+	closed := errors.As(err, &exit)
+	var grew, stackTrap bool
+	if !closed && a.inst != nil {
+		grew = a.gGrow.Get() != 0
+		stackTrap = a.gTrap.Get() != 0
+	}
+	switch {
+	case err == nil && !grew:
+		res.Outcome = OutcomeCompleted
+		return res
+	case err == nil && grew:
+		res.Outcome, res.Limit = OutcomeLimitExceeded, LimitMemory
+	case closed:
+		// The runtime closed the instance: the deadline passed (or the
+		// caller's context ended). It must be instantiated again.
+		a.inst = nil
+		_ = a.Stop(ctx)
+		if ctx.Err() == nil && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
+			res.Outcome, res.Limit = OutcomeLimitExceeded, LimitTime
+		} else {
+			res.Outcome = OutcomeHostError
+		}
+	default:
+		trap := classifyTrap(err)
+		switch {
+		case stackTrap || trap == TrapStackExhausted:
+			res.Outcome, res.Limit, res.Trap = OutcomeLimitExceeded, LimitStack, TrapStackExhausted
+		case trap == TrapOther:
+			res.Outcome = OutcomeHostError
+		case grew:
+			res.Outcome, res.Limit, res.Trap = OutcomeLimitExceeded, LimitMemory, trap
+		default:
+			res.Outcome, res.Trap = OutcomeTrapped, trap
+		}
+	}
+	switch {
+	case res.Outcome == OutcomeTrapped:
+		a.stats.Traps++
+	case res.Limit == LimitMemory:
+		a.stats.MemoryLimitHits++
+	case res.Limit == LimitTime:
+		a.stats.Timeouts++
+	case res.Limit == LimitStack:
+		a.stats.StackExhaustions++
+	case res.Outcome == OutcomeHostError:
+		a.stats.HostErrors++
+	}
+	res.Err = &ExecError{App: a.name, Entry: entry, Outcome: res.Outcome, Trap: res.Trap, Limit: res.Limit, Cause: err}
+	return res
+}
+
+// classifyTrap maps a wazero execution error to a Trap. wazero's trap
+// errors are internal types; their messages are stable API in practice.
+func classifyTrap(err error) Trap {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch e.Error() {
+		case "unreachable":
+			return TrapUnreachable
+		case "out of bounds memory access":
+			return TrapOutOfBounds
+		case "integer divide by zero":
+			return TrapDivideByZero
+		case "integer overflow":
+			return TrapIntegerOverflow
+		case "invalid conversion to integer":
+			return TrapInvalidConversion
+		case "invalid table access":
+			return TrapTableAccess
+		case "indirect call type mismatch":
+			return TrapIndirectCallType
+		case "stack overflow":
+			return TrapStackExhausted
+		}
+	}
+	return TrapOther
+}

@@ -1,0 +1,351 @@
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Mode selects how an Engine executes WebAssembly.
+type Mode uint8
+
+// Modes.
+const (
+	// ModeAuto uses the compiler where wazero supports it (amd64 and arm64
+	// on the major operating systems) and the interpreter elsewhere.
+	ModeAuto Mode = iota
+	// ModeCompiler compiles modules ahead of time to native code.
+	ModeCompiler
+	// ModeInterpreter interprets modules, as most MCU runtimes do.
+	ModeInterpreter
+)
+
+// String returns the mode's name.
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeCompiler:
+		return "compiler"
+	case ModeInterpreter:
+		return "interpreter"
+	}
+	return "unknown"
+}
+
+// ParseMode parses "auto", "compiler" or "interpreter".
+func ParseMode(s string) (Mode, error) {
+	for _, m := range []Mode{ModeAuto, ModeCompiler, ModeInterpreter} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown wasm engine mode %q (want auto, compiler or interpreter)", s)
+}
+
+func compilerSupported() bool {
+	switch runtime.GOARCH {
+	case "amd64", "arm64":
+	default:
+		return false
+	}
+	switch runtime.GOOS {
+	case "linux", "darwin", "freebsd", "netbsd", "dragonfly", "solaris", "illumos", "windows":
+		return true
+	}
+	return false
+}
+
+// Defaults applied by Limits.WithDefaults.
+const (
+	DefaultMemoryLimit      = 64 * 1024
+	DefaultExecutionTimeout = 100 * time.Millisecond
+	DefaultMaxStackSize     = 16 * 1024
+	DefaultTickInterval     = time.Second
+	MinTickInterval         = time.Millisecond
+	MaxTickInterval         = 24 * time.Hour
+	// DefaultMaxModuleSize is Config.MaxModuleSize's default.
+	DefaultMaxModuleSize = 1 << 20
+)
+
+// Limits are the per-application resource limits of an Application's
+// config.
+type Limits struct {
+	// MemoryLimit bounds linear memory, in bytes. It is enforced in whole
+	// 64 KiB pages, rounded up: a module whose declared minimum is above it
+	// is refused, and memory.grow beyond it returns -1 to the guest and is
+	// reported as LimitMemory.
+	MemoryLimit uint64
+	// ExecutionTimeout bounds each execution (init, one tick, _start). An
+	// app that runs past it is stopped and reported as LimitTime; it must
+	// be started again.
+	ExecutionTimeout time.Duration
+	// MaxStackSize bounds the WebAssembly call stack, in bytes, as
+	// accounted by the instrumentation (see docs/app-abi.md).
+	MaxStackSize uint32
+}
+
+// WithDefaults returns l with zero fields replaced by the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MemoryLimit == 0 {
+		l.MemoryLimit = DefaultMemoryLimit
+	}
+	if l.ExecutionTimeout <= 0 {
+		l.ExecutionTimeout = DefaultExecutionTimeout
+	}
+	if l.MaxStackSize == 0 {
+		l.MaxStackSize = DefaultMaxStackSize
+	}
+	return l
+}
+
+// MemoryPages returns MemoryLimit in whole pages, rounded up and capped at
+// the 4 GiB address space.
+func (l Limits) MemoryPages() uint32 {
+	p := (l.MemoryLimit + PageSize - 1) / PageSize
+	if p > maxPages {
+		p = maxPages
+	}
+	return uint32(p)
+}
+
+// Config configures an Engine.
+type Config struct {
+	// Mode selects compiler or interpreter (default ModeAuto).
+	Mode Mode
+	// Cache is a wazero compilation cache to share between engines (for
+	// example compiler and interpreter engines of one process, or an
+	// on-disk cache from wazero.NewCompilationCacheWithDir). Nil gives the
+	// engine its own in-memory cache.
+	Cache wazero.CompilationCache
+	// MaxModuleSize refuses larger binaries (default DefaultMaxModuleSize).
+	MaxModuleSize int
+	// Logger receives the engine's own diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// Engine is the process-wide WebAssembly runtime shared by every simulated
+// device: one wazero runtime, one compilation cache, the host API module,
+// and a cache of compiled modules keyed by the SHA-256 of the binary and
+// the memory limit, reference counted by the Modules handed out. It is
+// safe for concurrent use.
+type Engine struct {
+	rt     wazero.Runtime
+	mode   Mode
+	cfg    Config
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	modules map[cacheKey]*compiled
+	closed  bool
+}
+
+type cacheKey struct {
+	hash  [32]byte
+	pages uint32
+}
+
+type compiled struct {
+	key   cacheKey
+	ready chan struct{} // closed when cm/info/err are set
+	cm    wazero.CompiledModule
+	info  ModuleInfo
+	err   error
+	refs  int
+}
+
+// NewEngine starts an engine.
+func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
+	mode := cfg.Mode
+	if mode == ModeAuto {
+		mode = ModeInterpreter
+		if compilerSupported() {
+			mode = ModeCompiler
+		}
+	}
+	var rc wazero.RuntimeConfig
+	switch mode {
+	case ModeCompiler:
+		if !compilerSupported() {
+			return nil, fmt.Errorf("new wasm engine: compiler not supported on %s/%s", runtime.GOOS, runtime.GOARCH)
+		}
+		rc = wazero.NewRuntimeConfigCompiler()
+	case ModeInterpreter:
+		rc = wazero.NewRuntimeConfigInterpreter()
+	default:
+		return nil, fmt.Errorf("new wasm engine: unknown mode %d", mode)
+	}
+	if cfg.Cache == nil {
+		cfg.Cache = wazero.NewCompilationCache()
+	}
+	if cfg.MaxModuleSize <= 0 {
+		cfg.MaxModuleSize = DefaultMaxModuleSize
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rc = rc.WithCoreFeatures(api.CoreFeaturesV2 &^ api.CoreFeatureSIMD).
+		WithCloseOnContextDone(true).
+		WithDebugInfoEnabled(false).
+		WithCompilationCache(cfg.Cache)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if err := instantiateHost(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("new wasm engine: host api: %w", err)
+	}
+	return &Engine{rt: rt, mode: mode, cfg: cfg, logger: logger, modules: make(map[cacheKey]*compiled)}, nil
+}
+
+// Mode returns the engine's effective mode (never ModeAuto).
+func (e *Engine) Mode() Mode { return e.mode }
+
+// CachedModules returns the number of compiled modules held.
+func (e *Engine) CachedModules() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.modules)
+}
+
+// Close releases the runtime; every App and Module of the engine becomes
+// unusable.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	e.modules = map[cacheKey]*compiled{}
+	e.mu.Unlock()
+	return e.rt.Close(ctx)
+}
+
+// ErrClosed is returned by an engine, module or app after Close/Release.
+var ErrClosed = errors.New("wasm engine or module closed")
+
+// Compile checks bin against the app model, host API and lim, instruments
+// it (see docs/app-abi.md) and compiles it, or returns the cached
+// compilation of the same binary under the same memory limit. Refusals
+// are *ModuleError, *ImportError or *LimitError (see the Err* sentinels).
+// Every Module returned must be released with Module.Release.
+func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits) (*Module, error) {
+	lim = lim.WithDefaults()
+	if len(bin) > e.cfg.MaxModuleSize {
+		return nil, modErr(ErrModuleTooLarge, -1, "%d bytes, limit %d", len(bin), e.cfg.MaxModuleSize)
+	}
+	key := cacheKey{hash: sha256.Sum256(bin), pages: lim.MemoryPages()}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c, ok := e.modules[key]
+	if ok {
+		c.refs++
+		e.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			e.release(ctx, c)
+			return nil, fmt.Errorf("compile wasm module: %w", ctx.Err())
+		}
+	} else {
+		c = &compiled{key: key, ready: make(chan struct{}), refs: 1}
+		e.modules[key] = c
+		e.mu.Unlock()
+		c.cm, c.info, c.err = e.compile(ctx, bin, key.pages)
+		close(c.ready)
+		if c.err != nil {
+			e.mu.Lock()
+			if e.modules[key] == c {
+				delete(e.modules, key)
+			}
+			e.mu.Unlock()
+		}
+	}
+	if c.err != nil {
+		e.release(ctx, c)
+		return nil, c.err
+	}
+	if c.info.MaxFrameBytes > lim.MaxStackSize {
+		e.release(ctx, c)
+		return nil, &LimitError{Kind: LimitStack, Requested: uint64(c.info.MaxFrameBytes),
+			Limit: uint64(lim.MaxStackSize), Detail: "the largest function's call frame"}
+	}
+	return &Module{e: e, c: c, lim: lim}, nil
+}
+
+func (e *Engine) compile(ctx context.Context, bin []byte, pages uint32) (wazero.CompiledModule, ModuleInfo, error) {
+	m, err := check(bin)
+	if err != nil {
+		return nil, ModuleInfo{}, err
+	}
+	inst, err := m.instrument(pages)
+	if err != nil {
+		return nil, ModuleInfo{}, err
+	}
+	m.info.MaxFrameBytes = inst.maxFrame
+	m.info.UsesMemoryGrow = inst.usesGrow
+	start := time.Now()
+	cm, err := e.rt.CompileModule(ctx, inst.bin)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ModuleInfo{}, fmt.Errorf("compile wasm module: %w", ctx.Err())
+		}
+		return nil, ModuleInfo{}, &ModuleError{Err: ErrInvalidModule, Detail: err.Error(), Offset: -1}
+	}
+	e.logger.LogAttrs(ctx, slog.LevelDebug, "wasm module compiled",
+		slog.Int("size", len(bin)), slog.Int("instrumentedSize", len(inst.bin)),
+		slog.Duration("took", time.Since(start)), slog.String("mode", e.mode.String()))
+	return cm, m.info, nil
+}
+
+func (e *Engine) release(ctx context.Context, c *compiled) {
+	e.mu.Lock()
+	c.refs--
+	drop := c.refs == 0
+	if drop && e.modules[c.key] == c {
+		delete(e.modules, c.key)
+	}
+	e.mu.Unlock()
+	if drop && c.cm != nil {
+		_ = c.cm.Close(ctx)
+	}
+}
+
+// Module is a handle on a compiled, instrumented module together with the
+// limits it was checked against. Handles to the same binary and memory
+// limit share one compilation. Safe for concurrent use.
+type Module struct {
+	e        *Engine
+	c        *compiled
+	lim      Limits
+	mu       sync.Mutex
+	released bool
+}
+
+// Info returns what the module declares.
+func (m *Module) Info() ModuleInfo { return m.c.info }
+
+// Hash returns the SHA-256 of the original binary.
+func (m *Module) Hash() [32]byte { return m.c.key.hash }
+
+// Limits returns the limits the module was compiled for (with defaults).
+func (m *Module) Limits() Limits { return m.lim }
+
+// Release drops the handle; the compilation is freed with its last handle.
+// Apps created from the module must be closed first. Release is idempotent.
+func (m *Module) Release(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.released {
+		return
+	}
+	m.released = true
+	m.e.release(ctx, m.c)
+}
