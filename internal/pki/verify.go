@@ -177,12 +177,18 @@ func (v *Verifier) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, ser
 		Roots:         v.roots,
 		Intermediates: inter,
 		CurrentTime:   t,
-		DNSName:       serverName,
 		KeyUsages:     []x509.ExtKeyUsage{usage},
 	}
 	chains, err := leaf.Verify(opts)
 	if err != nil {
 		return nil, translateVerifyError(err, leaf, t)
+	}
+	// The name is checked after chain and usage so that a wrong kind of
+	// certificate is reported as such rather than as a name mismatch.
+	if serverName != "" {
+		if err := leaf.VerifyHostname(serverName); err != nil {
+			return nil, certError(ErrNameMismatch, leaf, "", err)
+		}
 	}
 	if v.cfg.Issuer != nil && !leaf.Equal(v.cfg.Issuer) {
 		ok := false

@@ -1,0 +1,213 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"testing"
+	"time"
+)
+
+// rawLeaf signs a leaf for pub with the intermediate, bypassing the
+// package's key checks, to build certificates it would refuse to issue.
+func rawLeaf(t *testing.T, a *Authority, pub crypto.PublicKey, eku x509.ExtKeyUsage) *x509.Certificate {
+	t.Helper()
+	tmpl, err := baseTemplate("dev-raw", "", pub, a.Clock, 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{eku}
+	tmpl.URIs = append(tmpl.URIs, DeviceURI("dev-raw"))
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Intermediate.Cert, pub, a.Intermediate.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestVerifier(t *testing.T) {
+	clock := newTestClock()
+	start := clock.Now()
+	ca := newTestAuthority(t, clock, Ed25519)
+	other := newTestAuthority(t, clock, Ed25519)
+	// A second intermediate under the same root: chains to the root but is
+	// not the device CA.
+	sibling, err := NewIntermediateCA(ca.Root, CAOptions{CommonName: "sibling", Clock: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	siblingCA := &Authority{Root: ca.Root, Intermediate: sibling, Clock: clock.Now}
+
+	rev := NewMemoryRevocation()
+	v, err := ca.Verifier(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := func(a *Authority, id string, alg KeyAlgorithm) []*x509.Certificate {
+		c, err := a.IssueDevice(mustKey(t, alg).Public(), DeviceOptions{DeviceID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]*x509.Certificate{c.Leaf}, c.Chain...)
+	}
+	gateway := func(a *Authority) []*x509.Certificate {
+		c, err := a.IssueGateway(GatewayOptions{Name: "gw", DNSNames: []string{"gw.test"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]*x509.Certificate{c.Leaf}, c.Chain...)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedChain := device(ca, "revoked", Ed25519)
+	rev.RevokeCert(revokedChain[0])
+	revokedKeyChain := device(ca, "revoked-key", ECDSAP256)
+	if err := rev.RevokeKey(revokedKeyChain[0].PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	okDevice := device(ca, "dev-1", Ed25519)
+
+	tests := []struct {
+		name     string
+		chain    []*x509.Certificate
+		asServer bool
+		at       time.Time
+		want     error
+	}{
+		{name: "device ed25519 ok", chain: okDevice},
+		{name: "device p256 ok", chain: device(ca, "dev-2", ECDSAP256)},
+		{name: "device leaf only ok", chain: okDevice[:1]},
+		{name: "gateway ok", chain: gateway(ca), asServer: true},
+		{name: "wrong CA leaf only", chain: device(other, "dev-x", Ed25519)[:1], want: ErrUnknownAuthority},
+		{name: "wrong CA with its intermediate", chain: device(other, "dev-x", Ed25519), want: ErrUnknownAuthority},
+		{name: "sibling intermediate", chain: device(siblingCA, "dev-s", Ed25519), want: ErrUnknownAuthority},
+		{name: "expired", chain: okDevice, at: start.Add(25 * time.Hour), want: ErrExpired},
+		{name: "not yet valid", chain: okDevice, at: start.Add(-time.Hour), want: ErrNotYetValid},
+		{name: "revoked serial", chain: revokedChain, want: ErrRevoked},
+		{name: "revoked key", chain: revokedKeyChain, want: ErrRevoked},
+		{name: "server cert used as client", chain: gateway(ca), want: ErrKeyUsage},
+		{name: "client cert used as server", chain: okDevice, asServer: true, want: ErrKeyUsage},
+		{name: "rsa device key", chain: []*x509.Certificate{rawLeaf(t, ca, &rsaKey.PublicKey, x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
+		{name: "p384 device key", chain: []*x509.Certificate{rawLeaf(t, ca, &p384.PublicKey, x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
+		{name: "empty chain", chain: nil, want: ErrNoCertificate},
+		{name: "chain too long", chain: append(okDevice, okDevice[1], okDevice[1], okDevice[1], okDevice[1]), want: ErrInvalidCertificate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.at.IsZero() {
+				clock.Set(tt.at)
+				defer clock.Set(start)
+			}
+			var err error
+			if tt.asServer {
+				err = v.VerifyGateway(t.Context(), tt.chain, "")
+			} else {
+				_, err = v.VerifyDevice(t.Context(), tt.chain)
+			}
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			var ce *CertificateError
+			if tt.want != ErrNoCertificate && !errors.As(err, &ce) {
+				t.Errorf("got %T, want *CertificateError", err)
+			}
+		})
+	}
+}
+
+func TestVerifyGatewayName(t *testing.T) {
+	clock := newTestClock()
+	ca := newTestAuthority(t, clock, ECDSAP256)
+	gw, err := ca.IssueGateway(GatewayOptions{Name: "gw", DNSNames: []string{"gw.test"}, IPAddresses: loopbackIPs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ca.Verifier(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		want error
+	}{
+		{"gw.test", nil},
+		{"127.0.0.1", nil},
+		{"other.test", ErrNameMismatch},
+		{"127.0.0.2", ErrNameMismatch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := v.VerifyGateway(t.Context(), []*x509.Certificate{gw.Leaf}, tt.name)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestVerifierRevocationError(t *testing.T) {
+	clock := newTestClock()
+	ca := newTestAuthority(t, clock, Ed25519)
+	boom := errors.New("lookup failed")
+	v, err := ca.Verifier(RevocationCheckerFunc(func(ctx context.Context, _ *x509.Certificate) (bool, error) {
+		return false, boom
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ca.IssueDevice(mustKey(t, Ed25519).Public(), DeviceOptions{DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.VerifyDevice(t.Context(), []*x509.Certificate{dev.Leaf})
+	if !errors.Is(err, ErrRevoked) || !errors.Is(err, boom) {
+		t.Fatalf("got %v, want ErrRevoked wrapping the checker error (fail closed)", err)
+	}
+}
+
+func TestVerifierCheck(t *testing.T) {
+	clock := newTestClock()
+	start := clock.Now()
+	ca := newTestAuthority(t, clock, Ed25519)
+	rev := NewMemoryRevocation()
+	v, err := ca.Verifier(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ca.IssueDevice(mustKey(t, Ed25519).Public(), DeviceOptions{DeviceID: "d", Lifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(t.Context(), dev.Leaf); err != nil {
+		t.Fatalf("fresh: got %v, want nil", err)
+	}
+	clock.Set(start.Add(2 * time.Hour))
+	if err := v.Check(t.Context(), dev.Leaf); !errors.Is(err, ErrExpired) {
+		t.Fatalf("later: got %v, want ErrExpired", err)
+	}
+	clock.Set(start)
+	rev.RevokeCert(dev.Leaf)
+	if err := v.Check(t.Context(), dev.Leaf); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked: got %v, want ErrRevoked", err)
+	}
+}
