@@ -60,8 +60,12 @@ type Telemetry interface {
 
 // Config configures a [Client].
 type Config struct {
-	// Link is the device's connectivity manager. Required.
+	// Link is the device's connectivity manager, dialing the gateways'
+	// session endpoints. Required.
 	Link *link.Manager
+	// EnrollLink dials the gateways' enrollment endpoints; nil means Link
+	// (gateways that serve both on one port).
+	EnrollLink *link.Manager
 	// Identity is the device's security state. Required.
 	Identity Identity
 	// Apps executes application commands. Required.
@@ -306,15 +310,20 @@ func (c *Client) Run(ctx context.Context) error {
 			return err
 		}
 		c.phase.Store(uint32(Connecting))
-		conn, err := c.cfg.Link.Connect(ctx)
+		lm := c.cfg.Link
+		enrolled := c.cfg.Identity.DeviceID() != ""
+		if !enrolled && c.cfg.EnrollLink != nil {
+			lm = c.cfg.EnrollLink
+		}
+		conn, err := lm.Connect(ctx)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return ctxErr
 			}
 			return fmt.Errorf("client: %w", err)
 		}
-		if c.cfg.Identity.DeviceID() == "" {
-			err = c.enroll(ctx, conn)
+		if !enrolled {
+			err = c.enroll(ctx, lm, conn)
 		} else {
 			err = c.session(ctx, conn)
 		}
@@ -367,10 +376,10 @@ func (c *Client) tlsConfig(endpoint string, cert *tls.Certificate) (*tls.Config,
 
 // handshake runs the TLS handshake over conn; a failure rejects the
 // endpoint.
-func (c *Client) handshake(ctx context.Context, conn *link.Conn, cert *tls.Certificate) (*tls.Conn, error) {
+func (c *Client) handshake(ctx context.Context, lm *link.Manager, conn *link.Conn, cert *tls.Certificate) (*tls.Conn, error) {
 	cfg, err := c.tlsConfig(conn.Endpoint(), cert)
 	if err != nil {
-		c.cfg.Link.Reject(err)
+		lm.Reject(err)
 		return nil, err
 	}
 	tc := tls.Client(conn, cfg)
@@ -378,7 +387,7 @@ func (c *Client) handshake(ctx context.Context, conn *link.Conn, cert *tls.Certi
 		c.stats.sessionErrors.Add(1)
 		c.log.Debug("gateway handshake failed", "endpoint", conn.Endpoint(), "err", err)
 		_ = tc.Close()
-		c.cfg.Link.Reject(err)
+		lm.Reject(err)
 		return nil, err
 	}
 	return tc, nil

@@ -14,9 +14,9 @@ import (
 // EnrollResponse → persist → EnrollAck → Ack. The connection is closed
 // when it returns; on success the next connection is opened at once, with
 // the new certificate.
-func (c *Client) enroll(ctx context.Context, conn *link.Conn) (err error) {
+func (c *Client) enroll(ctx context.Context, lm *link.Manager, conn *link.Conn) (err error) {
 	c.phase.Store(uint32(Enrolling))
-	tc, err := c.handshake(ctx, conn, nil)
+	tc, err := c.handshake(ctx, lm, conn, nil)
 	if err != nil {
 		return err
 	}
@@ -33,9 +33,9 @@ func (c *Client) enroll(ctx context.Context, conn *link.Conn) (err error) {
 		c.stats.sessionErrors.Add(1)
 		c.log.Info("enrollment failed", "endpoint", conn.Endpoint(), "err", err)
 		if established {
-			c.cfg.Link.Lost(err)
+			lm.Lost(err)
 		} else {
-			c.cfg.Link.Reject(err)
+			lm.Reject(err)
 		}
 	}()
 
@@ -85,7 +85,7 @@ func (c *Client) enroll(ctx context.Context, conn *link.Conn) (err error) {
 		}
 	}
 	_ = w.WriteEnvelope(protocol.Envelope{MessageID: c.id(), Message: &protocol.Disconnect{Reason: protocol.DisconnectEnrolled}})
-	c.cfg.Link.Established()
+	lm.Established()
 	_ = conn.Close()
 	return nil
 }

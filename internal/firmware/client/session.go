@@ -53,7 +53,7 @@ func (c *Client) session(ctx context.Context, conn *link.Conn) error {
 		return fmt.Errorf("session: device certificate: %w", err)
 	}
 	c.checkRenewal(cert)
-	tc, err := c.handshake(ctx, conn, cert)
+	tc, err := c.handshake(ctx, c.cfg.Link, conn, cert)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (s *session) serviceEvents(ctx context.Context) error {
 		return nil
 	}
 	if ev&evShutdown != 0 || ctx.Err() != nil {
-		_ = s.send(c.id(), &protocol.Disconnect{Reason: protocol.DisconnectShutdown})
+		s.goodbye(protocol.DisconnectShutdown)
 		return errShutdown
 	}
 	if ev&evHeartbeat != 0 {
@@ -173,15 +173,15 @@ func (s *session) serviceEvents(ctx context.Context) error {
 		if timeout <= 0 {
 			timeout = 3 * c.heartbeatInterval()
 		}
-		if idle := c.clock.Now().Sub(s.lastRx); idle > timeout {
+		if idle := c.clock.Now().Sub(s.lastRx); idle >= timeout {
 			return fmt.Errorf("gateway silent for %v", idle)
-		}
-		if err := s.sendHeartbeat(); err != nil {
-			return err
 		}
 		c.mu.Lock()
 		c.hbTimer.Reset(c.interval)
 		c.mu.Unlock()
+		if err := s.sendHeartbeat(); err != nil {
+			return err
+		}
 	}
 	for i := range queued {
 		if err := s.send(c.id(), &queued[i]); err != nil {
@@ -189,11 +189,11 @@ func (s *session) serviceEvents(ctx context.Context) error {
 		}
 	}
 	if ev&(evMetrics|evChanged) != 0 {
-		if err := s.sendMetrics(); err != nil {
-			return err
-		}
 		if ev&evMetrics != 0 && c.mTimer != nil {
 			c.mTimer.Reset(c.cfg.MetricsInterval)
+		}
+		if err := s.sendMetrics(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -287,6 +287,27 @@ func (s *session) handle(ctx context.Context, env protocol.Envelope) error {
 	}
 	c.signal(evChanged)
 	return nil
+}
+
+// goodbyeLinger bounds how long a closing session waits for the gateway to
+// close its side after a Disconnect.
+const goodbyeLinger = time.Second
+
+// goodbye sends a Disconnect and closes the write side, then waits briefly
+// for the gateway to close: closing with unread input would reset the
+// connection and could destroy the goodbye before the gateway reads it.
+func (s *session) goodbye(reason protocol.DisconnectReason) {
+	if err := s.send(s.c.id(), &protocol.Disconnect{Reason: reason}); err != nil {
+		return
+	}
+	_ = s.tc.CloseWrite()
+	_ = s.tc.SetReadDeadline(time.Now().Add(goodbyeLinger))
+	var buf [256]byte
+	for {
+		if _, err := s.tc.Read(buf[:]); err != nil {
+			return
+		}
+	}
 }
 
 func (s *session) send(id uint64, m protocol.Message) error {
