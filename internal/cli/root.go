@@ -39,6 +39,8 @@ func NewRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
+		newUpCommand(),
+		newKubectlCommand(),
 		newVersionCommand(),
 	)
 	return root

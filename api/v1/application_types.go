@@ -1,0 +1,211 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RunState is the run state an operator wants for an application.
+// +kubebuilder:validation:Enum=running;stopped
+type RunState string
+
+// Desired run states.
+const (
+	// RunStateRunning keeps the application running on every target device.
+	RunStateRunning RunState = "running"
+	// RunStateStopped keeps the application installed but stopped.
+	RunStateStopped RunState = "stopped"
+)
+
+// ApplicationPhase summarises an application's rollout across its targets.
+// +kubebuilder:validation:Enum=Pending;Deploying;Running;PartiallyRunning;Stopped;Failed
+type ApplicationPhase string
+
+// Application phases.
+const (
+	// ApplicationPhasePending means no target has been resolved or reached yet.
+	ApplicationPhasePending ApplicationPhase = "Pending"
+	// ApplicationPhaseDeploying means the module is on its way to the targets.
+	ApplicationPhaseDeploying ApplicationPhase = "Deploying"
+	// ApplicationPhaseRunning means the application runs on every target.
+	ApplicationPhaseRunning ApplicationPhase = "Running"
+	// ApplicationPhasePartiallyRunning means it runs on some targets but not all.
+	ApplicationPhasePartiallyRunning ApplicationPhase = "PartiallyRunning"
+	// ApplicationPhaseStopped means it is installed and stopped, as requested.
+	ApplicationPhaseStopped ApplicationPhase = "Stopped"
+	// ApplicationPhaseFailed means it runs on no target because of errors.
+	ApplicationPhaseFailed ApplicationPhase = "Failed"
+)
+
+// ApplicationConfig holds the sandbox limits applied to every instance.
+type ApplicationConfig struct {
+	// MemoryLimit is the maximum linear memory in bytes, enforced in 64 KiB pages.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=268435456
+	// +kubebuilder:default=65536
+	// +optional
+	MemoryLimit int64 `json:"memoryLimit,omitempty"`
+
+	// ExecutionTimeout bounds one execution of the application, as a Go
+	// duration string such as "500ms" or "30s".
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) > duration('0s') && duration(self) <= duration('1h'))",message="executionTimeout must be more than 0s and at most 1h"
+	// +kubebuilder:default="30s"
+	// +optional
+	ExecutionTimeout string `json:"executionTimeout,omitempty"`
+
+	// MaxStackSize is the maximum call stack in bytes.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=16777216
+	// +kubebuilder:default=65536
+	// +optional
+	MaxStackSize int64 `json:"maxStackSize,omitempty"`
+}
+
+// ApplicationSpec is the desired state of an Application.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.targetDevices) && size(self.targetDevices) > 0) || has(self.selector)",message="one of targetDevices or selector is required"
+type ApplicationSpec struct {
+	// Name is the application's name as devices report it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Version labels the module; devices report it back. Changing the module
+	// without changing the version is allowed: the module hash decides.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// WasmBinary is the WebAssembly module, base64-encoded in YAML. It must
+	// start with the WebAssembly magic bytes and binary version 1.
+	// +kubebuilder:validation:MinLength=12
+	// +kubebuilder:validation:MaxLength=1048576
+	// +kubebuilder:validation:Pattern=`^AGFzbQEAAAA`
+	WasmBinary []byte `json:"wasmBinary"`
+
+	// TargetDevices names the Devices, in the Application's namespace, to run on.
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=set
+	// +optional
+	TargetDevices []string `json:"targetDevices,omitempty"`
+
+	// Selector selects Devices by label, for fleets; it adds to TargetDevices.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// Config holds the sandbox limits.
+	// +kubebuilder:default={}
+	// +optional
+	Config ApplicationConfig `json:"config,omitempty"`
+
+	// State is the desired run state.
+	// +kubebuilder:default=running
+	// +optional
+	State RunState `json:"state,omitempty"`
+
+	// Confidential seals the module for each device with AES-256-GCM on top of TLS.
+	// +optional
+	Confidential bool `json:"confidential,omitempty"`
+}
+
+// ApplicationDeviceStatus is the rollout state of an application on one device.
+type ApplicationDeviceStatus struct {
+	// Device is the Device resource's name.
+	// +kubebuilder:validation:MaxLength=253
+	Device string `json:"device"`
+	// Phase is the application's phase on the device.
+	// +kubebuilder:validation:Enum=Pending;Deploying;Installed;Running;Stopped;Trapped;LimitExceeded;Failed;Refused
+	Phase string `json:"phase"`
+	// Reason is a CamelCase reason, for example DeviceNotFound, GatewayUnreachable,
+	// DeviceRefused or RuntimeTrap.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message is a human-readable detail for Reason.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Version is the version on the device.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Version string `json:"version,omitempty"`
+	// LastTransitionTime is when Phase last changed.
+	// +optional
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+}
+
+// ApplicationStatus is the observed state of an Application.
+type ApplicationStatus struct {
+	// Phase summarises the rollout.
+	// +optional
+	Phase ApplicationPhase `json:"phase,omitempty"`
+	// DeployedDevices lists the devices that run the current version.
+	// +listType=set
+	// +optional
+	DeployedDevices []string `json:"deployedDevices,omitempty"`
+	// TargetCount is the number of resolved target devices.
+	// +optional
+	TargetCount int32 `json:"targetCount,omitempty"`
+	// RunningCount is the number of targets that run the application.
+	// +optional
+	RunningCount int32 `json:"runningCount,omitempty"`
+	// Devices holds the per-device rollout state.
+	// +listType=map
+	// +listMapKey=device
+	// +optional
+	Devices []ApplicationDeviceStatus `json:"devices,omitempty"`
+	// LastDeployed is when the current version was last delivered to a device.
+	// +optional
+	LastDeployed *metav1.Time `json:"lastDeployed,omitempty"`
+	// ObservedGeneration is the spec generation the status reflects.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions are the standard Kubernetes conditions: Ready, Progressing, Degraded.
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+}
+
+// Application is a WebAssembly module to run, sandboxed, on a set of Devices.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=wapp;wapps,categories=wasmbed
+// +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.name`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`,priority=1
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.runningCount`
+// +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.targetCount`
+// +kubebuilder:printcolumn:name="Last Deployed",type=date,JSONPath=`.status.lastDeployed`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Application struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired state.
+	Spec ApplicationSpec `json:"spec"`
+	// Status is the observed state.
+	// +optional
+	Status ApplicationStatus `json:"status,omitempty"`
+}
+
+// ApplicationList is a list of Applications.
+//
+// +kubebuilder:object:root=true
+type ApplicationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the applications.
+	Items []Application `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Application{}, &ApplicationList{})
+}

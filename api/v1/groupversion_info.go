@@ -1,0 +1,26 @@
+// Package v1 contains the v1 API of the wasmbed.github.io group: the Device and
+// Application custom resources.
+//
+// Desired state lives in each resource's spec and is written by operators;
+// observed state lives in the status subresource and is written only by the
+// controller and the gateways.
+//
+// +kubebuilder:object:generate=true
+// +groupName=wasmbed.github.io
+package v1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of every resource in this package.
+	GroupVersion = schema.GroupVersion{Group: "wasmbed.github.io", Version: "v1"}
+
+	// SchemeBuilder registers the package's types with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the package's types to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
