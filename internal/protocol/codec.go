@@ -263,6 +263,7 @@ func encodeTo(buf *bytes.Buffer, env Envelope) error {
 	if v == 0 {
 		v = Version
 	}
+	buf.Grow(sizeHint(env.Message))
 	buf.Write(appendHeader(buf.AvailableBuffer(), header{version: v, id: env.MessageID, typ: t}))
 	if err := encMode.MarshalToBuffer(env.Message, buf); err != nil {
 		return fmt.Errorf("protocol: encode %s: %w", t, err)
@@ -271,6 +272,19 @@ func encodeTo(buf *bytes.Buffer, env Envelope) error {
 }
 
 var errNilMessage = errors.New("nil message")
+
+// sizeHint estimates the encoded size of m, so that large messages are
+// encoded into a buffer allocated once.
+func sizeHint(m Message) int {
+	const overhead = 64 // envelope header, keys, string heads, small fields
+	switch m := m.(type) {
+	case *Deploy:
+		return overhead + len(m.App) + len(m.Artifact) + len(m.Sealed)
+	case *Update:
+		return overhead + len(m.App) + len(m.Artifact) + len(m.Sealed)
+	}
+	return overhead
+}
 
 // header is the part of an envelope before the body.
 type header struct {
