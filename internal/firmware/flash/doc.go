@@ -57,9 +57,12 @@
 // tail, and are replayed after it.
 // Blocks are erased only when reused, just before their header is written;
 // an interrupted erase leaves a block without a valid header, which mount
-// treats as free. A commit always leaves three blocks free so compaction
-// can proceed; if a batch cannot fit even after compaction it fails with
-// [ErrNoSpace] before writing anything.
+// treats as free. Put and delete records never use the last 36 bytes of a
+// block, so one block's live records and a commit record always fit in a
+// single fresh block: a compaction never needs more than the block it
+// frees. A commit leaves two blocks free, so compaction can always proceed,
+// even after a power cut sealed a half-written block; a batch that cannot
+// fit even after compaction fails with [ErrNoSpace] before writing anything.
 //
 // Damaged data never panics: mount skips it, counts it in [Stats] and keeps
 // up to a few [CorruptError] values; [Store.Get] returns a *CorruptError

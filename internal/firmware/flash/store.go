@@ -45,10 +45,10 @@ func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 // DefaultMaxValue is the default largest value a Store accepts.
 const DefaultMaxValue = 1 << 20
 
-// reserveBlocks is the number of free blocks a commit leaves, so that a
-// compaction can always relocate the live records of one block (at most a
-// block's worth, re-split across two blocks at worst, plus its commit).
-const reserveBlocks = 3
+// reserveBlocks is the number of free blocks a commit leaves. A compaction
+// needs at most one (see fit), so the log can always be compacted, even
+// after a power cut sealed a partly written block.
+const reserveBlocks = 2
 
 // maxCorruptions bounds the CorruptErrors a store remembers.
 const maxCorruptions = 8
@@ -504,25 +504,31 @@ func (s *Store) freeBlocks() int {
 
 // fit decides where the next record of a key of keyLen bytes, carrying up
 // to want data bytes, goes given the append offset pos: into the current
-// block (fresh=false) or a fresh one, with n data bytes.
-func (s *Store) fit(pos, keyLen, want int) (fresh bool, n int) {
-	bs := s.geo.BlockSize
+// block (fresh=false) or a fresh one, with n data bytes. Put and delete
+// records end at least recOverhead bytes before the end of a block, so the
+// live records of any block plus one commit record always fit in one fresh
+// block; only commit records use those last bytes.
+func (s *Store) fit(pos, keyLen, want int, commit bool) (fresh bool, n int) {
+	end := s.geo.BlockSize
+	if !commit {
+		end -= recOverhead
+	}
 	want = min(want, maxFrag)
-	room := bs - pos - recOverhead - keyLen
+	room := end - pos - recOverhead - keyLen
 	switch {
 	case room >= want:
 		return false, want
 	case room >= minFrag:
 		return false, room
 	}
-	return true, min(want, bs-blockHdrSize-recOverhead-keyLen)
+	return true, min(want, end-blockHdrSize-recOverhead-keyLen)
 }
 
 // plan returns how many fresh blocks writing ops as one transaction takes.
 func (s *Store) plan(ops []batchOp) int {
 	pos, fresh := s.pos, 0
 	step := func(keyLen, want int) int {
-		f, n := s.fit(pos, keyLen, want)
+		f, n := s.fit(pos, keyLen, want, keyLen == 0)
 		if f {
 			fresh++
 			pos = blockHdrSize
@@ -597,7 +603,7 @@ func (s *Store) writeTxn(ops []batchOp) error {
 func (s *Store) writeValue(txn, ver uint64, key string, size, off uint32, data []byte) ([]frag, error) {
 	var frags []frag
 	for first := true; first || len(data) > 0; first = false {
-		fresh, n := s.fit(s.pos, len(key), len(data))
+		fresh, n := s.fit(s.pos, len(key), len(data), false)
 		if fresh {
 			if err := s.alloc(); err != nil {
 				return nil, err
@@ -619,7 +625,7 @@ func (s *Store) writeValue(txn, ver uint64, key string, size, off uint32, data [
 // with fit, except for key-only records that writeRecord places itself.
 func (s *Store) writeRecord(h recHdr, key string, data []byte) (uint32, error) {
 	if h.kind != kindPut {
-		if fresh, _ := s.fit(s.pos, len(key), 0); fresh {
+		if fresh, _ := s.fit(s.pos, len(key), 0, h.kind == kindCommit); fresh {
 			if err := s.alloc(); err != nil {
 				return 0, err
 			}
@@ -733,11 +739,7 @@ func (s *Store) compact() error {
 			}
 		}
 	})
-	if need := s.plan(ops); need > s.freeBlocks() {
-		return fmt.Errorf("compaction needs %d blocks, %d free: %w", need, s.freeBlocks(), ErrNoSpace)
-	}
 	txn := s.nextTxn
-	s.nextTxn++
 	newTail := s.seqs[t] + 1
 	type moved struct {
 		key   string
@@ -746,13 +748,47 @@ func (s *Store) compact() error {
 	}
 	var moves []moved
 	count := uint32(0)
+	total := recOverhead // the commit record
 	for _, l := range lives {
-		frags, err := s.writeValue(txn, l.h.ver, l.key, l.h.a, l.h.b, l.data)
-		if err != nil {
-			return err
+		total += l.h.size()
+	}
+	if total <= bs-blockHdrSize {
+		// Records keep their size: they fit the head, or one fresh block.
+		if s.head < 0 || s.pos+total > bs {
+			if s.freeBlocks() < 1 {
+				return fmt.Errorf("compaction needs a free block: %w", ErrNoSpace)
+			}
+			s.nextTxn++
+			if err := s.alloc(); err != nil {
+				return err
+			}
+		} else {
+			s.nextTxn++
 		}
-		count += uint32(len(frags))
-		moves = append(moves, moved{key: l.key, old: l.addr, frags: frags})
+		for _, l := range lives {
+			h := l.h
+			h.txn = txn
+			addr, err := s.writeRecord(h, l.key, l.data)
+			if err != nil {
+				return err
+			}
+			count++
+			moves = append(moves, moved{key: l.key, old: l.addr, frags: []frag{{addr: addr, off: h.b, n: h.dataLen}}})
+		}
+	} else {
+		// Only a block written by something else can be this full; split.
+		if need := s.plan(ops); need > s.freeBlocks() {
+			return fmt.Errorf("compaction needs %d blocks, %d free: %w", need, s.freeBlocks(), ErrNoSpace)
+		}
+		s.nextTxn++
+		for _, l := range lives {
+			frags, err := s.writeValue(txn, l.h.ver, l.key, l.h.a, l.h.b, l.data)
+			if err != nil {
+				return err
+			}
+			count += uint32(len(frags))
+			moves = append(moves, moved{key: l.key, old: l.addr, frags: frags})
+		}
 	}
 	if _, err := s.writeRecord(recHdr{kind: kindCommit, a: count, b: newTail, txn: txn}, "", nil); err != nil {
 		return err

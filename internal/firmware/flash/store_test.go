@@ -175,87 +175,111 @@ func TestStoreCompaction(t *testing.T) {
 	}
 }
 
-// TestStorePowerCutEveryStep runs a workload with puts, deletes, multi-key
-// batches, large values and compaction, and cuts power at every write step
-// of every commit in turn, with both tear modes. After each cut it remounts
-// and checks that the store holds exactly the state before the interrupted
-// commit or exactly the state after it.
+// TestStorePowerCutEveryStep runs workloads with puts, deletes, multi-key
+// batches, large values and compaction — one roomy, one so full that
+// commits compact constantly and some fail for lack of space — and cuts
+// power at every write step of every commit in turn, with both tear modes.
+// After each cut it remounts and checks that the store holds exactly the
+// state before the interrupted commit or exactly the state after it, and
+// that the recovered store accepts the commit again.
 func TestStorePowerCutEveryStep(t *testing.T) {
-	type step struct {
-		batch Batch
-		after map[string][]byte
+	workloads := []struct {
+		name   string
+		geo    Geometry
+		keys   int
+		maxVal int
+		steps  int
+	}{
+		{"roomy", testGeo, 5, 1500, 150},
+		{"full", Geometry{PageSize: 256, BlockSize: 1024, Blocks: 10}, 4, 1100, 120},
 	}
-	rng := rand.New(rand.NewPCG(7, 9))
-	model := map[string][]byte{}
-	var steps []step
-	for i := range 150 {
-		var b Batch
-		for range 1 + rng.IntN(3) {
-			k := fmt.Sprintf("key-%d", rng.IntN(5))
-			if rng.IntN(4) == 0 {
-				b.Delete(k)
-				delete(model, k)
+	apply := func(before map[string][]byte, b *Batch) map[string][]byte {
+		after := maps.Clone(before)
+		for _, op := range b.ops {
+			if op.del {
+				delete(after, op.key)
 			} else {
-				v := pattern(i, rng.IntN(1500))
-				b.Put(k, v)
-				model[k] = v
+				after[op.key] = op.value
 			}
 		}
-		steps = append(steps, step{batch: b, after: maps.Clone(model)})
+		return after
 	}
-	for _, tear := range []Tear{TearNone, TearHalf} {
-		t.Run(fmt.Sprintf("tear%d", tear), func(t *testing.T) {
-			base, _ := NewMem(testGeo)
-			s := mustMount(t, base)
-			before := map[string][]byte{}
-			cuts := 0
-			for i, st := range steps {
-				for n := int64(0); ; n++ {
-					img := base.Clone()
-					f := NewFaulty(img)
-					f.SetTear(tear)
-					s := mustMount(t, f)
-					f.FailAfter(n)
-					err := s.Commit(&st.batch)
-					f.PowerOn()
-					if err == nil {
-						break
-					}
-					cuts++
-					if !errors.Is(err, ErrPowerCut) {
-						t.Fatalf("step %d cut %d: got %v, want ErrPowerCut", i, n, err)
-					}
-					got := contents(t, mustMount(t, img))
-					if !equalContents(got, before) && !equalContents(got, st.after) {
-						t.Fatalf("step %d cut at write %d: state is neither before nor after the commit", i, n)
-					}
-					// The recovered store must accept the commit again.
-					pre := dump(img)
-					again := mustMount(t, img)
-					if err := again.Commit(&st.batch); err != nil {
-						t.Fatalf("step %d cut %d: recommit: %v", i, n, err)
-					}
-					if got := contents(t, mustMount(t, img)); !equalContents(got, st.after) {
-						for k := range st.after {
-							if !bytes.Equal(got[k], st.after[k]) {
-								t.Logf("key %s: got %d bytes want %d", k, len(got[k]), len(st.after[k]))
-							}
+	for _, w := range workloads {
+		rng := rand.New(rand.NewPCG(7, 9))
+		batches := make([]Batch, w.steps)
+		for i := range batches {
+			for range 1 + rng.IntN(3) {
+				k := fmt.Sprintf("key-%d", rng.IntN(w.keys))
+				if rng.IntN(4) == 0 {
+					batches[i].Delete(k)
+				} else {
+					batches[i].Put(k, pattern(i, rng.IntN(w.maxVal)))
+				}
+			}
+		}
+		for _, tear := range []Tear{TearNone, TearHalf} {
+			t.Run(fmt.Sprintf("%s/tear%d", w.name, tear), func(t *testing.T) {
+				base, _ := NewMem(w.geo)
+				s := mustMount(t, base)
+				before := map[string][]byte{}
+				cuts, full := 0, 0
+				for i := range batches {
+					b := &batches[i]
+					after := apply(before, b)
+					for n := int64(0); ; n++ {
+						img := base.Clone()
+						f := NewFaulty(img)
+						f.SetTear(tear)
+						s := mustMount(t, f)
+						f.FailAfter(n)
+						err := s.Commit(b)
+						cut := f.Off()
+						f.PowerOn()
+						if !cut {
+							break
 						}
-						t.Logf("got keys %v want %v; stats %+v; again %+v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(st.after)), mustMount(t, img).Stats(), again.Stats())
-						t.Logf("before recommit:\n%s\nafter:\n%s", pre, dump(img))
-						t.Fatalf("step %d cut %d: recommit gave wrong state", i, n)
+						cuts++
+						if !errors.Is(err, ErrPowerCut) {
+							t.Fatalf("step %d cut %d: got %v, want ErrPowerCut", i, n, err)
+						}
+						got := contents(t, mustMount(t, img))
+						if !equalContents(got, before) && !equalContents(got, after) {
+							t.Fatalf("step %d cut at write %d: state is neither before nor after the commit", i, n)
+						}
+						again := mustMount(t, img)
+						err = again.Commit(b)
+						want := after
+						if errors.Is(err, ErrNoSpace) {
+							want = before
+						} else if err != nil {
+							t.Fatalf("step %d cut %d: recommit: %v", i, n, err)
+						}
+						if !equalContents(got, before) {
+							want = after // the cut commit had landed
+						}
+						if got := contents(t, mustMount(t, img)); !equalContents(got, want) {
+							t.Logf("log:\n%s", dump(img))
+							t.Fatalf("step %d cut %d: recommit gave wrong state", i, n)
+						}
+					}
+					switch err := s.Commit(b); {
+					case errors.Is(err, ErrNoSpace):
+						full++
+						if got := contents(t, mustMount(t, base)); !equalContents(got, before) {
+							t.Fatalf("step %d: failed commit changed the store", i)
+						}
+					case err != nil:
+						t.Fatalf("step %d: %v", i, err)
+					default:
+						before = after
 					}
 				}
-				if err := s.Commit(&st.batch); err != nil {
-					t.Fatalf("step %d: %v", i, err)
+				if s.Stats().Compactions == 0 {
+					t.Fatal("workload never compacted; test does not cover compaction")
 				}
-				before = st.after
-			}
-			if s.Stats().Compactions == 0 {
-				t.Fatal("workload never compacted; test does not cover compaction")
-			}
-			t.Logf("%d power cuts checked", cuts)
-		})
+				t.Logf("%d power cuts checked, %d commits refused for space, %d compactions", cuts, full, s.Stats().Compactions)
+			})
+		}
 	}
 }
 

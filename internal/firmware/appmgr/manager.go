@@ -1,0 +1,701 @@
+package appmgr
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/wasmbed/wasmbed/internal/firmware/flash"
+	"github.com/wasmbed/wasmbed/internal/protocol"
+)
+
+// Config configures a Manager.
+type Config struct {
+	// Store is the device's flash store. Required.
+	Store *flash.Store
+	// Runner starts applications. Required.
+	Runner Runner
+	// Limits is the device's budget for applications.
+	Limits Limits
+	// Observer receives every state change, in order, outside the
+	// manager's lock; it may call back into the manager. Optional.
+	Observer func(Event)
+	// Logger receives lifecycle logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Manager installs, starts, stops, updates and removes the applications of
+// one device. It is safe for concurrent use; operations are serialised.
+type Manager struct {
+	mu     sync.Mutex
+	store  *flash.Store
+	runner Runner
+	limits Limits
+	log    *slog.Logger
+	apps   map[string]*app
+	queue  []Event
+
+	emitMu  sync.Mutex // serialises delivery to observe
+	observe func(Event)
+
+	exitMu sync.Mutex
+	exits  []exit
+}
+
+type app struct {
+	name   string
+	rec    record
+	inst   Instance
+	gen    uint64 // incremented for every start, to ignore stale exits
+	state  protocol.AppState
+	reason protocol.Reason
+	res    protocol.Resource
+	msg    string
+	config *appConfig
+}
+
+type exit struct {
+	name string
+	gen  uint64
+	err  error
+}
+
+// Open loads the applications from store, repairs what a power loss left
+// half done — an update on trial is rolled back to the last good version,
+// an interrupted first install is forgotten, unreferenced module slots are
+// erased — and starts every application whose desired state is running.
+// Start failures are reported as statuses and events, not as errors.
+func Open(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Store == nil || cfg.Runner == nil {
+		return nil, errors.New("appmgr: Store and Runner are required")
+	}
+	m := &Manager{
+		store: cfg.Store, runner: cfg.Runner, limits: cfg.Limits,
+		log: cfg.Logger, observe: cfg.Observer, apps: make(map[string]*app),
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	m.mu.Lock()
+	err := m.recover()
+	if err == nil {
+		for _, name := range slices.Sorted(maps.Keys(m.apps)) {
+			if a := m.apps[name]; a.rec.Run {
+				m.startActive(ctx, a)
+			}
+		}
+	}
+	m.unlock()
+	if err != nil {
+		return nil, fmt.Errorf("appmgr: open: %w", err)
+	}
+	return m, nil
+}
+
+func (m *Manager) recover() error {
+	var fix flash.Batch
+	for _, key := range m.store.Keys(metaPrefix) {
+		name := key[len(metaPrefix):]
+		raw, err := m.store.Get(key)
+		var rec record
+		if err == nil {
+			rec, err = decodeRecord(raw)
+		}
+		if err != nil {
+			m.log.Warn("app record damaged, forgetting app", "app", name, "err", err)
+			fix.Delete(key)
+			fix.Delete(slotKey(0, name))
+			fix.Delete(slotKey(1, name))
+			fix.Delete(configKey(name))
+			m.emit(EventRecovered, Status{Name: name, Slot: -1, State: protocol.StateRemoved, Reason: protocol.ReasonInternal, Message: "damaged application record"})
+			continue
+		}
+		a := &app{name: name, rec: rec, state: protocol.StateInstalled}
+		if p := rec.Pending; p >= 0 {
+			a.rec.Pending = -1
+			a.rec.Slots[p] = slotInfo{}
+			if rec.Active < 0 {
+				m.log.Info("interrupted install rolled back", "app", name, "sequence", rec.Slots[p].Sequence)
+				fix.Delete(key)
+				fix.Delete(slotKey(0, name))
+				fix.Delete(slotKey(1, name))
+				fix.Delete(configKey(name))
+				m.emit(EventRecovered, Status{Name: name, Slot: -1, State: protocol.StateRemoved, Message: "interrupted install rolled back"})
+				continue
+			}
+			m.log.Info("interrupted update rolled back", "app", name, "sequence", rec.Slots[p].Sequence)
+			fix.Put(key, encode(a.rec))
+			a.msg = "interrupted update rolled back"
+			m.emit(EventRecovered, a.status())
+		}
+		for s := range 2 {
+			if int8(s) != a.rec.Active && m.store.Has(slotKey(s, name)) {
+				fix.Delete(slotKey(s, name))
+			}
+		}
+		m.apps[name] = a
+	}
+	for _, prefix := range []string{"0:", "1:", configPrefix} {
+		for _, key := range m.store.Keys(prefix) {
+			if m.apps[key[len(prefix):]] == nil {
+				fix.Delete(key)
+			}
+		}
+	}
+	if fix.Len() > 0 {
+		if err := m.store.Commit(&fix); err != nil {
+			return fmt.Errorf("commit recovery: %w", err)
+		}
+	}
+	for name, a := range m.apps {
+		if raw, err := m.store.Get(configKey(name)); err == nil {
+			var c appConfig
+			if decMode.Unmarshal(raw, &c) == nil {
+				a.config = &c
+			}
+		}
+	}
+	return nil
+}
+
+// unlock releases the manager, handling exits reported meanwhile, and
+// delivers queued events.
+func (m *Manager) unlock() {
+	for {
+		m.drainExits()
+		m.mu.Unlock()
+		m.exitMu.Lock()
+		more := len(m.exits) > 0
+		m.exitMu.Unlock()
+		if !more || !m.mu.TryLock() {
+			break
+		}
+	}
+	m.flush()
+}
+
+func (m *Manager) flush() {
+	m.emitMu.Lock()
+	defer m.emitMu.Unlock()
+	for {
+		m.mu.Lock()
+		q := m.queue
+		m.queue = nil
+		m.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		if m.observe != nil {
+			for _, ev := range q {
+				m.observe(ev)
+			}
+		}
+	}
+}
+
+func (m *Manager) emit(kind EventKind, st Status) {
+	m.queue = append(m.queue, Event{Kind: kind, Status: st})
+}
+
+// onExit is the exit callback handed to the runner.
+func (m *Manager) onExit(name string, gen uint64, err error) {
+	m.exitMu.Lock()
+	m.exits = append(m.exits, exit{name, gen, err})
+	m.exitMu.Unlock()
+	if m.mu.TryLock() {
+		m.unlock()
+	}
+}
+
+func (m *Manager) drainExits() {
+	m.exitMu.Lock()
+	ex := m.exits
+	m.exits = nil
+	m.exitMu.Unlock()
+	for _, e := range ex {
+		a := m.apps[e.name]
+		if a == nil || a.gen != e.gen || a.inst == nil {
+			continue // stopped, restarted or removed since
+		}
+		a.inst = nil
+		a.setErr(e.err)
+		m.log.Info("app exited", "app", a.name, "state", a.state, "err", e.err)
+		m.emit(EventExited, a.status())
+	}
+}
+
+func (a *app) status() Status {
+	st := Status{
+		Name: a.name, Slot: int(a.rec.Active), State: a.state, Reason: a.reason,
+		Resource: a.res, Message: a.msg, Run: a.rec.Run,
+	}
+	s := a.rec.Active
+	if a.rec.Pending >= 0 {
+		s = a.rec.Pending
+	}
+	if s >= 0 {
+		st.Version, st.Sequence = a.rec.Slots[s].Version, a.rec.Slots[s].Sequence
+	}
+	return st
+}
+
+func (a *app) setState(s protocol.AppState, msg string) {
+	a.state, a.reason, a.res, a.msg = s, 0, 0, msg
+}
+
+// setErr classifies a runner error into the application's state.
+func (a *app) setErr(err error) {
+	var trap *TrapError
+	var lim *LimitError
+	switch {
+	case errors.As(err, &lim):
+		a.setState(protocol.StateLimitExceeded, lim.Error())
+		a.res = lim.Resource
+	case errors.As(err, &trap):
+		a.setState(protocol.StateTrapped, trap.Reason)
+	case errors.Is(err, ErrInvalidModule):
+		a.setState(protocol.StateFailed, err.Error())
+		a.reason = protocol.ReasonInvalidModule
+	default:
+		a.setState(protocol.StateFailed, err.Error())
+		a.reason = protocol.ReasonInternal
+	}
+}
+
+// loadModule reads a slot's module and checks it against its digest.
+func (m *Manager) loadModule(name string, slot int8) ([]byte, error) {
+	info := m.apps[name].rec.Slots[slot]
+	mod, err := m.store.Get(slotKey(int(slot), name))
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	if sum := sha256.Sum256(mod); !bytes.Equal(sum[:], info.SHA256) {
+		return nil, fmt.Errorf("module in slot %d does not match its digest", slot)
+	}
+	return mod, nil
+}
+
+// start starts the module in slot; it sets no status.
+func (m *Manager) start(ctx context.Context, a *app, slot int8) error {
+	mod, err := m.loadModule(a.name, slot)
+	if err != nil {
+		return err
+	}
+	info := a.rec.Slots[slot]
+	a.gen++
+	gen, name := a.gen, a.name
+	inst, err := m.runner.Start(ctx, RunSpec{
+		Name: a.name, Version: info.Version, Sequence: info.Sequence, Module: mod, Limits: info.limits(),
+	}, func(err error) { m.onExit(name, gen, err) })
+	if err != nil {
+		return err
+	}
+	a.inst = inst
+	return nil
+}
+
+// startActive starts the active version and reports the outcome.
+func (m *Manager) startActive(ctx context.Context, a *app) error {
+	if a.rec.Active < 0 {
+		a.setState(protocol.StateFailed, "no installed version")
+		a.reason = protocol.ReasonNotInstalled
+		m.emit(EventFailed, a.status())
+		return errors.New("no installed version")
+	}
+	if err := m.start(ctx, a, a.rec.Active); err != nil {
+		a.setErr(err)
+		m.log.Warn("app failed to start", "app", a.name, "err", err)
+		m.emit(EventFailed, a.status())
+		return err
+	}
+	a.setState(protocol.StateRunning, "")
+	m.emit(EventStarted, a.status())
+	return nil
+}
+
+func (m *Manager) stopInstance(ctx context.Context, a *app) {
+	if a.inst == nil {
+		return
+	}
+	inst := a.inst
+	a.inst = nil
+	a.gen++
+	if err := inst.Stop(ctx); err != nil {
+		m.log.Warn("app stop failed", "app", a.name, "err", err)
+	}
+}
+
+func (m *Manager) refuse(name string, r Refusal, format string, args ...any) error {
+	err := &RefusalError{App: name, Reason: r, Detail: fmt.Sprintf(format, args...)}
+	m.log.Info("app request refused", "app", name, "reason", r, "detail", err.Detail)
+	return err
+}
+
+// usage sums the flash held by module slots and the memory limits of the
+// applications other than skip.
+func (m *Manager) usage(skip string) (flashBytes int64, memory uint64) {
+	for name, a := range m.apps {
+		for _, s := range a.rec.Slots {
+			flashBytes += int64(s.Size)
+		}
+		if name == skip {
+			continue
+		}
+		s := a.rec.Active
+		if a.rec.Pending >= 0 {
+			s = a.rec.Pending
+		}
+		if s >= 0 {
+			memory += a.rec.Slots[s].Memory
+		}
+	}
+	return flashBytes, memory
+}
+
+func (m *Manager) check(req *Request) error {
+	l := m.limits
+	switch {
+	case len(req.Name) == 0 || len(req.Name) > protocol.MaxNameLen:
+		return m.refuse(req.Name, RefusedName, "name length %d outside [1, %d]", len(req.Name), protocol.MaxNameLen)
+	case sha256.Sum256(req.Module) != req.SHA256:
+		return m.refuse(req.Name, RefusedHash, "")
+	case l.MaxModuleBytes > 0 && len(req.Module) > l.MaxModuleBytes:
+		return m.refuse(req.Name, RefusedModuleTooLarge, "%d bytes, limit %d", len(req.Module), l.MaxModuleBytes)
+	case l.MaxAppMemory > 0 && req.Limits.MemoryBytes > l.MaxAppMemory:
+		return m.refuse(req.Name, RefusedAppMemory, "%d bytes, limit %d", req.Limits.MemoryBytes, l.MaxAppMemory)
+	case l.MaxStackBytes > 0 && req.Limits.StackBytes > l.MaxStackBytes:
+		return m.refuse(req.Name, RefusedAppStack, "%d bytes, limit %d", req.Limits.StackBytes, l.MaxStackBytes)
+	}
+	a := m.apps[req.Name]
+	if a == nil && l.MaxApps > 0 && len(m.apps) >= l.MaxApps {
+		return m.refuse(req.Name, RefusedTooManyApps, "limit %d", l.MaxApps)
+	}
+	if a != nil && a.rec.Active >= 0 && req.Sequence < a.rec.Slots[a.rec.Active].Sequence {
+		return m.refuse(req.Name, RefusedOlder, "sequence %d, installed %d", req.Sequence, a.rec.Slots[a.rec.Active].Sequence)
+	}
+	fl, mem := m.usage(req.Name)
+	if l.MemoryBytes > 0 && mem+req.Limits.MemoryBytes > l.MemoryBytes {
+		return m.refuse(req.Name, RefusedMemory, "%d bytes in use, %d asked, limit %d", mem, req.Limits.MemoryBytes, l.MemoryBytes)
+	}
+	if l.FlashBytes > 0 && fl+int64(len(req.Module)) > l.FlashBytes {
+		return m.refuse(req.Name, RefusedFlash, "%d bytes in use, %d asked, limit %d", fl, len(req.Module), l.FlashBytes)
+	}
+	return nil
+}
+
+func (m *Manager) commit(name string, b *flash.Batch) error {
+	err := m.store.Commit(b)
+	if errors.Is(err, flash.ErrNoSpace) {
+		return m.refuse(name, RefusedFlash, "%v", err)
+	}
+	if err != nil {
+		return fmt.Errorf("app %q: %w", name, err)
+	}
+	return nil
+}
+
+// Install installs req as a new application or as the new version of an
+// installed one. The module goes into the application's inactive slot. With
+// req.Start the new version runs on trial and becomes active only once it
+// has started; if it fails, the previous version is restored (and
+// restarted if it was meant to run) and a *StartError reports both. A
+// refused request returns a *RefusalError and changes nothing.
+// Re-installing the active version only applies req.Start.
+func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
+	m.mu.Lock()
+	defer m.unlock()
+	if err := m.check(&req); err != nil {
+		return Status{Name: req.Name, Slot: -1}, err
+	}
+	a := m.apps[req.Name]
+	if a != nil && a.rec.Active >= 0 {
+		if cur := a.rec.Slots[a.rec.Active]; cur.Sequence == req.Sequence && bytes.Equal(cur.SHA256, req.SHA256[:]) {
+			return m.reinstall(ctx, a, &req)
+		}
+	}
+	rec := record{Active: -1, Pending: -1}
+	if a != nil {
+		rec = a.rec
+	}
+	target := int8(0)
+	if rec.Active == 0 {
+		target = 1
+	}
+	rec.Slots[target] = slotInfo{
+		Version: req.Version, Sequence: req.Sequence, SHA256: req.SHA256[:], Size: uint32(len(req.Module)),
+		Memory: req.Limits.MemoryBytes, Timeout: int64(req.Limits.ExecutionTimeout), Stack: req.Limits.StackBytes,
+	}
+	var b flash.Batch
+	b.Put(slotKey(int(target), req.Name), req.Module)
+	b.Append(req.Extra)
+	if !req.Start {
+		// No trial: the new version is active at once, the old one erased.
+		old := rec.Active
+		rec.Active, rec.Pending, rec.Run = target, -1, false
+		if old >= 0 {
+			rec.Slots[old] = slotInfo{}
+			b.Delete(slotKey(int(old), req.Name))
+		}
+		b.Put(metaKey(req.Name), encode(rec))
+		if err := m.commit(req.Name, &b); err != nil {
+			return Status{Name: req.Name, Slot: -1}, err
+		}
+		if a == nil {
+			a = &app{name: req.Name}
+			m.apps[req.Name] = a
+		}
+		m.stopInstance(ctx, a)
+		a.rec = rec
+		a.setState(protocol.StateInstalled, "")
+		m.emit(EventInstalled, a.status())
+		return a.status(), nil
+	}
+
+	oldRun := rec.Run
+	rec.Pending, rec.Run = target, true
+	b.Put(metaKey(req.Name), encode(rec))
+	if err := m.commit(req.Name, &b); err != nil {
+		return Status{Name: req.Name, Slot: -1}, err
+	}
+	if a == nil {
+		a = &app{name: req.Name}
+		m.apps[req.Name] = a
+	}
+	m.stopInstance(ctx, a)
+	a.rec = rec
+	startErr := m.start(ctx, a, target)
+
+	b.Reset()
+	next := rec
+	next.Pending = -1
+	if startErr == nil || rec.Active < 0 {
+		// Promote: the new version started, or there is nothing to fall
+		// back to (a first install keeps its module and reports the failure).
+		old := next.Active
+		next.Active = target
+		if old >= 0 {
+			next.Slots[old] = slotInfo{}
+			b.Delete(slotKey(int(old), req.Name))
+		}
+	} else {
+		next.Slots[target] = slotInfo{}
+		next.Run = oldRun
+		b.Delete(slotKey(int(target), req.Name))
+	}
+	b.Put(metaKey(req.Name), encode(next))
+	if err := m.store.Commit(&b); err != nil {
+		m.stopInstance(ctx, a)
+		return a.status(), fmt.Errorf("app %q: commit start outcome: %w", req.Name, err)
+	}
+	if startErr == nil {
+		a.rec = next
+		a.setState(protocol.StateRunning, "")
+		m.log.Info("app version running", "app", a.name, "version", req.Version, "sequence", req.Sequence)
+		m.emit(EventStarted, a.status())
+		return a.status(), nil
+	}
+	a.setErr(startErr)
+	failed := a.status()
+	m.emit(EventFailed, failed)
+	a.rec = next
+	if rec.Active < 0 {
+		return failed, &StartError{Failed: failed, Err: startErr}
+	}
+	m.log.Warn("app update failed, falling back", "app", a.name, "failed", req.Sequence, "sequence", next.Slots[next.Active].Sequence, "err", startErr)
+	a.setState(protocol.StateInstalled, "")
+	if next.Run {
+		if err := m.start(ctx, a, next.Active); err != nil {
+			a.setErr(err)
+		} else {
+			a.setState(protocol.StateRunning, "")
+		}
+	}
+	fb := a.status()
+	m.emit(EventFellBack, fb)
+	return failed, &StartError{Failed: failed, Fallback: &fb, Err: startErr}
+}
+
+func (m *Manager) reinstall(ctx context.Context, a *app, req *Request) (Status, error) {
+	if req.Extra != nil && req.Extra.Len() > 0 {
+		if err := m.commit(a.name, req.Extra); err != nil {
+			return a.status(), err
+		}
+	}
+	if req.Start && a.inst == nil {
+		return m.startLocked(ctx, a)
+	}
+	return a.status(), nil
+}
+
+// Start starts an installed application and persists that it should run.
+func (m *Manager) Start(ctx context.Context, name string) (Status, error) {
+	m.mu.Lock()
+	defer m.unlock()
+	a := m.apps[name]
+	if a == nil {
+		return Status{Name: name, Slot: -1}, m.refuse(name, RefusedNotInstalled, "")
+	}
+	return m.startLocked(ctx, a)
+}
+
+func (m *Manager) startLocked(ctx context.Context, a *app) (Status, error) {
+	if a.inst != nil {
+		return a.status(), nil
+	}
+	if !a.rec.Run {
+		rec := a.rec
+		rec.Run = true
+		var b flash.Batch
+		b.Put(metaKey(a.name), encode(rec))
+		if err := m.commit(a.name, &b); err != nil {
+			return a.status(), err
+		}
+		a.rec = rec
+	}
+	err := m.startActive(ctx, a)
+	return a.status(), err
+}
+
+// Stop stops an application and persists that it should not run.
+func (m *Manager) Stop(ctx context.Context, name string) (Status, error) {
+	m.mu.Lock()
+	defer m.unlock()
+	a := m.apps[name]
+	if a == nil {
+		return Status{Name: name, Slot: -1}, m.refuse(name, RefusedNotInstalled, "")
+	}
+	if a.rec.Run {
+		rec := a.rec
+		rec.Run = false
+		var b flash.Batch
+		b.Put(metaKey(a.name), encode(rec))
+		if err := m.commit(a.name, &b); err != nil {
+			return a.status(), err
+		}
+		a.rec = rec
+	}
+	m.stopInstance(ctx, a)
+	a.setState(protocol.StateStopped, "")
+	m.emit(EventStopped, a.status())
+	return a.status(), nil
+}
+
+// Remove stops an application and erases it, both slots and its
+// configuration, in one atomic commit.
+func (m *Manager) Remove(ctx context.Context, name string) (Status, error) {
+	m.mu.Lock()
+	defer m.unlock()
+	a := m.apps[name]
+	if a == nil {
+		return Status{Name: name, Slot: -1}, m.refuse(name, RefusedNotInstalled, "")
+	}
+	m.stopInstance(ctx, a)
+	var b flash.Batch
+	b.Delete(metaKey(name))
+	b.Delete(slotKey(0, name))
+	b.Delete(slotKey(1, name))
+	b.Delete(configKey(name))
+	if err := m.commit(name, &b); err != nil {
+		a.setState(protocol.StateStopped, "")
+		return a.status(), err
+	}
+	st := a.status()
+	st.State, st.Slot, st.Reason, st.Resource, st.Message, st.Run = protocol.StateRemoved, -1, 0, 0, "", false
+	delete(m.apps, name)
+	m.emit(EventRemoved, st)
+	return st, nil
+}
+
+// maxConfigBytes bounds an application's persisted configuration.
+const maxConfigBytes = 4096
+
+// Configure stores an application's configuration. A generation not newer
+// than the stored one is ignored.
+func (m *Manager) Configure(name string, generation uint64, values map[string]string) error {
+	m.mu.Lock()
+	defer m.unlock()
+	a := m.apps[name]
+	if a == nil {
+		return m.refuse(name, RefusedNotInstalled, "")
+	}
+	if a.config != nil && generation != 0 && generation <= a.config.Generation {
+		return nil
+	}
+	c := &appConfig{Generation: generation, Values: maps.Clone(values)}
+	raw := encode(c)
+	if len(raw) > maxConfigBytes {
+		return m.refuse(name, RefusedFlash, "configuration of %d bytes, limit %d", len(raw), maxConfigBytes)
+	}
+	var b flash.Batch
+	b.Put(configKey(name), raw)
+	if err := m.commit(name, &b); err != nil {
+		return err
+	}
+	a.config = c
+	return nil
+}
+
+// Lookup returns an application's configuration value; it implements the
+// runtime's configuration source.
+func (m *Manager) Lookup(name, key string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a := m.apps[name]; a != nil && a.config != nil {
+		v, ok := a.config.Values[key]
+		return v, ok
+	}
+	return "", false
+}
+
+// Status returns an application's status.
+func (m *Manager) Status(name string) (Status, bool) {
+	m.mu.Lock()
+	defer m.unlock()
+	if a := m.apps[name]; a != nil {
+		return a.status(), true
+	}
+	return Status{}, false
+}
+
+// Statuses appends the status of every installed application to dst, in
+// name order.
+func (m *Manager) Statuses(dst []Status) []Status {
+	m.mu.Lock()
+	defer m.unlock()
+	n := len(dst)
+	for _, a := range m.apps {
+		dst = append(dst, a.status())
+	}
+	slices.SortFunc(dst[n:], func(x, y Status) int { return cmp.Compare(x.Name, y.Name) })
+	return dst
+}
+
+// Running returns how many applications run.
+func (m *Manager) Running() int {
+	m.mu.Lock()
+	defer m.unlock()
+	n := 0
+	for _, a := range m.apps {
+		if a.inst != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Shutdown stops every instance without changing desired states, as a
+// device does before it powers down.
+func (m *Manager) Shutdown(ctx context.Context) {
+	m.mu.Lock()
+	defer m.unlock()
+	for _, a := range m.apps {
+		m.stopInstance(ctx, a)
+	}
+}
