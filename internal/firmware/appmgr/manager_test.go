@@ -359,13 +359,19 @@ func TestRefusals(t *testing.T) {
 		do   func(t *testing.T, d *device) error
 		want Refusal
 	}{
-		{"empty name", func(t *testing.T, d *device) error { _, err := d.mgr.Install(t.Context(), req("", "v1", 6, 10, true)); return err }, RefusedName},
+		{"empty name", func(t *testing.T, d *device) error {
+			_, err := d.mgr.Install(t.Context(), req("", "v1", 6, 10, true))
+			return err
+		}, RefusedName},
 		{"long name", func(t *testing.T, d *device) error {
 			_, err := d.mgr.Install(t.Context(), req(strings.Repeat("n", protocol.MaxNameLen+1), "v1", 6, 10, true))
 			return err
 		}, RefusedName},
 		{"hash", func(t *testing.T, d *device) error { _, err := d.mgr.Install(t.Context(), badHash); return err }, RefusedHash},
-		{"module too large", func(t *testing.T, d *device) error { _, err := d.mgr.Install(t.Context(), req("b", "v1", 6, 4001, true)); return err }, RefusedModuleTooLarge},
+		{"module too large", func(t *testing.T, d *device) error {
+			_, err := d.mgr.Install(t.Context(), req("b", "v1", 6, 4001, true))
+			return err
+		}, RefusedModuleTooLarge},
 		{"app memory", func(t *testing.T, d *device) error {
 			_, err := d.mgr.Install(t.Context(), withLimits(req("b", "v1", 6, 10, true), 97<<10, 0))
 			return err
@@ -378,14 +384,23 @@ func TestRefusals(t *testing.T) {
 			_, err := d.mgr.Install(t.Context(), withLimits(req("b", "v1", 6, 10, true), 96<<10, 0))
 			return err
 		}, RefusedMemory},
-		{"flash", func(t *testing.T, d *device) error { _, err := d.mgr.Install(t.Context(), req("b", "v1", 6, 4000, true)); return err }, RefusedFlash},
-		{"update needs both slots", func(t *testing.T, d *device) error { _, err := d.mgr.Install(t.Context(), req("a", "v2", 6, 3500, true)); return err }, RefusedFlash},
+		{"flash", func(t *testing.T, d *device) error {
+			_, err := d.mgr.Install(t.Context(), req("b", "v1", 6, 4000, true))
+			return err
+		}, RefusedFlash},
+		{"update needs both slots", func(t *testing.T, d *device) error {
+			_, err := d.mgr.Install(t.Context(), req("a", "v2", 6, 3500, true))
+			return err
+		}, RefusedFlash},
 		{"too many apps", func(t *testing.T, d *device) error {
 			mustInstall(t, d, req("b", "v1", 6, 100, true))
 			_, err := d.mgr.Install(t.Context(), req("c", "v1", 7, 100, true))
 			return err
 		}, RefusedTooManyApps},
-		{"older", func(t *testing.T, d *device) error { _, err := d.mgr.Install(t.Context(), req("a", "v0", 4, 100, true)); return err }, RefusedOlder},
+		{"older", func(t *testing.T, d *device) error {
+			_, err := d.mgr.Install(t.Context(), req("a", "v0", 4, 100, true))
+			return err
+		}, RefusedOlder},
 		{"start missing", func(t *testing.T, d *device) error { _, err := d.mgr.Start(t.Context(), "zz"); return err }, RefusedNotInstalled},
 		{"stop missing", func(t *testing.T, d *device) error { _, err := d.mgr.Stop(t.Context(), "zz"); return err }, RefusedNotInstalled},
 		{"remove missing", func(t *testing.T, d *device) error { _, err := d.mgr.Remove(t.Context(), "zz"); return err }, RefusedNotInstalled},

@@ -32,21 +32,30 @@ func TestPowerCutEveryStep(t *testing.T) {
 					mustInstall(t, d, req("app", fmt.Sprint("v", i), uint64(2+i), 2700, true))
 				}
 			},
-			op:      func(ctx context.Context, m *Manager) error { _, err := m.Install(ctx, req("app", "new", 99, 2800, true)); return err },
+			op: func(ctx context.Context, m *Manager) error {
+				_, err := m.Install(ctx, req("app", "new", 99, 2800, true))
+				return err
+			},
 			allowed: map[string][]string{"app": {"v11", "new"}, "other": {"v1"}},
 			final:   map[string][]string{"app": {"new"}, "other": {"v1"}},
 			compact: true,
 		},
 		{
-			name:    "install",
-			setup:   func(t testing.TB, d *device) { mustInstall(t, d, req("other", "v1", 1, 700, true)) },
-			op:      func(ctx context.Context, m *Manager) error { _, err := m.Install(ctx, req("app", "v1", 2, 2600, true)); return err },
+			name:  "install",
+			setup: func(t testing.TB, d *device) { mustInstall(t, d, req("other", "v1", 1, 700, true)) },
+			op: func(ctx context.Context, m *Manager) error {
+				_, err := m.Install(ctx, req("app", "v1", 2, 2600, true))
+				return err
+			},
 			allowed: map[string][]string{"app": {"", "v1"}, "other": {"v1"}},
 			final:   map[string][]string{"app": {"v1"}, "other": {"v1"}},
 		},
 		{
-			name:    "install stopped",
-			op:      func(ctx context.Context, m *Manager) error { _, err := m.Install(ctx, req("app", "v1", 2, 1200, false)); return err },
+			name: "install stopped",
+			op: func(ctx context.Context, m *Manager) error {
+				_, err := m.Install(ctx, req("app", "v1", 2, 1200, false))
+				return err
+			},
 			allowed: map[string][]string{"app": {"", "v1"}},
 			final:   map[string][]string{"app": {"v1"}},
 		},
@@ -56,22 +65,31 @@ func TestPowerCutEveryStep(t *testing.T) {
 				mustInstall(t, d, req("app", "v1", 1, 1900, true))
 				mustInstall(t, d, req("other", "v1", 2, 500, true))
 			},
-			op:      func(ctx context.Context, m *Manager) error { _, err := m.Install(ctx, req("app", "v2", 3, 2300, true)); return err },
+			op: func(ctx context.Context, m *Manager) error {
+				_, err := m.Install(ctx, req("app", "v2", 3, 2300, true))
+				return err
+			},
 			allowed: map[string][]string{"app": {"v1", "v2"}, "other": {"v1"}},
 			final:   map[string][]string{"app": {"v2"}, "other": {"v1"}},
 		},
 		{
-			name:    "update with fallback",
-			setup:   func(t testing.TB, d *device) { mustInstall(t, d, req("app", "v1", 1, 1900, true)) },
-			prep:    func(r *fakeRunner) { r.fail["v2"] = &TrapError{Reason: "unreachable"} },
-			op:      func(ctx context.Context, m *Manager) error { _, err := m.Install(ctx, req("app", "v2", 3, 2300, true)); return err },
+			name:  "update with fallback",
+			setup: func(t testing.TB, d *device) { mustInstall(t, d, req("app", "v1", 1, 1900, true)) },
+			prep:  func(r *fakeRunner) { r.fail["v2"] = &TrapError{Reason: "unreachable"} },
+			op: func(ctx context.Context, m *Manager) error {
+				_, err := m.Install(ctx, req("app", "v2", 3, 2300, true))
+				return err
+			},
 			allowed: map[string][]string{"app": {"v1"}},
 			final:   map[string][]string{"app": {"v1"}},
 		},
 		{
-			name:    "update without start",
-			setup:   func(t testing.TB, d *device) { mustInstall(t, d, req("app", "v1", 1, 1900, true)) },
-			op:      func(ctx context.Context, m *Manager) error { _, err := m.Install(ctx, req("app", "v2", 3, 2300, false)); return err },
+			name:  "update without start",
+			setup: func(t testing.TB, d *device) { mustInstall(t, d, req("app", "v1", 1, 1900, true)) },
+			op: func(ctx context.Context, m *Manager) error {
+				_, err := m.Install(ctx, req("app", "v2", 3, 2300, false))
+				return err
+			},
 			allowed: map[string][]string{"app": {"v1", "v2"}},
 			final:   map[string][]string{"app": {"v2"}},
 		},
