@@ -41,3 +41,10 @@ for w in "$src"/wat/*.wat; do
 	name="$(basename "$w" .wat)"
 	"$WAT2WASM" "$w" -o "$out/$name.wasm"
 done
+
+# Without an output directory, also rebuild the runtime's test modules.
+if [[ $# -eq 0 ]]; then
+	for w in "$root"/internal/firmware/wasm/testdata/*.wat; do
+		"$WAT2WASM" "$w" -o "${w%.wat}.wasm"
+	done
+fi

@@ -107,12 +107,19 @@ func (a *App) TickInterval() time.Duration { return a.tickInterval }
 // Stats returns the app's accounting.
 func (a *App) Stats() Stats {
 	s := a.stats
-	if a.inst != nil {
-		if mem := a.inst.Memory(); mem != nil {
-			s.MemoryBytes = uint64(mem.Size())
-		}
+	if mem := a.memory(a.inst); mem != nil {
+		s.MemoryBytes = uint64(mem.Size())
 	}
 	return s
+}
+
+// memory returns mod's linear memory, or nil if it has none (wazero
+// returns a typed nil in that case).
+func (a *App) memory(mod api.Module) api.Memory {
+	if mod == nil || !a.mod.c.info.HasMemory {
+		return nil
+	}
+	return mod.Memory()
 }
 
 func (a *App) clock() hal.Clock {

@@ -154,7 +154,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 					return
 				}
 				a.stats.HostCalls++
-				stack[0] = api.EncodeI32(impl(ctx, a, mod.Memory(), stack))
+				stack[0] = api.EncodeI32(impl(ctx, a, a.memory(mod), stack))
 			}
 		}
 		b.NewFunctionBuilder().WithGoModuleFunction(fn, apiTypes(hf.typ.params), apiTypes(hf.typ.results)).Export(hf.name)

@@ -1,0 +1,4 @@
+(module
+  (func $s)
+  (start $s)
+  (func (export "wasmbed_tick")))
