@@ -41,6 +41,15 @@ func formatVector(s sample, b []byte) (string, error) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "# %s (type %d), sent by: %s.\n", t, uint32(t), t.Sender())
 	fmt.Fprintf(&sb, "# hex is the envelope; frame is the same envelope with its length prefix.\n")
+	ann, err := annotate(b)
+	if err != nil {
+		return "", err
+	}
+	sb.WriteString("#\n")
+	for line := range strings.Lines(ann) {
+		sb.WriteString("#   " + line)
+	}
+	sb.WriteString("#\n")
 	fmt.Fprintf(&sb, "type: %s\n", t)
 	fmt.Fprintf(&sb, "hex: %x\n", b)
 	fmt.Fprintf(&sb, "frame: %08x%x\n", len(b), b)
@@ -104,6 +113,9 @@ func TestVectors(t *testing.T) {
 			raw, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatalf("read vector (run with -update to create): %v", err)
+			}
+			if text, err := formatVector(s, b); err != nil || text != string(raw) {
+				t.Errorf("%s is stale (%v); run go test -update and review the diff", path, err)
 			}
 			v, err := parseVector(string(raw))
 			if err != nil {
