@@ -396,7 +396,7 @@ func (m *Manager) commit(name string, b *flash.Batch) error {
 		return m.refuse(name, RefusedFlash, "%v", err)
 	}
 	if err != nil {
-		return fmt.Errorf("app %q: %w", name, err)
+		return &StorageError{App: name, Err: err}
 	}
 	return nil
 }
@@ -492,7 +492,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	b.Put(metaKey(req.Name), encode(next))
 	if err := m.store.Commit(&b); err != nil {
 		m.stopInstance(ctx, a)
-		return a.status(), fmt.Errorf("app %q: commit start outcome: %w", req.Name, err)
+		return a.status(), &StorageError{App: req.Name, Err: err}
 	}
 	if startErr == nil {
 		a.rec = next

@@ -184,6 +184,19 @@ func (e *RefusalError) Error() string {
 	return fmt.Sprintf("app %q refused: %s: %s", e.App, e.Reason, e.Detail)
 }
 
+// StorageError reports that the flash store failed during an operation
+// (for instance a power cut). What was committed before stays; the device
+// must reboot to continue.
+type StorageError struct {
+	App string
+	Err error
+}
+
+func (e *StorageError) Error() string { return fmt.Sprintf("app %q: storage: %v", e.App, e.Err) }
+
+// Unwrap returns the flash error.
+func (e *StorageError) Unwrap() error { return e.Err }
+
 // StartError is returned when a new version failed to start. Failed is
 // the status of the version that failed; Fallback, when not nil, is the
 // status of the previous version the manager fell back to.
