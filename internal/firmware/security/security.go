@@ -2,11 +2,11 @@ package security
 
 import (
 	"bytes"
-	"encoding/binary"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
