@@ -195,6 +195,17 @@ func appendHeader(dst []byte, p Purpose, sender KeyID, eph []byte, counter uint6
 	return dst
 }
 
+// additionalData returns the GCM additional data: the header, then the
+// caller's associated data.
+func additionalData(header, aad []byte) []byte {
+	if len(aad) == 0 {
+		return header
+	}
+	ad := make([]byte, 0, len(header)+len(aad))
+	ad = append(ad, header...)
+	return append(ad, aad...)
+}
+
 const kdfSalt = "wasmbed/seal/v1"
 
 // deriveKeys derives the AEAD of every purpose from the two shared secrets

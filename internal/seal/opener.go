@@ -100,10 +100,7 @@ func (o *Opener) Open(p Purpose, sealed, aad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ad := make([]byte, 0, HeaderSize+len(aad))
-	ad = append(ad, sealed[:HeaderSize]...)
-	ad = append(ad, aad...)
-	plain, err := aeads[p].Open(nil, h.Nonce[:], sealed[HeaderSize:], ad)
+	plain, err := aeads[p].Open(nil, h.Nonce[:], sealed[HeaderSize:], additionalData(sealed[:HeaderSize], aad))
 	if err != nil {
 		return nil, &Error{Err: ErrDecrypt, Detail: fmt.Sprintf("%s blob from key %s, counter %d: authentication failed", p, h.Sender, h.Counter()), Cause: err}
 	}

@@ -138,8 +138,5 @@ func (s *Sealer) Seal(p Purpose, plaintext, aad []byte) ([]byte, error) {
 	}
 	out := make([]byte, HeaderSize, HeaderSize+len(plaintext)+TagSize)
 	out = appendHeader(out[:0], p, s.sender, ep.eph, n)
-	ad := make([]byte, 0, HeaderSize+len(aad))
-	ad = append(ad, out[:HeaderSize]...)
-	ad = append(ad, aad...)
-	return ep.aeads[p].Seal(out, out[HeaderSize-NonceSize:HeaderSize], plaintext, ad), nil
+	return ep.aeads[p].Seal(out, out[HeaderSize-NonceSize:HeaderSize], plaintext, additionalData(out[:HeaderSize], aad)), nil
 }
