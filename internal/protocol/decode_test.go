@@ -340,6 +340,13 @@ func TestReplyTo(t *testing.T) {
 	if _, ok := ReplyTo(errors.New("connection reset")); ok {
 		t.Error("ReplyTo(I/O error): got a reply, want none")
 	}
+	_, err := c.Decode(unhex(t, "84 01 02 02 a0")) // Error without a code
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("malformed Error: got %v, want ErrMalformed", err)
+	}
+	if _, ok := ReplyTo(err); ok {
+		t.Error("ReplyTo(malformed Error): got a reply, want none")
+	}
 	if _, ok := ReplyTo(nil); ok {
 		t.Error("ReplyTo(nil): got a reply, want none")
 	}

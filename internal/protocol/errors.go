@@ -190,7 +190,8 @@ type replier interface {
 // unknown message type, CodeUnsupportedVersion, CodeMalformed, CodeTooLarge,
 // or CodeUnexpected for a message sent in the wrong direction. The reply
 // carries the offending message's id (0 when it could not be read). ok is
-// false for errors that need no reply (I/O errors, io.EOF).
+// false for errors that need no reply: I/O errors, io.EOF, and a malformed
+// Error message (an Error is never answered with an Error).
 //
 // After ReplyTo, the receiver may keep reading unless errors.Is(err,
 // ErrFrameTooLarge) or the error is an I/O error: then it should send the
@@ -198,6 +199,9 @@ type replier interface {
 func ReplyTo(err error) (reply Envelope, ok bool) {
 	var r replier
 	if !errors.As(err, &r) {
+		return Envelope{}, false
+	}
+	if me, isMalformed := r.(*MalformedError); isMalformed && me.Type == TypeError {
 		return Envelope{}, false
 	}
 	id, code := r.reply()

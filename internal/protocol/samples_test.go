@@ -13,9 +13,9 @@ func samples() []sample {
 	key := bytes.Repeat([]byte{0xd7}, 32)
 	artifact := []byte("signed-artifact")
 	return []sample{
-		{"ack", Envelope{Version, 4, &Ack{}}},
-		{"error", Envelope{Version, 3, &Error{Code: CodeNotFound, Text: "no app sensor"}}},
-		{"disconnect", Envelope{Version, 9, &Disconnect{Reason: DisconnectShutdown, Text: "bye"}}},
+		{"ack", Envelope{Version, 3, &Ack{}}},
+		{"error", Envelope{Version, 6, &Error{Code: CodeNotFound, Text: "no app sensor"}}},
+		{"disconnect", Envelope{Version, 14, &Disconnect{Reason: DisconnectShutdown, Text: "bye"}}},
 		{"enroll_request", Envelope{Version, 1, &EnrollRequest{
 			PublicKey:       key,
 			KeyAlgorithm:    KeyEd25519,
