@@ -320,7 +320,7 @@ func decode(b []byte) (*module, error) {
 					if mut := sr.byte(); mut > 1 {
 						sr.fail(ErrInvalidModule, "global %d: bad mutability %d", i, mut)
 					}
-					skipConstExpr(sr, nil)
+					m.constExpr(sr, nil, nil)
 				}
 			case secExport:
 				n := sr.count(3)
@@ -462,10 +462,11 @@ func (m *module) decodeImports(r *reader) {
 	}
 }
 
-// skipConstExpr reads a constant expression up to its end opcode. If out
-// is not nil the expression is appended to it with ref.func indices mapped
-// through remap.
-func skipConstExpr(r *reader, out *[]byte, remap ...func(uint32) uint32) {
+// constExpr reads a constant expression up to its end opcode, checking
+// global and function indices against the original module. If out is not
+// nil the expression is appended to it, with ref.func indices mapped
+// through remap when remap is not nil.
+func (m *module) constExpr(r *reader, out *[]byte, remap func(uint32) uint32) {
 	start := r.off
 	flush := func(upTo int) {
 		if out != nil {
@@ -487,16 +488,21 @@ func skipConstExpr(r *reader, out *[]byte, remap ...func(uint32) uint32) {
 		case 0x44:
 			r.bytes(8)
 		case 0x23:
-			r.u32()
+			if g := r.u32(); r.err == nil && g >= m.nImpGlobal+m.nGlobals {
+				r.fail(ErrInvalidModule, "global index %d out of range", g)
+			}
 		case 0xd0:
 			r.byte()
 		case 0xd2:
 			at := r.off - 1
 			idx := r.u32()
-			if out != nil && len(remap) > 0 && r.err == nil {
+			if r.err == nil && idx >= uint32(len(m.funcTypes)) {
+				r.fail(ErrInvalidModule, "function index %d out of range", idx)
+			}
+			if out != nil && remap != nil && r.err == nil {
 				flush(at)
 				*out = append(*out, 0xd2)
-				*out = appendU32(*out, remap[0](idx))
+				*out = appendU32(*out, remap(idx))
 				start = r.off
 			}
 		default:

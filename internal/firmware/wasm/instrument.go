@@ -154,7 +154,7 @@ func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 		n := gr.u32()
 		for i := uint32(0); i < n && gr.err == nil; i++ {
 			globalSec = append(globalSec, gr.byte(), gr.byte())
-			skipConstExpr(gr, &globalSec, remap)
+			m.constExpr(gr, &globalSec, remap)
 		}
 		if gr.err != nil {
 			return nil, gr.err
@@ -318,7 +318,7 @@ func (m *module) rewriteElements(s *section, remap func(uint32) uint32) ([]byte,
 		k := r.count(1)
 		out = appendU32(out, k)
 		for j := uint32(0); j < k && r.err == nil; j++ {
-			skipConstExpr(r, &out, remap)
+			m.constExpr(r, &out, remap)
 		}
 	}
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -326,25 +326,25 @@ func (m *module) rewriteElements(s *section, remap func(uint32) uint32) ([]byte,
 		out = appendU32(out, flag)
 		switch flag {
 		case 0:
-			skipConstExpr(r, &out)
+			m.constExpr(r, &out, nil)
 			funcIdxVec()
 		case 1, 3:
 			out = append(out, r.byte())
 			funcIdxVec()
 		case 2:
 			out = appendU32(out, r.u32())
-			skipConstExpr(r, &out)
+			m.constExpr(r, &out, nil)
 			out = append(out, r.byte())
 			funcIdxVec()
 		case 4:
-			skipConstExpr(r, &out)
+			m.constExpr(r, &out, nil)
 			exprVec()
 		case 5, 7:
 			out = append(out, r.byte())
 			exprVec()
 		case 6:
 			out = appendU32(out, r.u32())
-			skipConstExpr(r, &out)
+			m.constExpr(r, &out, nil)
 			out = append(out, r.byte())
 			exprVec()
 		default:
@@ -455,6 +455,14 @@ func (m *module) analyse(fidx uint32, body section, remap func(uint32) uint32, h
 	memIdx0 := func() {
 		if b := r.byte(); b != 0 {
 			r.fail(ErrUnsupportedFeature, "function %d: memory index %d (multiple memories)", fidx, b)
+		}
+	}
+	// Indices are checked against the original module: after
+	// instrumentation, indices just past the original ranges name the
+	// injected globals, thunks and helper, which guest code must not reach.
+	globalIdx := func() {
+		if g := r.u32(); r.err == nil && g >= m.nImpGlobal+m.nGlobals {
+			r.fail(ErrInvalidModule, "function %d: global index %d out of range", fidx, g)
 		}
 	}
 	funcRef := func() uint32 {
@@ -568,10 +576,10 @@ func (m *module) analyse(fidx uint32, body section, remap func(uint32) uint32, h
 			pop(1)
 			push(1)
 		case op == 0x23: // global.get
-			r.u32()
+			globalIdx()
 			push(1)
 		case op == 0x24: // global.set
-			r.u32()
+			globalIdx()
 			pop(1)
 		case op == 0x25: // table.get
 			r.u32()

@@ -144,6 +144,16 @@ func check(bin []byte) (*module, error) {
 		if strings.HasPrefix(e.Name, reservedExportPrefix) {
 			return nil, modErr(ErrBadExport, -1, "export name %q uses the reserved prefix %q", e.Name, reservedExportPrefix)
 		}
+		switch e.Kind {
+		case ExternFunc:
+			if e.Index >= uint32(len(m.funcTypes)) {
+				return nil, modErr(ErrInvalidModule, -1, "export %q: function index %d out of range", e.Name, e.Index)
+			}
+		case ExternGlobal:
+			if e.Index >= m.nImpGlobal+m.nGlobals {
+				return nil, modErr(ErrInvalidModule, -1, "export %q: global index %d out of range", e.Name, e.Index)
+			}
+		}
 		switch e.Name {
 		case ExportInit, ExportTick, ExportStart:
 			if e.Kind != ExternFunc {
@@ -211,7 +221,7 @@ func (m *module) globalI32(idx uint32) uint32 {
 		vt := r.byte()
 		r.byte()
 		start := r.off
-		skipConstExpr(r, nil)
+		m.constExpr(r, nil, nil)
 		if i == idx-m.nImpGlobal {
 			e := &reader{b: m.b[:r.off], off: start}
 			if vt == valI32 && e.byte() == 0x41 {

@@ -1,0 +1,164 @@
+package wasm
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmbed/wasmbed/examples/apps"
+)
+
+// tickModule assembles a module with one ()->() function exported as
+// wasmbed_tick whose body (after the locals) is code.
+func tickModule(code ...byte) []byte {
+	sec := func(id byte, payload ...byte) []byte {
+		return append(appendU32([]byte{id}, uint32(len(payload))), payload...)
+	}
+	body := append([]byte{0}, code...)
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, sec(secType, 1, 0x60, 0, 0)...)
+	b = append(b, sec(secFunction, 1, 0)...)
+	b = append(b, sec(secExport, append(appendName([]byte{1}, ExportTick), 0, 0)...)...)
+	b = append(b, sec(secCode, append(appendU32([]byte{1}, uint32(len(body))), body...)...)...)
+	return b
+}
+
+// TestInjectedIndicesUnreachable checks that guest code cannot name the
+// globals and functions the instrumenter adds, by using indices just past
+// the original module's ranges (invalid in the original module, valid
+// names of injected items in the instrumented one).
+func TestInjectedIndicesUnreachable(t *testing.T) {
+	tests := []struct {
+		name string
+		bin  []byte
+	}{
+		{"global.set of the stack limit", tickModule(0x41, 0x7f, 0x24, 1, 0x0b)},    // i32.const -1; global.set 1
+		{"global.get of the stack pointer", tickModule(0x23, 0, 0x1a, 0x0b)},        // global.get 0; drop
+		{"call of the thunk", tickModule(0x10, 1, 0x0b)},                            // call 1
+		{"ref.func of the thunk", tickModule(0xd2, 1, 0x1a, 0x0b)},                  // ref.func 1; drop
+		{"call_indirect with injected type", tickModule(0x41, 0, 0x11, 1, 0, 0x0b)}, // type 1
+		{"block type index past the types", tickModule(0x02, 1, 0x0b, 0x0b)},        // block (type 1)
+		{"stack underflow", tickModule(0x1a, 0x0b)},                                 // drop on empty stack
+		{"tail call", tickModule(0x12, 0, 0x0b)},                                    // return_call 0
+		{"atomics", tickModule(0xfe, 0x03, 0x0b)},                                   // atomic.fence
+	}
+	e := newEngine(t, ModeInterpreter)
+	if _, err := e.Compile(t.Context(), tickModule(0x0b), Limits{}); err != nil {
+		t.Fatalf("Compile(empty tick): %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.Compile(t.Context(), tt.bin, Limits{})
+			var me *ModuleError
+			if !errors.As(err, &me) {
+				t.Fatalf("Compile: got %v, want a *ModuleError", err)
+			}
+			if !errors.Is(err, ErrInvalidModule) && !errors.Is(err, ErrUnsupportedFeature) {
+				t.Errorf("Compile: got %v, want ErrInvalidModule or ErrUnsupportedFeature", err)
+			}
+		})
+	}
+}
+
+func TestLEB128(t *testing.T) {
+	tests := []struct {
+		in   []byte
+		bits uint
+		want int64
+		ok   bool
+	}{
+		{[]byte{0x00}, 32, 0, true},
+		{[]byte{0x7f}, 32, -1, true},
+		{[]byte{0x80, 0x7f}, 32, -128, true},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0x07}, 32, 0x7fffffff, true},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x78}, 32, -0x80000000, true},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, 32, 0, false}, // unused bits not a sign extension
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 32, 0, false},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f}, 64, -1 << 63, true},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, 64, 0, false},
+		{[]byte{0x80}, 32, 0, false},
+	}
+	for _, tt := range tests {
+		r := &reader{b: tt.in}
+		got := r.signed(tt.bits)
+		if ok := r.err == nil; ok != tt.ok || (ok && got != tt.want) {
+			t.Errorf("s%d % x: got %d ok=%v, want %d ok=%v", tt.bits, tt.in, got, ok, tt.want, tt.ok)
+		}
+		if tt.ok {
+			if enc := appendS64(nil, tt.want); tt.bits == 32 && len(enc) <= len(tt.in) && string(enc) != string(tt.in[:len(enc)]) {
+				t.Errorf("appendS64(%d): got % x, want prefix of % x", tt.want, enc, tt.in)
+			}
+		}
+	}
+	for _, v := range []uint32{0, 1, 127, 128, 1 << 20, 0xffffffff} {
+		r := &reader{b: appendU32(nil, v)}
+		if got := r.u32(); got != v || r.err != nil || !r.eof() {
+			t.Errorf("u32 round trip %d: got %d err=%v", v, got, r.err)
+		}
+	}
+}
+
+// FuzzInstrument checks, for arbitrary input, that checking and
+// instrumenting never panic, that refusals are typed, and that
+// instrumentation preserves validity: a module wazero accepts is still
+// accepted after instrumentation, and an invalid one is not made valid.
+func FuzzInstrument(f *testing.F) {
+	for _, n := range apps.Names() {
+		f.Add(apps.MustLoad(n))
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.wasm"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	rt := wazero.NewRuntimeWithConfig(f.Context(), wazero.NewRuntimeConfigInterpreter().
+		WithCoreFeatures(api.CoreFeaturesV2&^api.CoreFeatureSIMD).WithDebugInfoEnabled(false))
+	defer rt.Close(f.Context())
+	// Register the host API so modules importing it compile.
+	if err := instantiateHost(f.Context(), rt); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, bin []byte) {
+		m, err := check(bin)
+		if err != nil {
+			requireTyped(t, err)
+			return
+		}
+		inst, err := m.instrument(4)
+		if err != nil {
+			requireTyped(t, err)
+			return
+		}
+		orig, origErr := rt.CompileModule(t.Context(), bin)
+		if origErr == nil {
+			_ = orig.Close(t.Context())
+		}
+		out, outErr := rt.CompileModule(t.Context(), inst.bin)
+		if outErr == nil {
+			_ = out.Close(t.Context())
+		}
+		if origErr == nil && outErr != nil && m.memLimits.min <= 4 {
+			t.Fatalf("instrumentation broke a valid module: %v", outErr)
+		}
+		if origErr != nil && outErr == nil {
+			t.Fatalf("instrumentation made an invalid module valid (original: %v)", origErr)
+		}
+	})
+}
+
+func requireTyped(t *testing.T, err error) {
+	t.Helper()
+	var me *ModuleError
+	var ie *ImportError
+	var le *LimitError
+	if !errors.As(err, &me) && !errors.As(err, &ie) && !errors.As(err, &le) {
+		t.Fatalf("untyped refusal %T: %v", err, err)
+	}
+}
