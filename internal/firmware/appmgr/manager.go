@@ -434,8 +434,8 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	}
 	var b flash.Batch
 	b.Put(slotKey(int(target), req.Name), req.Module)
-	b.Append(req.Extra)
 	if !req.Start {
+		b.Append(req.Extra)
 		// No trial: the new version is active at once, the old one erased.
 		old := rec.Active
 		rec.Active, rec.Pending, rec.Run = target, -1, false
@@ -490,6 +490,9 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		b.Delete(slotKey(int(target), req.Name))
 	}
 	b.Put(metaKey(req.Name), encode(next))
+	// Extra (the replay mark) lands with the outcome: an update cut short
+	// by a power loss is rolled back at boot and can be delivered again.
+	b.Append(req.Extra)
 	if err := m.store.Commit(&b); err != nil {
 		m.stopInstance(ctx, a)
 		return a.status(), &StorageError{App: req.Name, Err: err}

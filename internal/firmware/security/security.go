@@ -97,7 +97,7 @@ type Manager struct {
 }
 
 var decMode = func() cbor.DecMode {
-	dm, err := cbor.DecOptions{MaxNestedLevels: 4, MaxArrayElements: 8, MaxMapPairs: 8, DupMapKey: cbor.DupMapKeyEnforcedAPF}.DecMode()
+	dm, err := cbor.DecOptions{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 16, DupMapKey: cbor.DupMapKeyEnforcedAPF}.DecMode()
 	if err != nil {
 		panic(err)
 	}

@@ -212,7 +212,7 @@ func (m *Manager) OpenConfig(app string, generation uint64, sealed []byte) (map[
 }
 
 var configDecMode = func() cbor.DecMode {
-	dm, err := cbor.DecOptions{MaxNestedLevels: 2, MaxMapPairs: 256, DupMapKey: cbor.DupMapKeyEnforcedAPF}.DecMode()
+	dm, err := cbor.DecOptions{MaxNestedLevels: 4, MaxMapPairs: 256, DupMapKey: cbor.DupMapKeyEnforcedAPF}.DecMode()
 	if err != nil {
 		panic(err)
 	}

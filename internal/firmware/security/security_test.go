@@ -1,0 +1,480 @@
+package security
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/x509"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wasmbed/wasmbed/internal/artifact"
+	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
+	"github.com/wasmbed/wasmbed/internal/firmware/flash"
+	"github.com/wasmbed/wasmbed/internal/pki"
+	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/seal"
+)
+
+var (
+	testGeo = flash.Geometry{PageSize: 256, BlockSize: 1024, Blocks: 64}
+	t0      = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+)
+
+// seeded returns a deterministic randomness source.
+func seeded(seed uint64) *rand.ChaCha8 {
+	var s [32]byte
+	s[0] = byte(seed)
+	return rand.NewChaCha8(s)
+}
+
+// platform is the control plane side: CAs, the artifact signing key and the
+// sealing key.
+type platform struct {
+	ca      *pki.Authority
+	signer  *artifact.Signer
+	sealKey *ecdh.PrivateKey
+}
+
+func newPlatform(t testing.TB) *platform {
+	t.Helper()
+	ca, err := pki.NewAuthority(pki.AuthorityOptions{Clock: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := artifact.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := seal.ParsePrivateKey(bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &platform{ca: ca, signer: signer, sealKey: sk}
+}
+
+// enrollResponse issues what the gateway sends to a device with key pub.
+func (p *platform) enrollResponse(t testing.TB, id string, pub ed25519.PublicKey) *protocol.EnrollResponse {
+	t.Helper()
+	cert, err := p.ca.IssueDevice(pub, pki.DeviceOptions{DeviceID: id, Lifetime: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := [][]byte{cert.Leaf.Raw}
+	for _, c := range cert.Chain {
+		chain = append(chain, c.Raw)
+	}
+	return &protocol.EnrollResponse{DeviceID: id, CertChain: chain, SigningKey: p.signer.PublicKey(), SealingKey: p.sealKey.PublicKey().Bytes()}
+}
+
+var wasm = append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{0x42}, 600)...)
+
+func manifest(app string, seq uint64, mods ...func(*artifact.Manifest)) artifact.Manifest {
+	m := artifact.Manifest{
+		App: app, Version: "1.0." + string(rune('0'+seq%10)), DeviceID: "dev-1", Sequence: seq,
+		Limits:   artifact.Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 100 * time.Millisecond, MaxStackSize: 8 << 10},
+		IssuedAt: t0, Expires: t0.Add(time.Hour),
+	}
+	for _, f := range mods {
+		f(&m)
+	}
+	return m
+}
+
+func (p *platform) sign(t testing.TB, m artifact.Manifest, sealFor *ecdh.PublicKey) []byte {
+	t.Helper()
+	var opts artifact.SignOptions
+	if sealFor != nil {
+		s, err := seal.NewSealer(p.sealKey, sealFor, seal.SealerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Sealer = s
+	}
+	data, _, err := p.signer.Sign(m, wasm, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+type device struct {
+	chip  *flash.MemChip
+	store *flash.Store
+	sec   *Manager
+	now   time.Time
+}
+
+func openDevice(t testing.TB, chip *flash.MemChip, seed uint64, now *time.Time) *device {
+	t.Helper()
+	s, err := flash.Mount(chip, flash.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := Open(Config{Store: s, Rand: seeded(seed), Clock: func() time.Time { return *now }, DeviceType: "esp32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &device{chip: chip, store: s, sec: sec}
+}
+
+func enrolledDevice(t testing.TB, p *platform) (*device, *time.Time) {
+	t.Helper()
+	chip, _ := flash.NewMem(testGeo)
+	now := new(time.Time)
+	*now = t0
+	d := openDevice(t, chip, 1, now)
+	if err := d.sec.Enroll(p.enrollResponse(t, "dev-1", d.sec.PublicKey())); err != nil {
+		t.Fatal(err)
+	}
+	return d, now
+}
+
+func TestIdentityGeneratedOnceFromInjectedRandomness(t *testing.T) {
+	now := t0
+	chip, _ := flash.NewMem(testGeo)
+	a := openDevice(t, chip, 1, &now)
+	again := openDevice(t, chip, 99, &now)
+	if !a.sec.PublicKey().Equal(again.sec.PublicKey()) || !a.sec.SealingPublicKey().Equal(again.sec.SealingPublicKey()) {
+		t.Fatal("reboot generated new keys")
+	}
+	chip2, _ := flash.NewMem(testGeo)
+	same := openDevice(t, chip2, 1, &now)
+	if !same.sec.PublicKey().Equal(a.sec.PublicKey()) {
+		t.Fatal("same seed gave a different key: generation is not deterministic")
+	}
+	chip3, _ := flash.NewMem(testGeo)
+	if other := openDevice(t, chip3, 2, &now); other.sec.PublicKey().Equal(a.sec.PublicKey()) {
+		t.Fatal("different seeds gave the same key")
+	}
+	req, err := a.sec.EnrollRequest()
+	if err != nil || req.KeyAlgorithm != protocol.KeyEd25519 || !bytes.Equal(req.PublicKey, a.sec.PublicKey()) || req.DeviceType != "esp32" {
+		t.Fatalf("enroll request %+v, %v", req, err)
+	}
+	if a.sec.DeviceID() != "" || a.sec.Enrolled() {
+		t.Fatal("fresh device reports an id")
+	}
+	if _, err := a.sec.Certificate(); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("certificate before enrollment: got %v, want ErrNotEnrolled", err)
+	}
+}
+
+func TestFirstBootPowerCut(t *testing.T) {
+	now := t0
+	for n := int64(0); ; n++ {
+		chip, _ := flash.NewMem(testGeo)
+		f := flash.NewFaulty(chip)
+		f.SetTear(flash.TearHalf)
+		s, err := flash.Mount(f, flash.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.FailAfter(n)
+		_, err = Open(Config{Store: s, Rand: seeded(1)})
+		if !f.Off() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		f.PowerOn()
+		d := openDevice(t, chip, 1, &now)
+		want := openDevice(t, must(flash.NewMem(testGeo)), 1, &now)
+		if !d.sec.PublicKey().Equal(want.sec.PublicKey()) {
+			t.Fatalf("cut %d: identity after reboot differs", n)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestEnroll(t *testing.T) {
+	p := newPlatform(t)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32)).Public().(ed25519.PublicKey)
+	tests := []struct {
+		name   string
+		mutate func(d *device, r *protocol.EnrollResponse)
+		ok     bool
+	}{
+		{"valid", func(*device, *protocol.EnrollResponse) {}, true},
+		{"certificate for another key", func(_ *device, r *protocol.EnrollResponse) {
+			r.CertChain = p.enrollResponse(t, "dev-1", other).CertChain
+		}, false},
+		{"id differs from certificate", func(_ *device, r *protocol.EnrollResponse) { r.DeviceID = "dev-2" }, false},
+		{"invalid id", func(_ *device, r *protocol.EnrollResponse) { r.DeviceID = "-bad id" }, false},
+		{"empty chain", func(_ *device, r *protocol.EnrollResponse) { r.CertChain = nil }, false},
+		{"garbage certificate", func(_ *device, r *protocol.EnrollResponse) { r.CertChain = [][]byte{{1, 2, 3}} }, false},
+		{"short signing key", func(_ *device, r *protocol.EnrollResponse) { r.SigningKey = r.SigningKey[:31] }, false},
+		{"bad sealing key", func(_ *device, r *protocol.EnrollResponse) { r.SealingKey = []byte{1} }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chip, _ := flash.NewMem(testGeo)
+			now := t0
+			d := openDevice(t, chip, 1, &now)
+			r := p.enrollResponse(t, "dev-1", d.sec.PublicKey())
+			tt.mutate(d, r)
+			err := d.sec.Enroll(r)
+			if tt.ok != (err == nil) || (!tt.ok && !errors.Is(err, ErrBadEnrollment)) {
+				t.Fatalf("got %v, want ok=%v", err, tt.ok)
+			}
+			after := openDevice(t, chip, 1, &now)
+			if got, want := after.sec.DeviceID(), map[bool]string{true: "dev-1", false: ""}[tt.ok]; got != want {
+				t.Fatalf("after reboot device id %q, want %q", got, want)
+			}
+			if !tt.ok {
+				return
+			}
+			cert, err := after.sec.Certificate()
+			if err != nil || len(cert.Certificate) != 2 || cert.Leaf == nil {
+				t.Fatalf("certificate: %v", err)
+			}
+			if _, err := x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestRenewal(t *testing.T) {
+	p := newPlatform(t)
+	d, now := enrolledDevice(t, p)
+	at := d.sec.RenewAt()
+	cases := []struct {
+		at   time.Time
+		want bool
+	}{{t0, false}, {at.Add(-time.Second), false}, {at, true}, {t0.Add(23 * time.Hour), true}}
+	for _, c := range cases {
+		*now = c.at
+		if got := d.sec.NeedsRenewal(); got != c.want {
+			t.Errorf("at %s: got %v, want %v", c.at, got, c.want)
+		}
+	}
+}
+
+func TestVerifyArtifactRefusals(t *testing.T) {
+	p := newPlatform(t)
+	rogue, _ := artifact.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)))
+	otherDevice, _ := seal.ParsePrivateKey(bytes.Repeat([]byte{5}, 32))
+	tests := []struct {
+		name   string
+		app    string
+		build  func(d *device) []byte
+		want   Refusal
+		reason protocol.Reason
+	}{
+		{"malformed", "app", func(*device) []byte { return []byte("not cbor") }, RefusedMalformed, protocol.ReasonMalformedArtifact},
+		{"too large", "app", func(*device) []byte { return make([]byte, artifact.DefaultMaxSize+1) }, RefusedTooLarge, protocol.ReasonMalformedArtifact},
+		{"unknown signer", "app", func(*device) []byte {
+			data, _, err := rogue.Sign(manifest("app", 1), wasm, artifact.SignOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data
+		}, RefusedUnknownSigner, protocol.ReasonBadSignature},
+		{"bad signature", "app", func(*device) []byte {
+			s := must(artifact.Unmarshal(p.sign(t, manifest("app", 1), nil), 0))
+			s.Signature[3] ^= 1
+			return must(s.Marshal())
+		}, RefusedBadSignature, protocol.ReasonBadSignature},
+		{"hash mismatch", "app", func(*device) []byte {
+			s := must(artifact.Unmarshal(p.sign(t, manifest("app", 6), nil), 0))
+			s.Payload[len(s.Payload)-1] ^= 1
+			return must(s.Marshal())
+		}, RefusedHashMismatch, protocol.ReasonBadSignature},
+		{"wrong device", "app", func(*device) []byte {
+			return p.sign(t, manifest("app", 1, func(m *artifact.Manifest) { m.DeviceID = "dev-2" }), nil)
+		}, RefusedWrongDevice, protocol.ReasonWrongDevice},
+		{"expired", "app", func(*device) []byte {
+			return p.sign(t, manifest("app", 1, func(m *artifact.Manifest) { m.IssuedAt, m.Expires = t0.Add(-2*time.Hour), t0 }), nil)
+		}, RefusedExpired, protocol.ReasonExpired},
+		{"not yet valid", "app", func(*device) []byte {
+			return p.sign(t, manifest("app", 1, func(m *artifact.Manifest) { m.IssuedAt, m.Expires = t0.Add(time.Hour), t0.Add(2*time.Hour) }), nil)
+		}, RefusedNotYetValid, protocol.ReasonExpired},
+		{"replay", "app", func(*device) []byte { return p.sign(t, manifest("app", 5), nil) }, RefusedReplay, protocol.ReasonReplay},
+		{"downgrade", "app", func(*device) []byte { return p.sign(t, manifest("app", 4), nil) }, RefusedDowngrade, protocol.ReasonReplay},
+		{"decryption failure", "app", func(*device) []byte {
+			return p.sign(t, manifest("app", 6), otherDevice.PublicKey())
+		}, RefusedDecrypt, protocol.ReasonDecryptFailed},
+		{"wrong app", "other", func(*device) []byte { return p.sign(t, manifest("app", 6), nil) }, RefusedWrongApp, protocol.ReasonMalformedArtifact},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _ := enrolledDevice(t, p)
+			// Sequence 5 of "app" was accepted before.
+			install(t, d, p.sign(t, manifest("app", 5), nil))
+			before := snapshot(t, d.store)
+			_, done, err := d.sec.VerifyArtifact(tt.app, tt.build(d), nil)
+			var re *RefusalError
+			if !errors.As(err, &re) || re.Reason != tt.want {
+				t.Fatalf("got %v, want refusal %s", err, tt.want)
+			}
+			if done != nil {
+				t.Fatal("refusal returned a done function")
+			}
+			if re.ProtocolReason() != tt.reason {
+				t.Fatalf("protocol reason %s, want %s", re.ProtocolReason(), tt.reason)
+			}
+			if re.PeerMessage() == "" || re.PeerMessage() == "internal error" {
+				t.Fatalf("peer message %q", re.PeerMessage())
+			}
+			if d.sec.Refusals(tt.want) != 1 {
+				t.Fatalf("refusal counter %d, want 1", d.sec.Refusals(tt.want))
+			}
+			if !bytes.Equal(before, snapshot(t, d.store)) {
+				t.Fatal("refusal changed flash")
+			}
+		})
+	}
+	t.Run("not enrolled", func(t *testing.T) {
+		chip, _ := flash.NewMem(testGeo)
+		now := t0
+		d := openDevice(t, chip, 1, &now)
+		_, _, err := d.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), nil), nil)
+		var re *RefusalError
+		if !errors.As(err, &re) || re.Reason != RefusedNotEnrolled {
+			t.Fatalf("got %v, want not enrolled", err)
+		}
+	})
+}
+
+// snapshot renders every key and value of the store.
+func snapshot(t testing.TB, s *flash.Store) []byte {
+	t.Helper()
+	var b []byte
+	for _, k := range s.Keys("") {
+		v, err := s.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(append(append(b, k...), 0), v...)
+	}
+	return b
+}
+
+// install verifies data and installs it through an application manager,
+// committing the replay mark with the module.
+func install(t testing.TB, d *device, data []byte) appmgr.Status {
+	t.Helper()
+	req, done, err := d.sec.VerifyArtifact("app", data, nil)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	m, err := appmgr.Open(context.Background(), appmgr.Config{Store: d.store, Runner: nopRunner{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Start = true
+	st, err := m.Install(context.Background(), req)
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	done()
+	return st
+}
+
+type nopRunner struct{}
+
+func (nopRunner) Start(context.Context, appmgr.RunSpec, func(error)) (appmgr.Instance, error) {
+	return nopRunner{}, nil
+}
+func (nopRunner) Stop(context.Context) error { return nil }
+
+func TestConfidentialArtifact(t *testing.T) {
+	p := newPlatform(t)
+	d, _ := enrolledDevice(t, p)
+	req, done, err := d.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), d.sec.SealingPublicKey()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if !bytes.Equal(req.Module, wasm) || req.Sequence != 1 || req.Limits.MemoryBytes != 64<<10 || req.Limits.ExecutionTimeout != 100*time.Millisecond {
+		t.Fatalf("request %+v does not match the manifest", req)
+	}
+	if d.sec.LastSequence("app") != 1 {
+		t.Fatalf("mark %d, want 1", d.sec.LastSequence("app"))
+	}
+}
+
+// TestReplayMarkCommittedWithInstall cuts power at every write step of an
+// install and checks that, after reboot, the replay mark is raised exactly
+// when the new version is installed.
+func TestReplayMarkCommittedWithInstall(t *testing.T) {
+	p := newPlatform(t)
+	base, _ := enrolledDevice(t, p)
+	install(t, base, p.sign(t, manifest("app", 1), nil))
+	data := p.sign(t, manifest("app", 2), nil)
+	now := t0
+	for n := int64(0); ; n++ {
+		img := base.chip.Clone()
+		f := flash.NewFaulty(img)
+		s, err := flash.Mount(f, flash.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := Open(Config{Store: s, Rand: seeded(1), Clock: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := appmgr.Open(t.Context(), appmgr.Config{Store: s, Runner: nopRunner{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &appmgr.Commands{Apps: m, Verifier: sec}
+		f.FailAfter(n)
+		st := c.Deploy(t.Context(), &protocol.Deploy{App: "app", Sequence: 2, Artifact: data, Start: true})
+		cut := f.Off()
+		f.PowerOn()
+		d := openDevice(t, img, 1, &now)
+		m2, err := appmgr.Open(t.Context(), appmgr.Config{Store: d.store, Runner: nopRunner{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := m2.Status("app")
+		if mark := d.sec.LastSequence("app"); mark != got.Sequence {
+			t.Fatalf("cut %d: replay mark %d but installed sequence %d", n, mark, got.Sequence)
+		}
+		if !cut {
+			if st.State != protocol.StateRunning || got.Sequence != 2 {
+				t.Fatalf("final: status %+v, installed %d", st, got.Sequence)
+			}
+			// Delivered again, the same artifact is reported, not refused.
+			c2 := &appmgr.Commands{Apps: m2, Verifier: d.sec}
+			if again := c2.Deploy(t.Context(), &protocol.Deploy{App: "app", Sequence: 2, Artifact: data, Start: true}); again.State != protocol.StateRunning {
+				t.Fatalf("redelivery: %+v", again)
+			}
+			if old := c2.Deploy(t.Context(), &protocol.Deploy{App: "app", Sequence: 1, Artifact: p.sign(t, manifest("app", 1), nil)}); old.State != protocol.StateRefused || old.Reason != protocol.ReasonReplay {
+				t.Fatalf("old artifact after reboot: %+v", old)
+			}
+			return
+		}
+	}
+}
+
+func TestReplayMarksSurviveRemove(t *testing.T) {
+	p := newPlatform(t)
+	d, now := enrolledDevice(t, p)
+	install(t, d, p.sign(t, manifest("app", 3), nil))
+	m, _ := appmgr.Open(t.Context(), appmgr.Config{Store: d.store, Runner: nopRunner{}})
+	if _, err := m.Remove(t.Context(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	d2 := openDevice(t, d.chip, 1, now)
+	_, _, err := d2.sec.VerifyArtifact("app", p.sign(t, manifest("app", 3), nil), nil)
+	var re *RefusalError
+	if !errors.As(err, &re) || re.Reason != RefusedReplay {
+		t.Fatalf("got %v, want replay refused after remove", err)
+	}
+	if keys := d2.store.Keys("r:"); !slices.Equal(keys, []string{"r:app"}) {
+		t.Fatalf("replay keys %v", keys)
+	}
+}
