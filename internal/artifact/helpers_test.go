@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"testing"
 	"time"
 
@@ -107,4 +108,49 @@ func (f *fixture) sign(t testing.TB, m Manifest, confidential bool) []byte {
 		t.Fatalf("Sign: %v", err)
 	}
 	return data
+}
+
+// signRaw signs arbitrary manifest bytes with aad over payload, bypassing
+// Sign's checks, as a signer with a bug (or an insider) could.
+func signRaw(t testing.TB, key ed25519.PrivateKey, manifest, aad, payload []byte) []byte {
+	t.Helper()
+	s := &Signed{Manifest: manifest, Signature: ed25519.Sign(key, SigningMessage(manifest, aad)), Payload: payload}
+	b, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// decodeSigned decodes an artifact the tests produced.
+func decodeSigned(t testing.TB, data []byte) *Signed {
+	t.Helper()
+	s, err := Unmarshal(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *Signed) mustMarshal(t testing.TB) []byte {
+	t.Helper()
+	b, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// store is a SequenceStore with fixed marks.
+type store map[string]uint64
+
+func (s store) LastSequence(app string) (uint64, error) { return s[app], nil }
+
+type ed25519PublicKey = ed25519.PublicKey
+
+func (id KeyID) bytes() []byte { return id[:] }
+
+func sumOf(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }
