@@ -41,6 +41,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		newUpCommand(),
 		newKubectlCommand(),
+		newPKICommand(),
 		newVersionCommand(),
 	)
 	return root

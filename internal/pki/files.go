@@ -439,9 +439,18 @@ func LoadCA(dir string) (*Authority, error) {
 }
 
 // SaveCertificate writes c's leaf and chain to certPath (0644) and, when c
-// carries a key and keyPath is not empty, the key to keyPath (0600). Nothing
-// is written if a target exists and force is not set.
+// carries a key and keyPath is not empty, the key to keyPath (0600). Missing
+// parent directories are created 0700. Nothing is written if a target exists
+// and force is not set.
 func SaveCertificate(c *Certificate, certPath, keyPath string, force bool) error {
+	for _, p := range []string{certPath, keyPath} {
+		if p == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), DirMode); err != nil {
+			return fmt.Errorf("save certificate: %w", err)
+		}
+	}
 	files := []fileSpec{{certPath, EncodeCertificatesPEM(append([]*x509.Certificate{c.Leaf}, c.Chain...)...), CertFileMode}}
 	if c.Key != nil && keyPath != "" {
 		pemKey, err := EncodePrivateKeyPEM(c.Key)
