@@ -138,11 +138,7 @@ func (w *Writer) WriteEnvelope(env Envelope) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	defer func() {
-		if w.buf.Cap() > retainedBufferSize {
-			w.buf = bytes.Buffer{}
-		}
-	}()
+	defer w.trim()
 	w.buf.Reset()
 	w.buf.Write(make([]byte, frameHeaderLen))
 	if err := encodeTo(&w.buf, env); err != nil {
@@ -158,4 +154,12 @@ func (w *Writer) WriteEnvelope(env Envelope) error {
 		return fmt.Errorf("protocol: write %s frame: %w", env.Message.Type(), err)
 	}
 	return nil
+}
+
+// trim drops the buffer after a large frame, so that an idle session holds
+// little memory. The caller holds w.mu.
+func (w *Writer) trim() {
+	if w.buf.Cap() > retainedBufferSize {
+		w.buf = bytes.Buffer{}
+	}
 }
