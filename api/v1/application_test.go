@@ -1,0 +1,171 @@
+package v1_test
+
+import (
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fixture"
+)
+
+func TestApplicationCRUDAndDefaults(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Namespace(t)
+	app := fixture.Application("blinky", fixture.InNamespace(ns), fixture.Targeting("d1", "d2"))
+	if err := env.Client.Create(ctx, app); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	got := &wasmbedv1.Application{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(app), got); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	want := wasmbedv1.ApplicationConfig{MemoryLimit: 65536, ExecutionTimeout: "30s", MaxStackSize: 65536}
+	if got.Spec.Config != want {
+		t.Errorf("defaulted config: got %+v, want %+v", got.Spec.Config, want)
+	}
+	if got.Spec.State != wasmbedv1.RunStateRunning {
+		t.Errorf("defaulted state: got %q, want %q", got.Spec.State, wasmbedv1.RunStateRunning)
+	}
+	if string(got.Spec.WasmBinary) != string(fixture.MinimalModule) {
+		t.Errorf("wasmBinary round trip: got %x, want %x", got.Spec.WasmBinary, fixture.MinimalModule)
+	}
+
+	got.Spec.State = wasmbedv1.RunStateStopped
+	got.Spec.Config.ExecutionTimeout = "1m30s"
+	if err := env.Client.Update(ctx, got); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if got.Generation != 2 {
+		t.Errorf("generation after spec update: got %d, want 2", got.Generation)
+	}
+
+	got.Status = wasmbedv1.ApplicationStatus{
+		Phase:              wasmbedv1.ApplicationPhaseStopped,
+		DeployedDevices:    []string{"d1"},
+		TargetCount:        2,
+		ObservedGeneration: got.Generation,
+		Devices: []wasmbedv1.ApplicationDeviceStatus{
+			{Device: "d1", Phase: "Stopped"},
+			{Device: "d2", Phase: "Failed", Reason: "DeviceNotFound", Message: "no Device d2"},
+		},
+		Conditions: []metav1.Condition{{
+			Type: wasmbedv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeviceNotFound",
+			Message: "1 of 2 targets missing", LastTransitionTime: metav1.Now(), ObservedGeneration: got.Generation,
+		}},
+	}
+	if err := env.Client.Status().Update(ctx, got); err != nil {
+		t.Fatalf("status update: %v", err)
+	}
+
+	list := &wasmbedv1.ApplicationList{}
+	if err := env.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("list: got %d applications, want 1", len(list.Items))
+	}
+	st := list.Items[0].Status
+	if st.Phase != wasmbedv1.ApplicationPhaseStopped || len(st.Devices) != 2 || st.Devices[1].Reason != "DeviceNotFound" {
+		t.Errorf("status after list: got %+v", st)
+	}
+
+	if err := env.Client.Delete(ctx, got); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(app), &wasmbedv1.Application{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("get after delete: got %v, want NotFound", err)
+	}
+}
+
+func TestApplicationSelectorInsteadOfTargets(t *testing.T) {
+	ns := env.Namespace(t)
+	app := fixture.Application("fleet", fixture.InNamespace(ns), fixture.Targeting())
+	app.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"site": "plant-1"}}
+	if err := env.Client.Create(t.Context(), app); err != nil {
+		t.Fatalf("create with selector only: %v", err)
+	}
+}
+
+func TestApplicationValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*wasmbedv1.Application)
+		wantMsg string
+	}{
+		{
+			name:    "negative memory limit",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Config.MemoryLimit = -1 },
+			wantMsg: "spec.config.memoryLimit: Invalid value: -1: spec.config.memoryLimit in body should be greater than or equal to 0",
+		},
+		{
+			name:    "negative stack size",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Config.MaxStackSize = -4096 },
+			wantMsg: "spec.config.maxStackSize",
+		},
+		{
+			name:    "malformed execution timeout",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Config.ExecutionTimeout = "thirty seconds" },
+			wantMsg: `spec.config.executionTimeout: Invalid value: "thirty seconds"`,
+		},
+		{
+			name:    "zero execution timeout",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Config.ExecutionTimeout = "0s" },
+			wantMsg: "executionTimeout must be more than 0s and at most 1h",
+		},
+		{
+			name:    "execution timeout over an hour",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Config.ExecutionTimeout = "2h" },
+			wantMsg: "executionTimeout must be more than 0s and at most 1h",
+		},
+		{
+			name:    "missing wasm binary",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.WasmBinary = nil },
+			wantMsg: "spec.wasmBinary: Required value",
+		},
+		{
+			name:    "wasm binary without magic bytes",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.WasmBinary = []byte("#!/bin/sh\necho hello\n") },
+			wantMsg: "spec.wasmBinary in body should match '^AGFzbQEAAAA'",
+		},
+		{
+			name:    "wasm binary of another binary version",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.WasmBinary = []byte{0, 'a', 's', 'm', 2, 0, 0, 0, 0} },
+			wantMsg: "spec.wasmBinary in body should match",
+		},
+		{
+			name: "no targets and no selector",
+			mutate: func(a *wasmbedv1.Application) {
+				a.Spec.TargetDevices = nil
+			},
+			wantMsg: "one of targetDevices or selector is required",
+		},
+		{
+			name:    "unknown run state",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.State = "paused" },
+			wantMsg: `spec.state: Unsupported value: "paused"`,
+		},
+		{
+			name:    "application name not a DNS label",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Name = "Blinky_App" },
+			wantMsg: "spec.name",
+		},
+	}
+	ns := env.Namespace(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := fixture.Application("invalid-"+string(rune('a'+i)), fixture.InNamespace(ns))
+			tt.mutate(app)
+			err := env.Client.Create(t.Context(), app)
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("create: got %v, want Invalid", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("create: got %q, want it to mention %q", err.Error(), tt.wantMsg)
+			}
+		})
+	}
+}
