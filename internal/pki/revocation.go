@@ -45,6 +45,18 @@ func AnyRevoked(checkers ...RevocationChecker) RevocationChecker {
 	})
 }
 
+// RevocationNotifier announces revocations so that live sessions, which a
+// handshake-time check cannot reach, can be re-checked or closed.
+// MemoryRevocation implements it.
+type RevocationNotifier interface {
+	Subscribe(fn func(Revocation)) (cancel func())
+}
+
+var (
+	_ RevocationChecker  = (*MemoryRevocation)(nil)
+	_ RevocationNotifier = (*MemoryRevocation)(nil)
+)
+
 // Revocation describes one revocation event delivered to subscribers. Exactly
 // one of Serial and KeyFingerprint is set.
 type Revocation struct {
