@@ -122,14 +122,15 @@ func signRaw(t testing.TB, key ed25519.PrivateKey, manifest, aad, payload []byte
 	return b
 }
 
-// decodeSigned decodes an artifact the tests produced.
+// decodeSigned decodes a copy of an artifact the tests produced.
 func decodeSigned(t testing.TB, data []byte) *Signed {
 	t.Helper()
 	s, err := Unmarshal(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	// Unmarshal aliases data; the tests mutate what they decode.
+	return &Signed{Manifest: bytes.Clone(s.Manifest), Signature: bytes.Clone(s.Signature), Payload: bytes.Clone(s.Payload)}
 }
 
 func (s *Signed) mustMarshal(t testing.TB) []byte {

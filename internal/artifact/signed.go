@@ -1,8 +1,8 @@
 package artifact
 
 import (
-	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -32,8 +32,13 @@ func (s *Signed) Marshal() ([]byte, error) {
 
 // Unmarshal decodes an encoded artifact without verifying it. It refuses
 // input above maxSize (DefaultMaxSize when maxSize <= 0) before decoding,
-// manifests above MaxManifestSize, signatures of the wrong size, and
-// non-canonical encodings.
+// manifests above MaxManifestSize, signatures of the wrong size, and any
+// encoding but the canonical one. The returned slices alias data: nothing is
+// copied, which matters on a device holding a module near its memory limit.
+//
+// The envelope is fixed (a three-entry map with keys 1, 2, 3 in order, each
+// value a definite-length byte string), so it is parsed directly; only the
+// canonical form is accepted, hence Marshal(Unmarshal(b)) == b.
 func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
@@ -41,10 +46,25 @@ func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	if len(data) > maxSize {
 		return nil, refuse(ErrTooLarge, "artifact is %d bytes, limit %d", len(data), maxSize)
 	}
-	var s Signed
-	if err := decMode.Unmarshal(data, &s); err != nil {
-		return nil, &Error{Err: ErrMalformed, Detail: "decode artifact", Cause: err}
+	if len(data) == 0 || data[0] != 0xa3 { // map of 3 pairs
+		return nil, refuse(ErrMalformed, "artifact is not a 3-entry CBOR map")
 	}
+	p := data[1:]
+	var fields [3][]byte
+	for i := range fields {
+		if len(p) == 0 || p[0] != byte(i+1) { // unsigned integer key i+1
+			return nil, refuse(ErrMalformed, "artifact entry %d: want key %d", i, i+1)
+		}
+		b, rest, err := readByteString(p[1:])
+		if err != nil {
+			return nil, &Error{Err: ErrMalformed, Detail: fmt.Sprintf("artifact key %d", i+1), Cause: err}
+		}
+		fields[i], p = b, rest
+	}
+	if len(p) != 0 {
+		return nil, refuse(ErrMalformed, "%d trailing bytes after the artifact", len(p))
+	}
+	s := &Signed{Manifest: fields[0], Signature: fields[1], Payload: fields[2]}
 	if len(s.Manifest) > MaxManifestSize {
 		return nil, refuse(ErrTooLarge, "manifest is %d bytes, limit %d", len(s.Manifest), MaxManifestSize)
 	}
@@ -57,14 +77,43 @@ func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	if len(s.Payload) == 0 {
 		return nil, refuse(ErrMalformed, "no payload")
 	}
-	canon, err := encMode.Marshal(&s)
-	if err != nil {
-		return nil, fmt.Errorf("artifact: re-encode: %w", err)
+	return s, nil
+}
+
+// readByteString reads one definite-length CBOR byte string with a minimal
+// length header and returns its content (capacity clipped) and the rest.
+func readByteString(p []byte) (b, rest []byte, err error) {
+	if len(p) == 0 {
+		return nil, nil, errors.New("truncated")
 	}
-	if !bytes.Equal(canon, data) {
-		return nil, refuse(ErrMalformed, "artifact encoding is not canonical")
+	if p[0]>>5 != 2 {
+		return nil, nil, fmt.Errorf("major type %d, want byte string", p[0]>>5)
 	}
-	return &s, nil
+	var n uint64
+	hdr := 1
+	switch ai := p[0] & 0x1f; {
+	case ai < 24:
+		n = uint64(ai)
+	case ai <= 27:
+		hdr += 1 << (ai - 24)
+		if len(p) < hdr {
+			return nil, nil, errors.New("truncated length")
+		}
+		for _, c := range p[1:hdr] {
+			n = n<<8 | uint64(c)
+		}
+		minimum := [...]uint64{24, 1 << 8, 1 << 16, 1 << 32}[ai-24]
+		if n < minimum {
+			return nil, nil, errors.New("length not in its shortest form")
+		}
+	default:
+		return nil, nil, fmt.Errorf("additional information %d (indefinite or reserved)", ai)
+	}
+	if n > uint64(len(p)-hdr) {
+		return nil, nil, fmt.Errorf("byte string of %d bytes, %d left", n, len(p)-hdr)
+	}
+	end := hdr + int(n) //nolint:gosec // n <= len(p)
+	return p[hdr:end:end], p[end:], nil
 }
 
 // signingContext separates artifact signatures from any other use of the
