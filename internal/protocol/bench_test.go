@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -101,4 +102,41 @@ func BenchmarkNewCodec(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkIdleSession reports the memory a session's Reader and Writer keep
+// after exchanging a heartbeat, the steady state of most of a gateway's
+// sessions.
+func BenchmarkIdleSession(b *testing.B) {
+	const sessions = 1000
+	c := mustCodec(b, Gateway, Limits{})
+	frame, err := AppendFrame(nil, benchHeartbeat())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ack := Envelope{Version, 12345, &HeartbeatAck{ServerTime: 1767225600000}}
+	var perSession float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		readers := make([]*Reader, sessions)
+		writers := make([]*Writer, sessions)
+		for i := range sessions {
+			readers[i] = NewReader(bytes.NewReader(frame), c)
+			writers[i] = NewWriter(io.Discard, c)
+			if _, err := readers[i].ReadEnvelope(); err != nil {
+				b.Fatal(err)
+			}
+			if err := writers[i].WriteEnvelope(ack); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perSession = float64(after.HeapAlloc-before.HeapAlloc) / sessions
+		runtime.KeepAlive(readers)
+		runtime.KeepAlive(writers)
+	}
+	b.ReportMetric(perSession, "B/session")
 }

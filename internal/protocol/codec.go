@@ -14,6 +14,11 @@ import (
 const (
 	// DefaultMaxFrameSize is the default largest frame body, 1 MiB.
 	DefaultMaxFrameSize = 1 << 20
+	// EnrollmentMaxFrameSize is the frame size limit recommended for
+	// enrollment connections, whose peers are not yet authenticated: it fits
+	// an EnrollRequest with a CSR and an EnrollResponse with a certificate
+	// chain.
+	EnrollmentMaxFrameSize = 16 << 10
 	// DefaultMaxNestedLevels is the default nesting limit. Version 1 messages
 	// nest at most 3 levels (MetricsReport: body map, apps array, app map).
 	DefaultMaxNestedLevels = 8

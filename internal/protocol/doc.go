@@ -67,29 +67,36 @@
 //
 // # Usage
 //
+// Build one Codec per side and configuration and share it between sessions.
+// A Reader and a Writer frame one stream; a Conn combines them, allocates
+// message ids and correlates replies with requests:
+//
 //	codec, err := protocol.NewCodec(protocol.Gateway, protocol.Limits{})
 //	...
-//	r := protocol.NewReader(conn, codec)
-//	w := protocol.NewWriter(conn, codec)
-//	for {
-//		env, err := r.ReadEnvelope()
-//		if reply, ok := protocol.ReplyTo(err); ok {
-//			w.WriteEnvelope(reply)
-//			if errors.Is(err, protocol.ErrFrameTooLarge) {
-//				return err
+//	conn, err := protocol.NewConn(tlsConn, codec)
+//	go func() {
+//		for {
+//			env, err := conn.Receive()
+//			if reply, ok := protocol.ReplyTo(err); ok {
+//				conn.Reply(reply.MessageID, reply.Message)
+//				if errors.Is(err, protocol.ErrFrameTooLarge) {
+//					return // the stream is unaligned: close it
+//				}
+//				continue
 //			}
-//			continue
+//			if err != nil {
+//				return
+//			}
+//			switch m := env.Message.(type) {
+//			case *protocol.Heartbeat:
+//				conn.Reply(env.MessageID, &protocol.HeartbeatAck{ServerTime: now})
+//			case *protocol.AppStatus:
+//				// unsolicited status change
+//			}
 //		}
-//		if err != nil {
-//			return err
-//		}
-//		switch m := env.Message.(type) {
-//		case *protocol.Heartbeat:
-//			w.WriteEnvelope(protocol.Envelope{MessageID: env.MessageID,
-//				Message: &protocol.HeartbeatAck{ServerTime: now}})
-//		...
-//		}
-//	}
+//	}()
+//	reply, err := conn.Request(ctx, &protocol.Deploy{App: "sensor", Sequence: 7, Artifact: a})
+//	// reply.Message is an *AppStatus; err is a *protocol.Error if the device refused.
 //
 // docs/protocol.md specifies the protocol in CDDL with an example of every
 // message; the examples are the test vectors in testdata/vectors.

@@ -23,6 +23,8 @@ const (
 	// received, so a peer declaring a large frame and sending little
 	// cannot make it allocate the declared size.
 	readChunk = 64 << 10
+	// minReadBuffer is the first buffer a Reader allocates.
+	minReadBuffer = 256
 )
 
 // Reader reads frames from a stream and decodes them. It is not safe for
@@ -64,8 +66,10 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 		return nil, &MalformedError{Err: errEmptyFrame}
 	}
 	if n <= retainedBufferSize {
-		if r.buf == nil {
-			r.buf = make([]byte, retainedBufferSize)
+		if int(n) > cap(r.buf) {
+			// Grow geometrically from a small start: an idle session that
+			// only ever sees heartbeats holds a few hundred bytes.
+			r.buf = make([]byte, min(max(int(n), 2*cap(r.buf), minReadBuffer), retainedBufferSize))
 		}
 		b := r.buf[:n]
 		if _, err := io.ReadFull(r.r, b); err != nil {

@@ -56,6 +56,23 @@ func TestReaderWriterRoundTrip(t *testing.T) {
 	if cap(r.buf) > retainedBufferSize {
 		t.Errorf("reader retains %d bytes, want at most %d", cap(r.buf), retainedBufferSize)
 	}
+
+	// A session that only sees heartbeats keeps a small buffer.
+	stream.Reset()
+	for range 3 {
+		if err := w.WriteEnvelope(Envelope{Version, 1, &Heartbeat{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = NewReader(&stream, mustCodec(t, Either, Limits{}))
+	for range 3 {
+		if _, err := r.ReadEnvelope(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cap(r.buf) != minReadBuffer {
+		t.Errorf("heartbeat-only reader holds %d bytes, want %d", cap(r.buf), minReadBuffer)
+	}
 	if w.buf.Cap() > retainedBufferSize {
 		t.Errorf("writer retains %d bytes, want at most %d", w.buf.Cap(), retainedBufferSize)
 	}
