@@ -429,7 +429,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		target = 1
 	}
 	rec.Slots[target] = slotInfo{
-		Version: req.Version, Sequence: req.Sequence, SHA256: req.SHA256[:], Size: uint32(len(req.Module)),
+		Version: req.Version, Sequence: req.Sequence, SHA256: slices.Clone(req.SHA256[:]), Size: uint32(len(req.Module)),
 		Memory: req.Limits.MemoryBytes, Timeout: int64(req.Limits.ExecutionTimeout), Stack: req.Limits.StackBytes,
 	}
 	var b flash.Batch
