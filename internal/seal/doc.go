@@ -34,8 +34,9 @@
 // since the ephemeral key is never stored. A restarted process, another gateway
 // replica or a Rekey always starts a new key, so no counter ever has to be
 // persisted or coordinated, and a (key, nonce) pair can never repeat. A key
-// seals at most [MaxMessagesPerKey] (2^32) messages; past that Seal fails with
-// [ErrKeyExhausted] and the caller must call Rekey.
+// seals at most [MaxMessagesPerKey] (2^32) messages and [MaxBytesPerKey]
+// (2^36) bytes per purpose; past either, Seal fails with [ErrKeyExhausted] and
+// the caller must call Rekey.
 //
 // # Sealed blob
 //

@@ -32,9 +32,13 @@ const (
 const (
 	// MaxMessagesPerKey is the number of messages one key seals for one
 	// purpose before Seal refuses with ErrKeyExhausted. It matches the
-	// invocation limit NIST SP 800-38D sets for a GCM key and, with
-	// DefaultMaxSealedSize messages, keeps the total under 2^52 bytes.
+	// invocation limit NIST SP 800-38D sets for a GCM key.
 	MaxMessagesPerKey uint64 = 1 << 32
+	// MaxBytesPerKey is the plaintext volume one key seals for one purpose
+	// before Seal refuses with ErrKeyExhausted (64 GiB, 2^32 AES blocks):
+	// with MaxMessagesPerKey it keeps an attacker's advantage against
+	// AES-GCM's confidentiality below 2^-60 per key.
+	MaxBytesPerKey uint64 = 1 << 36
 	// DefaultMaxSealedSize is the largest sealed blob accepted by default
 	// (1 MiB, the protocol's frame limit).
 	DefaultMaxSealedSize = 1 << 20

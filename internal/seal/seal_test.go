@@ -244,6 +244,20 @@ func TestKeyExhaustedAndRekey(t *testing.T) {
 	}
 }
 
+func TestByteLimit(t *testing.T) {
+	p := newPair(t, SealerOptions{ByteLimit: 100})
+	mustSeal(t, p.sealer, PurposeConfig, make([]byte, 60), nil)
+	mustSeal(t, p.sealer, PurposeConfig, make([]byte, 40), nil)
+	if _, err := p.sealer.Seal(PurposeConfig, make([]byte, 1), nil); !errors.Is(err, ErrKeyExhausted) {
+		t.Fatalf("got %v past the byte limit, want ErrKeyExhausted", err)
+	}
+	mustSeal(t, p.sealer, PurposeModule, make([]byte, 100), nil) // own budget
+	if err := p.sealer.Rekey(); err != nil {
+		t.Fatal(err)
+	}
+	mustSeal(t, p.sealer, PurposeConfig, make([]byte, 100), nil)
+}
+
 func TestSealerOptions(t *testing.T) {
 	platform, device := key(t, 1), key(t, 2)
 	lowOrder, err := ParsePublicKey(make([]byte, 32)) // u = 0
@@ -266,6 +280,7 @@ func TestSealerOptions(t *testing.T) {
 		{"p-256 platform key", p256, device.PublicKey(), SealerOptions{}, ErrInvalidKey},
 		{"nil device key", platform, nil, SealerOptions{}, ErrInvalidKey},
 		{"limit above maximum", platform, device.PublicKey(), SealerOptions{MessageLimit: MaxMessagesPerKey + 1}, nil},
+		{"byte limit above maximum", platform, device.PublicKey(), SealerOptions{ByteLimit: MaxBytesPerKey + 1}, nil},
 		{"max size below overhead", platform, device.PublicKey(), SealerOptions{MaxSealedSize: Overhead - 1}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,10 @@ type SealerOptions struct {
 	// before Seal fails with ErrKeyExhausted. Zero means MaxMessagesPerKey;
 	// larger values are refused.
 	MessageLimit uint64
+	// ByteLimit is the plaintext volume one key seals per purpose before
+	// Seal fails with ErrKeyExhausted. Zero means MaxBytesPerKey; larger
+	// values are refused.
+	ByteLimit uint64
 	// MaxSealedSize bounds the size of a sealed blob. Zero means
 	// DefaultMaxSealedSize.
 	MaxSealedSize int
@@ -26,6 +30,7 @@ type Sealer struct {
 	devPub    *ecdh.PublicKey
 	static    []byte // X25519(s, D)
 	limit     uint64
+	byteLimit uint64
 	maxSealed int
 	epoch     atomic.Pointer[epoch]
 }
@@ -35,6 +40,7 @@ type epoch struct {
 	eph      []byte
 	aeads    [numPurposes]cipher.AEAD
 	counters [numPurposes]atomic.Uint64
+	volume   [numPurposes]atomic.Uint64
 }
 
 // NewSealer returns a Sealer that seals from the platform's static sealing
@@ -52,6 +58,13 @@ func NewSealer(platform *ecdh.PrivateKey, device *ecdh.PublicKey, opts SealerOpt
 	}
 	if limit > MaxMessagesPerKey {
 		return nil, fmt.Errorf("seal: message limit %d above the maximum %d", limit, MaxMessagesPerKey)
+	}
+	byteLimit := opts.ByteLimit
+	if byteLimit == 0 {
+		byteLimit = MaxBytesPerKey
+	}
+	if byteLimit > MaxBytesPerKey {
+		return nil, fmt.Errorf("seal: byte limit %d above the maximum %d", byteLimit, MaxBytesPerKey)
 	}
 	maxSealed := opts.MaxSealedSize
 	if maxSealed <= 0 {
@@ -71,6 +84,7 @@ func NewSealer(platform *ecdh.PrivateKey, device *ecdh.PublicKey, opts SealerOpt
 		devPub:    device,
 		static:    static,
 		limit:     limit,
+		byteLimit: byteLimit,
 		maxSealed: maxSealed,
 	}
 	if err := s.Rekey(); err != nil {
@@ -119,8 +133,8 @@ func (s *Sealer) Remaining(p Purpose) uint64 {
 func (s *Sealer) MaxPlaintext() int { return s.maxSealed - Overhead }
 
 // Seal encrypts plaintext for purpose p, binding aad, and returns the sealed
-// blob. It fails with ErrKeyExhausted once the current key has sealed its
-// message limit for p, and with ErrTooLarge when the blob would exceed the
+// blob. It fails with ErrKeyExhausted once the current key has reached its
+// message or byte limit for p (call Rekey), and with ErrTooLarge when the blob would exceed the
 // size limit.
 func (s *Sealer) Seal(p Purpose, plaintext, aad []byte) ([]byte, error) {
 	if !p.Valid() {
@@ -135,6 +149,9 @@ func (s *Sealer) Seal(p Purpose, plaintext, aad []byte) ([]byte, error) {
 	n := ep.counters[p].Add(1) - 1
 	if n >= s.limit {
 		return nil, newError(ErrKeyExhausted, "%s key sealed %d messages", p, s.limit)
+	}
+	if v := ep.volume[p].Add(uint64(len(plaintext))); v > s.byteLimit {
+		return nil, newError(ErrKeyExhausted, "%s key would seal %d bytes, limit %d", p, v, s.byteLimit)
 	}
 	out := make([]byte, HeaderSize, HeaderSize+len(plaintext)+TagSize)
 	out = appendHeader(out[:0], p, s.sender, ep.eph, n)
