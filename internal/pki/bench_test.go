@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,6 +132,30 @@ func BenchmarkHandshakeParallel(b *testing.B) {
 				}
 			})
 			reportHandshakes(b, int(total.Load()), processCPU()-cpu0)
+		})
+	}
+}
+
+// BenchmarkVerifyDevice measures the gateway-side chain verification that
+// runs on every handshake (x509.Verify through the intermediate, identity,
+// in-memory revocation).
+func BenchmarkVerifyDevice(b *testing.B) {
+	for _, alg := range []KeyAlgorithm{Ed25519, ECDSAP256} {
+		b.Run(string(alg), func(b *testing.B) {
+			clock := newTestClock()
+			ca := newTestAuthority(b, clock, alg)
+			v, err := ca.Verifier(NewMemoryRevocation())
+			if err != nil {
+				b.Fatal(err)
+			}
+			dev := mustDevice(b, ca, "bench", alg)
+			chain := []*x509.Certificate{dev.Leaf}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.VerifyDevice(b.Context(), chain); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

@@ -328,6 +328,9 @@ func (a *Authority) Validate() error {
 // Verifier returns a Verifier trusting a's root and accepting only leaves
 // issued by a's intermediate, with the given revocation checker (may be nil).
 func (a *Authority) Verifier(rc RevocationChecker) (*Verifier, error) {
+	if a == nil || a.Root == nil || a.Intermediate == nil {
+		return nil, errors.New("verifier: authority has no root or intermediate")
+	}
 	return NewVerifier(VerifierConfig{
 		Root:       a.Root.Cert,
 		Issuer:     a.Intermediate.Cert,

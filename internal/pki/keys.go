@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -160,7 +161,7 @@ func parsePKIX(der []byte) (crypto.PublicKey, error) {
 	// spellings of one key can never map to two Device entries.
 	again, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil || string(again) != string(der) {
-		return nil, fmt.Errorf("parse public key: non-canonical SubjectPublicKeyInfo: %w", ErrInvalidCertificate)
+		return nil, errors.New("parse public key: non-canonical SubjectPublicKeyInfo encoding")
 	}
 	if err := CheckPublicKey(pub); err != nil {
 		return nil, fmt.Errorf("parse public key: %w", err)

@@ -126,7 +126,7 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 			}
 			return ErrNoCertificate
 		}
-		if _, err := v.VerifyDevice(ctx, cs.PeerCertificates); err != nil {
+		if _, err := v.verifyDevice(ctx, cs.PeerCertificates, cs.DidResume); err != nil {
 			logger.LogAttrs(ctx, slog.LevelDebug, "device certificate refused",
 				slog.String("subject", cs.PeerCertificates[0].Subject.String()),
 				slog.Bool("resumed", cs.DidResume),
@@ -207,7 +207,7 @@ func ClientTLSConfig(opts ClientOptions) (*tls.Config, error) {
 		Time:               opts.Clock,
 		InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyConnection below, which always runs
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return v.VerifyGateway(context.TODO(), cs.PeerCertificates, serverName)
+			return v.verifyGateway(context.TODO(), cs.PeerCertificates, serverName, cs.DidResume)
 		},
 	}
 	if opts.Certificate != nil {

@@ -1,10 +1,12 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -55,6 +57,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 			return nil, certError(ErrKeyUsage, cfg.Issuer, "issuer is not a CA certificate", nil)
 		}
 		if !cfg.Issuer.Equal(cfg.Root) {
+			if err := cfg.Issuer.CheckSignatureFrom(cfg.Root); err != nil ||
+				!bytes.Equal(cfg.Issuer.RawIssuer, cfg.Root.RawSubject) ||
+				!bytes.Equal(cfg.Issuer.AuthorityKeyId, cfg.Root.SubjectKeyId) {
+				return nil, certError(ErrUnknownAuthority, cfg.Issuer, "issuer not issued by root "+cfg.Root.Subject.String(), err)
+			}
 			inter.AddCert(cfg.Issuer)
 		}
 	}
@@ -79,9 +86,21 @@ func (v *Verifier) Now() time.Time { return now(v.cfg.Clock) }
 // device id, and not revoked. A revocation checker error refuses the
 // certificate (fail closed).
 func (v *Verifier) VerifyDevice(ctx context.Context, chain []*x509.Certificate) (*DeviceIdentity, error) {
-	leaf, err := v.verify(chain, x509.ExtKeyUsageClientAuth, "")
-	if err != nil {
-		return nil, err
+	return v.verifyDevice(ctx, chain, false)
+}
+
+// verifyDevice is VerifyDevice; resumed selects the resumption fast path
+// (see resumable) when the chain qualifies.
+func (v *Verifier) verifyDevice(ctx context.Context, chain []*x509.Certificate, resumed bool) (*DeviceIdentity, error) {
+	leaf, ok := (*x509.Certificate)(nil), false
+	if resumed {
+		leaf, ok = v.resumable(chain, x509.ExtKeyUsageClientAuth, "")
+	}
+	if !ok {
+		var err error
+		if leaf, err = v.verify(chain, x509.ExtKeyUsageClientAuth, ""); err != nil {
+			return nil, err
+		}
 	}
 	id, err := IdentityFromCert(leaf)
 	if err != nil {
@@ -97,11 +116,74 @@ func (v *Verifier) VerifyDevice(ctx context.Context, chain []*x509.Certificate) 
 // accepted key algorithm, chain to the root, ExtKeyUsageServerAuth, validity,
 // serverName (a DNS name or IP address; skipped when empty) and revocation.
 func (v *Verifier) VerifyGateway(ctx context.Context, chain []*x509.Certificate, serverName string) error {
-	leaf, err := v.verify(chain, x509.ExtKeyUsageServerAuth, serverName)
-	if err != nil {
-		return err
+	return v.verifyGateway(ctx, chain, serverName, false)
+}
+
+func (v *Verifier) verifyGateway(ctx context.Context, chain []*x509.Certificate, serverName string, resumed bool) error {
+	leaf, ok := (*x509.Certificate)(nil), false
+	if resumed {
+		leaf, ok = v.resumable(chain, x509.ExtKeyUsageServerAuth, serverName)
+	}
+	if !ok {
+		var err error
+		if leaf, err = v.verify(chain, x509.ExtKeyUsageServerAuth, serverName); err != nil {
+			return err
+		}
 	}
 	return v.checkRevoked(ctx, leaf)
+}
+
+// resumable is the fast path for resumed TLS sessions. Their peer
+// certificates were verified in full when the session was established and
+// come back from an authenticated source (the server's encrypted session
+// ticket, the client's own session cache), so the signatures need not be
+// checked again. What can have changed is re-checked without any signature
+// operation: the validity window of every certificate involved at the
+// current time, key algorithm, extended key usage, the server name, and
+// that the leaf still hangs off the configured issuer and root (by subject
+// and key identifier), so tickets from before a CA change do not pass.
+// Revocation is checked by the caller in both paths. When anything does not
+// fit, resumable returns false and the caller verifies in full, which
+// produces the precise error.
+func (v *Verifier) resumable(chain []*x509.Certificate, usage x509.ExtKeyUsage, serverName string) (*x509.Certificate, bool) {
+	if len(chain) == 0 || len(chain) > MaxChainLen || chain[0] == nil {
+		return nil, false
+	}
+	leaf := chain[0]
+	if CheckPublicKey(leaf.PublicKey) != nil || !slices.Contains(leaf.ExtKeyUsage, usage) {
+		return nil, false
+	}
+	t := v.Now()
+	valid := func(c *x509.Certificate) bool { return !t.Before(c.NotBefore) && !t.After(c.NotAfter) }
+	issuedBy := func(c, issuer *x509.Certificate) bool {
+		return bytes.Equal(c.RawIssuer, issuer.RawSubject) && bytes.Equal(c.AuthorityKeyId, issuer.SubjectKeyId)
+	}
+	root := v.cfg.Root
+	if !valid(leaf) || !valid(root) {
+		return nil, false
+	}
+	// Walk the path leaf → (configured issuer | presented intermediates) → root.
+	cur := leaf
+	if iss := v.cfg.Issuer; iss != nil {
+		if !issuedBy(leaf, iss) || !valid(iss) {
+			return nil, false
+		}
+		cur = iss
+	} else {
+		for _, c := range chain[1:] {
+			if !issuedBy(cur, c) || !valid(c) || !c.IsCA {
+				return nil, false
+			}
+			cur = c
+		}
+	}
+	if !cur.Equal(root) && !issuedBy(cur, root) {
+		return nil, false
+	}
+	if serverName != "" && leaf.VerifyHostname(serverName) != nil {
+		return nil, false
+	}
+	return leaf, true
 }
 
 // VerifyCA verifies that ca is a CA certificate chaining to the root (the
