@@ -103,14 +103,17 @@ func BenchmarkIdleDeviceFootprint(b *testing.B) {
 	signKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 	for _, tc := range []struct {
 		name    string
+		geo     flash.Geometry
 		enroll  bool
 		apps    int
 		modSize int
 	}{
-		{"fresh", false, 0, 0},
-		{"enrolled", true, 0, 0},
-		{"enrolled+1app-4KiB", true, 1, 4 << 10},
-		{"enrolled+2apps-16KiB", true, 2, 16 << 10},
+		{"fresh", partition, false, 0, 0},
+		{"enrolled", partition, true, 0, 0},
+		{"enrolled+1app-4KiB", partition, true, 1, 4 << 10},
+		{"enrolled+2apps-16KiB", partition, true, 2, 16 << 10},
+		// The partition of a HiFive1 (two 4 MiB module areas and 256 KiB).
+		{"8MiB-partition/enrolled+1app-4KiB", flash.GeometryFor(8<<20 + 256<<10), true, 1, 4 << 10},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			const devices = 1000
@@ -127,7 +130,7 @@ func BenchmarkIdleDeviceFootprint(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
 				for i := range fleet {
-					chip, _ := flash.NewMem(partition)
+					chip, _ := flash.NewMem(tc.geo)
 					s, err := flash.Mount(chip, flash.Options{})
 					if err != nil {
 						b.Fatal(err)

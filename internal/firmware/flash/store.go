@@ -87,9 +87,12 @@ type Store struct {
 	maxValue int
 	log      *slog.Logger
 
-	seqs    []uint32 // per block: sequence number when part of the live log, 0 when free
-	head    int      // block being appended to, -1 if none
-	pos     int      // append offset within head; BlockSize when sealed
+	// live maps the blocks of the live log to their sequence numbers;
+	// every other block is free. A map keeps an idle device's cost
+	// independent of the partition size.
+	live    map[int32]uint32
+	head    int // block being appended to, -1 if none
+	pos     int // append offset within head; BlockSize when sealed
 	nextSeq uint32
 	tail    uint32 // blocks with a lower sequence number are dead
 	nextTxn uint64
@@ -131,7 +134,7 @@ func Mount(chip Chip, opts Options) (*Store, error) {
 		geo:      g,
 		maxValue: opts.MaxValue,
 		log:      opts.Logger,
-		seqs:     make([]uint32, g.Blocks),
+		live:     make(map[int32]uint32),
 		head:     -1,
 		pos:      g.BlockSize,
 		index:    make(map[string]*entry),
@@ -268,7 +271,7 @@ func (s *Store) mount() error {
 		if err := s.readBlock(v.idx, blk); err != nil {
 			return err
 		}
-		s.seqs[v.idx] = v.seq
+		s.live[int32(v.idx)] = v.seq
 		s.head = v.idx
 		end, clean = s.scan(v.idx, blk, true, onRecord)
 		first = false
@@ -493,13 +496,7 @@ func (s *Store) makeRoom(ops []batchOp) error {
 }
 
 func (s *Store) freeBlocks() int {
-	n := 0
-	for _, q := range s.seqs {
-		if q == 0 {
-			n++
-		}
-	}
-	return n
+	return s.geo.Blocks - len(s.live)
 }
 
 // fit decides where the next record of a key of keyLen bytes, carrying up
@@ -670,7 +667,7 @@ func (s *Store) alloc() error {
 		if s.head < 0 {
 			b = i
 		}
-		if s.seqs[b] != 0 {
+		if _, used := s.live[int32(b)]; used {
 			continue
 		}
 		if err := s.chip.Erase(b); err != nil {
@@ -682,7 +679,7 @@ func (s *Store) alloc() error {
 		if err := s.program(int64(b)*int64(s.geo.BlockSize), hdr[:]); err != nil {
 			return err
 		}
-		s.seqs[b] = s.nextSeq
+		s.live[int32(b)] = s.nextSeq
 		s.nextSeq++
 		s.head, s.pos = b, blockHdrSize
 		return nil
@@ -694,9 +691,10 @@ func (s *Store) alloc() error {
 // commits a new log tail past it, freeing the block.
 func (s *Store) compact() error {
 	t := -1
-	for b, q := range s.seqs {
-		if q != 0 && (t < 0 || q < s.seqs[t]) {
-			t = b
+	var tseq uint32
+	for b, q := range s.live {
+		if t < 0 || q < tseq || (q == tseq && int(b) < t) {
+			t, tseq = int(b), q
 		}
 	}
 	if t < 0 {
@@ -740,7 +738,7 @@ func (s *Store) compact() error {
 		}
 	})
 	txn := s.nextTxn
-	newTail := s.seqs[t] + 1
+	newTail := tseq + 1
 	type moved struct {
 		key   string
 		old   uint32
@@ -800,7 +798,7 @@ func (s *Store) compact() error {
 		e.frags = slices.Replace(e.frags, i, i+1, m.frags...)
 		s.liveBytes += e.bytes(len(m.key))
 	}
-	s.seqs[t] = 0
+	delete(s.live, int32(t))
 	s.tail = newTail
 	s.stats.Compactions++
 	return nil
