@@ -281,7 +281,9 @@ func (s *Store) mount() error {
 		s.pos = end
 	}
 	s.tail = tail
-	s.nextSeq = maxSeq + 1
+	// A damaged commit could name a tail beyond every block; new blocks
+	// must still land at or above it, or the next mount would drop them.
+	s.nextSeq = max(maxSeq+1, tail)
 	s.nextTxn = maxTxn + 1
 
 	// Every value must be complete; a hole means a damaged log.
@@ -478,7 +480,9 @@ func (s *Store) makeRoom(ops []batchOp) error {
 	var add int64
 	for _, op := range ops {
 		if !op.del {
-			add += int64(len(op.value)) + int64(recOverhead+len(op.key))*int64(1+len(op.value)/(minFrag*4))
+			per := s.geo.BlockSize - blockHdrSize - 2*recOverhead - len(op.key)
+			frags := 1 + len(op.value)/per
+			add += int64(len(op.value)) + int64(recOverhead+len(op.key))*int64(frags)
 		}
 	}
 	if s.liveBytes+add > s.usableBytes() {
