@@ -121,7 +121,7 @@ type Artifact struct {
 //
 // Verify changes nothing; see Verifier.
 func (v *Verifier) Verify(data []byte, seqs SequenceStore) (*Artifact, error) {
-	s, m, err := v.authenticate(data)
+	s, m, aad, err := v.authenticate(data)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func (v *Verifier) Verify(data []byte, seqs SequenceStore) (*Artifact, error) {
 	case m.Sequence < last:
 		return nil, withManifest(refuse(ErrDowngrade, "app %q sequence %d below last accepted %d", m.App, m.Sequence, last), m)
 	}
-	module, err := v.payload(s, m)
+	module, err := v.payload(s, m, aad)
 	if err != nil {
 		return nil, withManifest(err, m)
 	}
@@ -158,50 +158,51 @@ func (v *Verifier) Verify(data []byte, seqs SequenceStore) (*Artifact, error) {
 // is no longer trusted fails, so dropping a key from the trusted set also
 // revokes what it signed.
 func (v *Verifier) Reverify(data []byte) (*Artifact, error) {
-	s, m, err := v.authenticate(data)
+	s, m, aad, err := v.authenticate(data)
 	if err != nil {
 		return nil, err
 	}
 	if m.DeviceID != v.deviceID {
 		return nil, withManifest(refuse(ErrWrongDevice, "artifact for device %q, this is %q", m.DeviceID, v.deviceID), m)
 	}
-	module, err := v.payload(s, m)
+	module, err := v.payload(s, m, aad)
 	if err != nil {
 		return nil, withManifest(err, m)
 	}
 	return &Artifact{Manifest: *m, Module: module}, nil
 }
 
-// authenticate decodes data and checks its signature.
-func (v *Verifier) authenticate(data []byte) (*Signed, *Manifest, error) {
+// authenticate decodes data and checks its signature. It returns the sealing
+// AAD for a confidential manifest.
+func (v *Verifier) authenticate(data []byte) (*Signed, *Manifest, []byte, error) {
 	s, err := Unmarshal(data, v.maxSize)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	m, err := ParseManifest(s.Manifest)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pub, ok := v.keys[m.KeyID]
 	if !ok {
-		return nil, nil, refuse(ErrUnknownSigner, "signing key %s is not trusted", m.KeyID)
+		return nil, nil, nil, refuse(ErrUnknownSigner, "signing key %s is not trusted", m.KeyID)
 	}
 	var aad []byte
 	if m.Confidential {
 		if aad, err = m.AAD(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if !ed25519.Verify(pub, SigningMessage(s.Manifest, aad), s.Signature) {
-		return nil, nil, refuse(ErrBadSignature, "signature by key %s does not verify (app %q, sequence %d)", m.KeyID, m.App, m.Sequence)
+		return nil, nil, nil, refuse(ErrBadSignature, "signature by key %s does not verify (app %q, sequence %d)", m.KeyID, m.App, m.Sequence)
 	}
-	return s, m, nil
+	return s, m, aad, nil
 }
 
 // payload checks the payload against the signed manifest and returns the
 // plaintext module. The sealed blob's hash is checked before it is opened, so
 // only signed ciphertext ever reaches the decryptor.
-func (v *Verifier) payload(s *Signed, m *Manifest) ([]byte, error) {
+func (v *Verifier) payload(s *Signed, m *Manifest, aad []byte) ([]byte, error) {
 	if !m.Confidential {
 		if uint64(len(s.Payload)) != m.ModuleSize {
 			return nil, refuse(ErrHashMismatch, "module is %d bytes, manifest says %d", len(s.Payload), m.ModuleSize)
@@ -219,10 +220,6 @@ func (v *Verifier) payload(s *Signed, m *Manifest) ([]byte, error) {
 	}
 	if v.opener == nil {
 		return nil, refuse(ErrDecrypt, "confidential module but no sealing key configured")
-	}
-	aad, err := m.AAD()
-	if err != nil {
-		return nil, err
 	}
 	module, err := v.opener.Open(seal.PurposeModule, s.Payload, aad)
 	if err != nil {
