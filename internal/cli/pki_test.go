@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,7 +12,7 @@ import (
 // TestMain lets testscript scripts run the real command tree as `wasmbed`.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"wasmbed": func() { os.Exit(Execute(context.Background(), os.Args[1:])) },
+		"wasmbed": func() { os.Exit(Main()) },
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -45,6 +47,14 @@ func NewRootCommand() *cobra.Command {
 		newVersionCommand(),
 	)
 	return root
+}
+
+// Main runs the command tree with the process's arguments, cancelling its
+// context on SIGINT or SIGTERM, and returns the process exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Execute(ctx, os.Args[1:])
 }
 
 // Execute runs the command tree with args and returns the process exit code.

@@ -22,7 +22,28 @@ func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.next.Enabled(ctx, l)
 }
 
-func (h levelFilter) Handle(ctx context.Context, r slog.Record) error { return h.next.Handle(ctx, r) }
+// benignMessages are lines etcd and kube-apiserver log above info level on
+// every first start or clean stop of a single-node, loopback control plane.
+// They are demoted to debug so that an operator sees only what needs a look.
+var benignMessages = map[string]bool{
+	"The manifest file is empty, ignoring.":     true,
+	"Failed to ensure lease exists, will retry": true,
+	"Found stale data, removed previous endpoints on kubernetes service, apiserver didn't exit successfully previously": true,
+	"Error while syncing ConfigMap": true,
+	"Running http and grpc server on single port. This is not recommended for production.": true,
+	"simple token is not cryptographically signed":                                         true,
+}
+
+func (h levelFilter) Handle(ctx context.Context, r slog.Record) error {
+	if benignMessages[r.Message] {
+		if r.Level <= slog.LevelDebug || !h.next.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r = r.Clone()
+		r.Level = slog.LevelDebug
+	}
+	return h.next.Handle(ctx, r)
+}
 
 func (h levelFilter) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return levelFilter{min: h.min, next: h.next.WithAttrs(attrs)}
