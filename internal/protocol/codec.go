@@ -103,9 +103,8 @@ type Envelope struct {
 }
 
 // Codec decodes envelopes under a set of Limits and checks that each message
-// comes from the side allowed to send it. Building a Codec is expensive
-// compared with using one: build one per configuration and share it; it is
-// safe for concurrent use.
+// comes from the side allowed to send it. It is immutable and safe for
+// concurrent use: build one per configuration and share it between sessions.
 type Codec struct {
 	local  Side
 	limits Limits
