@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 
 	"github.com/fxamacker/cbor/v2"
@@ -100,6 +101,16 @@ type Envelope struct {
 	MessageID uint64
 	// Message is the body.
 	Message Message
+}
+
+// LogValue lets log/slog print an envelope as its type and message id,
+// never its contents (artifacts are large, configuration may be private).
+func (e Envelope) LogValue() slog.Value {
+	var t Type
+	if e.Message != nil {
+		t = e.Message.Type()
+	}
+	return slog.GroupValue(slog.String("type", t.String()), slog.Uint64("id", e.MessageID))
 }
 
 // Codec decodes envelopes under a set of Limits and checks that each message

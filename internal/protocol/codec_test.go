@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -30,5 +32,19 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("got %#v, want %#v", got, s.env)
 			}
 		})
+	}
+}
+
+func TestEnvelopeLogValue(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	log.Info("received", "msg", Envelope{Version, 5, &Deploy{App: "secret", Artifact: []byte{1}}})
+	if got, want := buf.String(), "level=INFO msg=received msg.type=Deploy msg.id=5\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -60,6 +60,7 @@ type LimitError struct {
 	MessageID uint64
 }
 
+// Error describes the problem.
 func (e *LimitError) Error() string {
 	s := "protocol: " + string(e.Limit) + " limit exceeded: "
 	if e.Got > 0 {
@@ -100,6 +101,7 @@ type MalformedError struct {
 	Err error
 }
 
+// Error describes the problem.
 func (e *MalformedError) Error() string {
 	s := "protocol: malformed "
 	if e.Type != 0 {
@@ -130,6 +132,7 @@ type UnsupportedMessageError struct {
 	Type Type
 }
 
+// Error describes the problem.
 func (e *UnsupportedMessageError) Error() string {
 	return "protocol: unsupported message type " + strconv.FormatUint(uint64(e.Type), 10)
 }
@@ -148,6 +151,7 @@ type VersionError struct {
 	Version uint16
 }
 
+// Error describes the problem.
 func (e *VersionError) Error() string {
 	return "protocol: unsupported protocol version " + strconv.FormatUint(uint64(e.Version), 10) +
 		" (want " + strconv.FormatUint(uint64(Version), 10) + ")"
@@ -169,6 +173,7 @@ type DirectionError struct {
 	Sender Side
 }
 
+// Error describes the problem.
 func (e *DirectionError) Error() string {
 	return "protocol: " + e.Type.String() + " may be sent only by the " +
 		e.Type.Sender().String() + ", not the " + e.Sender.String()
