@@ -55,6 +55,7 @@ type Error struct {
 	Manifest *Manifest
 }
 
+// Error returns the precise message, for local logs.
 func (e *Error) Error() string {
 	msg := e.Err.Error()
 	if e.Detail != "" {

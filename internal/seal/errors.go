@@ -39,6 +39,7 @@ type Error struct {
 	Cause error
 }
 
+// Error returns the precise message, for local logs.
 func (e *Error) Error() string {
 	if e.Detail == "" {
 		return e.Err.Error()
