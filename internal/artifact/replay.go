@@ -73,7 +73,11 @@ func (r *ReplayState) Len() int {
 func (r *ReplayState) MarshalBinary() ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b, err := encMode.Marshal(r.last)
+	m := r.last
+	if m == nil {
+		m = map[string]uint64{}
+	}
+	b, err := encMode.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("artifact: encode replay state: %w", err)
 	}
@@ -81,7 +85,15 @@ func (r *ReplayState) MarshalBinary() ([]byte, error) {
 }
 
 var replayDecMode = func() cbor.DecMode {
+	sv, err := cbor.NewSimpleValueRegistryFromDefaults(
+		cbor.WithRejectedSimpleValue(cbor.SimpleValue(22)), // null
+		cbor.WithRejectedSimpleValue(cbor.SimpleValue(23)), // undefined
+	)
+	if err != nil {
+		panic(err)
+	}
 	dm, err := cbor.DecOptions{
+		SimpleValues:     sv,
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 		MaxNestedLevels:  4,
 		MaxArrayElements: 16,

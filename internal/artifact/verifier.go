@@ -3,6 +3,7 @@ package artifact
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"time"
 
@@ -119,8 +120,11 @@ type Artifact struct {
 //  6. payload against the signed hashes (ErrHashMismatch), then decryption
 //     of a confidential module (ErrDecrypt) and the plaintext hash.
 //
-// Verify changes nothing; see Verifier.
+// Verify changes nothing; see Verifier. seqs must not be nil.
 func (v *Verifier) Verify(data []byte, seqs SequenceStore) (*Artifact, error) {
+	if seqs == nil {
+		return nil, errors.New("artifact: verify: nil SequenceStore")
+	}
 	s, m, aad, err := v.authenticate(data)
 	if err != nil {
 		return nil, err

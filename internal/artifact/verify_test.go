@@ -380,6 +380,23 @@ func TestReplayPersistence(t *testing.T) {
 	}
 }
 
+func TestReplayStateZeroValue(t *testing.T) {
+	var s ReplayState
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0xa0}; !bytes.Equal(b, want) {
+		t.Errorf("got empty state %x, want %x", b, want)
+	}
+	if err := s.Accept("a", 1); err != nil {
+		t.Errorf("Accept on zero value: %v", err)
+	}
+	if _, err := newFixture(t).verifier.Verify(nil, nil); err == nil {
+		t.Errorf("Verify with a nil SequenceStore: got nil error")
+	}
+}
+
 func TestReplayStateDeterministic(t *testing.T) {
 	a, b := NewReplayState(), NewReplayState()
 	apps := []string{"z", "a", "mm", "b"}
@@ -420,6 +437,7 @@ func TestReplayStateRefusals(t *testing.T) {
 	}{
 		{"garbage", []byte{0xff, 0x00}, ErrMalformed},
 		{"not a map", []byte{0x01}, ErrMalformed},
+		{"null", []byte{0xf6}, ErrMalformed},
 		{"sequence zero", []byte{0xa1, 0x61, 'a', 0x00}, ErrMalformed},
 		{"non-canonical key order", []byte{0xa2, 0x61, 'b', 0x01, 0x61, 'a', 0x01}, ErrMalformed},
 		{"non-canonical integer", []byte{0xa1, 0x61, 'a', 0x18, 0x01}, ErrMalformed},

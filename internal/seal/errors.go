@@ -41,10 +41,14 @@ type Error struct {
 
 // Error returns the precise message, for local logs.
 func (e *Error) Error() string {
-	if e.Detail == "" {
-		return e.Err.Error()
+	msg := e.Err.Error()
+	if e.Detail != "" {
+		msg += ": " + e.Detail
 	}
-	return e.Err.Error() + ": " + e.Detail
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
 }
 
 // Unwrap returns the sentinel and the cause.
