@@ -19,6 +19,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
+	"github.com/wasmbed/wasmbed/internal/firmware/security"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
@@ -434,8 +435,8 @@ func addClient(a, b client.Stats) client.Stats {
 type Firmware struct {
 	// Runtime is the shared WebAssembly engine (nil: no applications).
 	Runtime *wasm.Engine
-	// Security holds the device identity and admits artifacts.
-	Security Security
+	// Security holds the device identity and verifies artifacts.
+	Security *security.Manager
 	// Applications installs and runs applications from flash.
 	Applications *appmgr.Manager
 	// WiFi is the connectivity manager (a wired link on boards without a
@@ -460,7 +461,19 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount flash: %w", err)
 	}
-	sec, err := openKeystore(store, d.prof.Name, d.prof.Capabilities, FirmwareVersion)
+	var seed [32]byte
+	r := d.lockedRand()
+	for i := 0; i < len(seed); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			seed[i+j] = byte(v >> (8 * j))
+		}
+	}
+	sec, err := security.Open(security.Config{
+		Store: store, Rand: rand.NewChaCha8(seed), Clock: d.clock.Now,
+		DeviceType: d.prof.Name, Capabilities: d.prof.Capabilities, FirmwareVersion: FirmwareVersion,
+		Logger: d.log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +482,9 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	fw.board = hal.NewSim(hc, hal.SimConfig{Pins: d.prof.GPIOPins, UARTPorts: d.prof.UARTPorts,
 		SPIBuses: d.prof.SPIBuses, I2CBuses: d.prof.I2CBuses, Power: d.prof.Power})
 	fw.Monitoring = &monitor{clock: d.clock, booted: d.clock.Now(), profile: d.prof}
-	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{}, d.log)
+	cfgCache := &configCache{}
+	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{Board: fw.board.Board(), Clock: hc, Publisher: fw.Monitoring,
+		Config: cfgCache, Logger: d.log}, d.log)
 	fw.Monitoring.runner = run
 	mgr, err := appmgr.Open(ctx, appmgr.Config{
 		Store:  store,
@@ -489,13 +504,13 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw.Applications = mgr
 	fw.Monitoring.mgr = mgr
-	run.host = wasm.Host{Board: fw.board.Board(), Clock: hc, Publisher: fw.Monitoring, Config: mgr, Logger: d.log}
+	cfgCache.mgr = mgr
+	cfgCache.refresh()
 
 	medium := link.WiFi
 	if !d.prof.WiFi {
 		medium = link.Wired
 	}
-	r := d.lockedRand()
 	lcfg := link.Config{Medium: medium, Endpoints: d.cfg.Gateways, Dial: d.cfg.Dial, Conditions: d.cfg.Conditions,
 		Backoff: d.cfg.Backoff, Clock: d.clock, Rand: r, Logger: d.log}
 	if fw.WiFi, err = link.New(lcfg); err != nil {
@@ -511,7 +526,7 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw.Client, err = client.New(client.Config{
 		Link: fw.WiFi, EnrollLink: fw.enrollLink, Identity: sec,
-		Apps:      &apps{mgr: mgr, sec: sec, log: d.log},
+		Apps:      commands{Commands: &appmgr.Commands{Apps: mgr, Verifier: sec}, cfg: cfgCache},
 		Telemetry: fw.Monitoring, Root: d.cfg.Root, ServerName: d.cfg.ServerName, Codec: d.cfg.Codec,
 		HeartbeatInterval: d.cfg.HeartbeatInterval, MetricsInterval: d.cfg.MetricsInterval,
 		PairingToken: d.cfg.PairingToken, Clock: d.clock, Logger: d.log,
