@@ -532,3 +532,25 @@ func TestReverifyIgnoresTimeAndSequence(t *testing.T) {
 		t.Errorf("Reverify a year later: got %v, want nil", err)
 	}
 }
+
+func TestNextSequence(t *testing.T) {
+	ms := uint64(t0.UnixMilli())
+	for _, tc := range []struct {
+		name string
+		last uint64
+		now  time.Time
+		want uint64
+	}{
+		{"first, from the clock", 0, t0, ms},
+		{"clock ahead of last", 5, t0, ms},
+		{"same millisecond", ms, t0, ms + 1},
+		{"clock went back", ms + 100, t0, ms + 101},
+		{"clock before the epoch", 3, time.Unix(-10, 0), 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NextSequence(tc.last, tc.now); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
