@@ -203,7 +203,7 @@ func (c *Codec) Decode(frame []byte) (Envelope, error) {
 		return Envelope{}, &DirectionError{MessageID: h.id, Type: h.typ, Sender: c.local.peer()}
 	}
 	if err := c.dm.Unmarshal(body, msg); err != nil {
-		return Envelope{}, c.bodyError(h, err)
+		return Envelope{}, c.bodyError(h, body, err)
 	}
 	if err := msg.validate(); err != nil {
 		return Envelope{}, &MalformedError{MessageID: h.id, Type: h.typ, Err: err}
@@ -212,7 +212,7 @@ func (c *Codec) Decode(frame []byte) (Envelope, error) {
 }
 
 // bodyError maps an error of the CBOR decoder to a typed error.
-func (c *Codec) bodyError(h header, err error) error {
+func (c *Codec) bodyError(h header, body []byte, err error) error {
 	var (
 		nested *cbor.MaxNestedLevelError
 		array  *cbor.MaxArrayElementsError
@@ -222,9 +222,11 @@ func (c *Codec) bodyError(h header, err error) error {
 	case errors.As(err, &nested):
 		return &LimitError{Limit: LimitNestedLevels, Max: int64(c.limits.MaxNestedLevels), Got: int64(c.limits.MaxNestedLevels) + 1, MessageID: h.id}
 	case errors.As(err, &array):
-		return &LimitError{Limit: LimitArrayElements, Max: int64(c.limits.MaxArrayElements), MessageID: h.id}
+		got := firstOversized(body, majorArray, uint64(c.limits.MaxArrayElements))
+		return &LimitError{Limit: LimitArrayElements, Max: int64(c.limits.MaxArrayElements), Got: got, MessageID: h.id}
 	case errors.As(err, &pairs):
-		return &LimitError{Limit: LimitMapPairs, Max: int64(c.limits.MaxMapPairs), MessageID: h.id}
+		got := firstOversized(body, majorMap, uint64(c.limits.MaxMapPairs))
+		return &LimitError{Limit: LimitMapPairs, Max: int64(c.limits.MaxMapPairs), Got: got, MessageID: h.id}
 	}
 	return &MalformedError{MessageID: h.id, Type: h.typ, Err: err}
 }
@@ -403,4 +405,60 @@ func readUint(b []byte) (v uint64, n int, err error) {
 		v = v<<8 | uint64(c)
 	}
 	return v, 1 + n, nil
+}
+
+// CBOR major types that firstOversized looks for.
+const (
+	majorArray = 4
+	majorMap   = 5
+)
+
+// firstOversized returns the declared length of the first array (or map,
+// per major) in data that is longer than limit, or 0 if it finds none. It
+// runs only to report an error the decoder already found, after data passed
+// the decoder's checks up to that item, so it need not validate anything.
+func firstOversized(data []byte, major byte, limit uint64) int64 {
+	off, pending := 0, uint64(1)
+	for pending > 0 && off < len(data) {
+		mt, ai := data[off]>>5, data[off]&0x1f
+		off++
+		var arg uint64
+		switch {
+		case ai < 24:
+			arg = uint64(ai)
+		case ai <= 27:
+			n := 1 << (ai - 24)
+			if off+n > len(data) {
+				return 0
+			}
+			for _, b := range data[off : off+n] {
+				arg = arg<<8 | uint64(b)
+			}
+			off += n
+		default:
+			return 0 // indefinite lengths were refused earlier
+		}
+		pending--
+		switch mt {
+		case 2, 3: // byte and text strings
+			if arg > uint64(len(data)-off) {
+				return 0
+			}
+			off += int(arg)
+		case majorArray, majorMap:
+			if mt == major && arg > limit {
+				return int64(min(arg, math.MaxInt64))
+			}
+			if arg > uint64(len(data)) {
+				return 0
+			}
+			if mt == majorMap {
+				arg *= 2
+			}
+			pending += arg
+		case 6: // tag: its content follows
+			pending++
+		}
+	}
+	return 0
 }

@@ -86,7 +86,7 @@ func TestDecodeRejects(t *testing.T) {
 			wantID: 1,
 			wantErr: func(err error) bool {
 				var le *LimitError
-				return errors.As(err, &le) && le.Limit == LimitArrayElements && le.Max == 16
+				return errors.As(err, &le) && le.Limit == LimitArrayElements && le.Max == 16 && le.Got == 17
 			},
 		},
 		{
@@ -94,6 +94,20 @@ func TestDecodeRejects(t *testing.T) {
 			in:     heartbeatWithExtra(unhex(t, "9b 7fffffffffffffff")),
 			wantIs: ErrTooManyElements,
 			wantID: 5,
+			wantErr: func(err error) bool {
+				var le *LimitError
+				return errors.As(err, &le) && le.Got == 0x7fffffffffffffff
+			},
+		},
+		{
+			name:   "map declared huge after strings and a tag-free array",
+			in:     heartbeatWithExtra(unhex(t, "83 43 010203 62 6869 bb 00000000ffffffff")),
+			wantIs: ErrTooManyPairs,
+			wantID: 5,
+			wantErr: func(err error) bool {
+				var le *LimitError
+				return errors.As(err, &le) && le.Got == 0xffffffff
+			},
 		},
 		{
 			name:   "map pairs",
@@ -103,7 +117,7 @@ func TestDecodeRejects(t *testing.T) {
 			wantID: 2,
 			wantErr: func(err error) bool {
 				var le *LimitError
-				return errors.As(err, &le) && le.Limit == LimitMapPairs && le.Max == 16
+				return errors.As(err, &le) && le.Limit == LimitMapPairs && le.Max == 16 && le.Got == 17
 			},
 		},
 		{
