@@ -50,7 +50,7 @@ type Limits struct {
 	MaxFrameSize int64
 	// MaxNestedLevels bounds the nesting of arrays and maps in a message body,
 	// the body map itself being level 1. Default DefaultMaxNestedLevels,
-	// minimum MinMaxNestedLevels.
+	// minimum MinMaxNestedLevels, maximum 64.
 	MaxNestedLevels int
 	// MaxArrayElements bounds the length of any array in a message body.
 	// Default DefaultMaxArrayElements, minimum MinMaxArrayElements.
