@@ -59,6 +59,14 @@ type DeviceSpec struct {
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
 	PublicKey string `json:"publicKey"`
 
+	// SealingKey is the device's X25519 public key for sealed payloads
+	// (confidential modules, configuration secrets): the unpadded base64url of
+	// its 32 raw bytes. The device generates it at enrollment, apart from its
+	// identity key. Without it nothing confidential can be sent to the device.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]{43}$`
+	// +optional
+	SealingKey string `json:"sealingKey,omitempty"`
+
 	// DeviceType is the board family, which fixes the device's resource profile.
 	DeviceType DeviceType `json:"deviceType"`
 
