@@ -329,7 +329,7 @@ func (d *Device) countError() {
 }
 
 func (d *Device) accumulate(fw *Firmware) {
-	ls := fw.WiFi.Status().Stats
+	ls := fw.linkStats()
 	cs := fw.Client.Status().Stats
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -392,7 +392,7 @@ func (d *Device) Status() Status {
 	}
 	cs := fw.Client.Status()
 	st.DeviceID = cs.DeviceID
-	st.Link = addLink(st.Link, fw.WiFi.Status().Stats)
+	st.Link = addLink(st.Link, fw.linkStats())
 	st.Client = addClient(st.Client, cs.Stats)
 	st.Errors += cs.SessionErrors + cs.ErrorsReceived + cs.ErrorsSent
 	switch cs.Phase {
@@ -537,6 +537,15 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw.clientRef.Store(fw.Client)
 	return fw, nil
+}
+
+// linkStats sums the counters of the session and enrollment links.
+func (fw *Firmware) linkStats() link.Stats {
+	s := fw.WiFi.Status().Stats
+	if fw.enrollLink != nil {
+		s = addLink(s, fw.enrollLink.Status().Stats)
+	}
+	return s
 }
 
 // observe forwards application changes nobody asked for (a trap, a limit

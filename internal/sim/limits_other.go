@@ -1,0 +1,5 @@
+//go:build !unix
+
+package sim
+
+func checkFileLimit(int) error { return nil }

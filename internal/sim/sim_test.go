@@ -1,0 +1,192 @@
+package sim_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
+	"github.com/wasmbed/wasmbed/internal/firmware/device"
+	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/sim"
+)
+
+func TestParseMix(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []sim.Share
+		wantErr bool
+	}{
+		{"esp32=80,hifive1=20", []sim.Share{{"esp32", 80}, {"hifive1", 20}}, false},
+		{"hifive1=1", []sim.Share{{"hifive1", 1}}, false},
+		{"esp32", nil, true},
+		{"esp32=x", nil, true},
+		{"nrf52=10", nil, true},
+		{"esp32=0", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := sim.ParseMix(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseMix(%q): got err %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("ParseMix(%q): got %v, want %v", tt.in, got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("ParseMix(%q)[%d]: got %v, want %v", tt.in, i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// syncBuffer is a goroutine-safe bytes.Buffer.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFleetOnlineReconnectAndSummary(t *testing.T) {
+	const n = 200
+	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	mix, err := sim.ParseMix("esp32=80,hifive1=20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	f, err := sim.New(t.Context(), sim.Options{
+		Devices: n, Gateways: []string{srv.SessionAddr()}, EnrollGateways: []string{srv.EnrollAddr()},
+		Root: srv.Root(), Mix: mix, Seed: 42, StartRate: 0,
+		HeartbeatInterval: time.Hour, MetricsInterval: -1,
+		Backoff:         link.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		SummaryInterval: 100 * time.Millisecond, Out: &out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan sim.Summary, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	online := func() bool { return f.Summary().Phases[device.Online] == n }
+	waitFor(t, "every device online", 2*time.Minute, online)
+	s := f.Summary()
+	if s.Enrolled != n || srv.Enrolled() != n {
+		t.Errorf("enrolled: got %d (gateway %d), want %d", s.Enrolled, srv.Enrolled(), n)
+	}
+	profiles := map[string]int{}
+	for _, d := range f.Devices() {
+		profiles[d.Status().Profile]++
+	}
+	if profiles["esp32"] != 160 || profiles["hifive1"] != 40 {
+		t.Errorf("profile mix: got %v, want esp32=160 hifive1=40", profiles)
+	}
+
+	// The gateway drops every session: the fleet comes back.
+	srv.DropAll()
+	waitFor(t, "reconnects", 2*time.Minute, func() bool { return f.Summary().Reconnects >= n })
+	waitFor(t, "every device online again", 2*time.Minute, online)
+
+	cancel()
+	final := <-done
+	done <- final
+	if !final.Final || final.Phases[device.Online] != n {
+		t.Errorf("final summary: got %+v, want final with %d online", final, n)
+	}
+	text := out.String()
+	if !strings.Contains(text, "final elapsed=") || !strings.Contains(text, "online=") {
+		t.Errorf("summary output lacks the final line or phase counts:\n%s", text)
+	}
+	waitFor(t, "goodbyes", 30*time.Second, func() bool { return srv.Goodbyes.Load() >= n })
+}
+
+func TestFleetWaitsForGateway(t *testing.T) {
+	// No gateway listens yet: devices retry with backoff and connect once
+	// it appears.
+	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrollAddr, sessAddr, root := srv.EnrollAddr(), srv.SessionAddr(), srv.Root()
+	auth := srv.Authority()
+	key := srv.SigningKey()
+	srv.Close()
+
+	f, err := sim.New(t.Context(), sim.Options{
+		Devices: 5, Gateways: []string{sessAddr}, EnrollGateways: []string{enrollAddr}, Root: root,
+		Backoff:         link.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		SummaryInterval: -1, HeartbeatInterval: time.Hour, MetricsInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan sim.Summary, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "failed attempts", 30*time.Second, func() bool {
+		for _, d := range f.Devices() {
+			if d.Status().Link.Failures < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	_, port, _ := strings.Cut(enrollAddr, ":")
+	_, sport, _ := strings.Cut(sessAddr, ":")
+	srv2, err := clienttest.Start(clienttest.Options{Quiet: true, Authority: auth, SigningKey: key,
+		EnrollPort: atoi(t, port), SessionPort: atoi(t, sport)})
+	if err != nil {
+		t.Skipf("could not listen on the same ports again: %v", err)
+	}
+	defer srv2.Close()
+	waitFor(t, "devices online", time.Minute, func() bool { return f.Summary().Phases[device.Online] == 5 })
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
