@@ -57,6 +57,11 @@ type EnrollRequest struct {
 	// PairingToken is the one-time token of the pairing window, when the
 	// window requires one.
 	PairingToken []byte `cbor:"7,keyasint,omitempty"`
+	// SealingKey is the device's X25519 public key (32 bytes) for payloads
+	// sealed to it (confidential modules, configuration secrets). The device
+	// generates it apart from its identity key; without it the platform
+	// cannot send it anything confidential.
+	SealingKey []byte `cbor:"8,keyasint,omitempty"`
 }
 
 // EnrollResponse gives an enrolled device its identity.
@@ -366,6 +371,8 @@ func (m *EnrollRequest) validate() error {
 		return missing("key algorithm")
 	case m.DeviceType == "":
 		return missing("device type")
+	case len(m.SealingKey) != 0 && len(m.SealingKey) != 32:
+		return fmt.Errorf("sealing key is %d bytes, want 32", len(m.SealingKey))
 	}
 	return nil
 }

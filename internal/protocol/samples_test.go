@@ -22,6 +22,7 @@ func samples() []sample {
 			DeviceType:      "esp32",
 			Capabilities:    []string{"wasm", "tls", "wifi"},
 			FirmwareVersion: "0.1.0",
+			SealingKey:      bytes.Repeat([]byte{0x7c}, 32),
 		}}},
 		{"enroll_response", Envelope{Version, 1, &EnrollResponse{
 			DeviceID:   "dev-7f3a",
