@@ -221,3 +221,15 @@ func FuzzParseCertificatesPEM(f *testing.F) {
 		}
 	})
 }
+
+func TestParsePublicKeyFileText(t *testing.T) {
+	pub := mustKey(t, ECDSAP256).Public()
+	enc, err := EncodePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParsePublicKeyFile([]byte("  " + enc + "\n"))
+	if err != nil || !keysEqual(got, pub) {
+		t.Fatalf("got (%v), want the key back from its spec.publicKey text", err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -268,5 +270,56 @@ func TestHandshakeTimeout(t *testing.T) {
 	err = Handshake(t.Context(), tls.Server(c, cfg), 50*time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestConcurrentHandshakesWithRevocation connects many devices concurrently
+// while half of them are revoked; run with -race. Once a revocation has
+// returned, that device must never get in again.
+func TestConcurrentHandshakesWithRevocation(t *testing.T) {
+	clock := newTestClock()
+	ca := newTestAuthority(t, clock, Ed25519)
+	rev := NewMemoryRevocation()
+	v, _ := ca.Verifier(rev)
+	cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, cfg)
+	const devices, rounds = 12, 4
+	certs := make([]tls.Certificate, devices)
+	for i := range certs {
+		certs[i] = mustDevice(t, ca, fmt.Sprintf("dev-%d", i), Ed25519)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for i := range devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cli, err := ClientTLSConfig(ClientOptions{Root: ca.Root.Cert, Certificate: &certs[i], ServerName: "127.0.0.1", Clock: clock.Now})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			revoked := false
+			for r := range rounds {
+				if i%2 == 1 && r == rounds/2 {
+					rev.RevokeCert(certs[i].Leaf)
+					revoked = true
+				}
+				_, err := dial(t.Context(), srv.ln.Addr().String(), cli)
+				if (err == nil) == revoked {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("device %d round %d: got err=%v, revoked=%v", i, r, err, revoked))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range failures {
+		t.Error(f)
 	}
 }
