@@ -118,6 +118,9 @@ func (m *Manager) recover() error {
 			continue
 		}
 		a := &app{name: name, rec: rec, state: protocol.StateInstalled}
+		if rec.Stopped {
+			a.state = protocol.StateStopped
+		}
 		if p := rec.Pending; p >= 0 {
 			a.rec.Pending = -1
 			a.rec.Slots[p] = slotInfo{}
@@ -390,6 +393,20 @@ func (m *Manager) check(req *Request) error {
 	return nil
 }
 
+// failed returns the status to report with err: a refusal as such, any
+// other failure as the application's unchanged status, or as failed when
+// it is not installed.
+func (m *Manager) failed(name string, err error) (Status, error) {
+	var re *RefusalError
+	if errors.As(err, &re) {
+		return Status{Name: name, Slot: -1, State: protocol.StateRefused, Reason: re.Reason.Reason(), Message: re.Reason.String()}, err
+	}
+	if a := m.apps[name]; a != nil {
+		return a.status(), err
+	}
+	return Status{Name: name, Slot: -1, State: protocol.StateFailed, Reason: protocol.ReasonInternal, Message: err.Error()}, err
+}
+
 func (m *Manager) commit(name string, b *flash.Batch) error {
 	err := m.store.Commit(b)
 	if errors.Is(err, flash.ErrNoSpace) {
@@ -412,7 +429,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	m.mu.Lock()
 	defer m.unlock()
 	if err := m.check(&req); err != nil {
-		return Status{Name: req.Name, Slot: -1}, err
+		return m.failed(req.Name, err)
 	}
 	a := m.apps[req.Name]
 	if a != nil && a.rec.Active >= 0 {
@@ -438,14 +455,14 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		b.Append(req.Extra)
 		// No trial: the new version is active at once, the old one erased.
 		old := rec.Active
-		rec.Active, rec.Pending, rec.Run = target, -1, false
+		rec.Active, rec.Pending, rec.Run, rec.Stopped = target, -1, false, false
 		if old >= 0 {
 			rec.Slots[old] = slotInfo{}
 			b.Delete(slotKey(int(old), req.Name))
 		}
 		b.Put(metaKey(req.Name), encode(rec))
 		if err := m.commit(req.Name, &b); err != nil {
-			return Status{Name: req.Name, Slot: -1}, err
+			return m.failed(req.Name, err)
 		}
 		if a == nil {
 			a = &app{name: req.Name}
@@ -458,11 +475,11 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		return a.status(), nil
 	}
 
-	oldRun := rec.Run
-	rec.Pending, rec.Run = target, true
+	oldRun, oldStopped := rec.Run, rec.Stopped
+	rec.Pending, rec.Run, rec.Stopped = target, true, false
 	b.Put(metaKey(req.Name), encode(rec))
 	if err := m.commit(req.Name, &b); err != nil {
-		return Status{Name: req.Name, Slot: -1}, err
+		return m.failed(req.Name, err)
 	}
 	if a == nil {
 		a = &app{name: req.Name}
@@ -486,7 +503,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		}
 	} else {
 		next.Slots[target] = slotInfo{}
-		next.Run = oldRun
+		next.Run, next.Stopped = oldRun, oldStopped
 		b.Delete(slotKey(int(target), req.Name))
 	}
 	b.Put(metaKey(req.Name), encode(next))
@@ -495,6 +512,8 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	b.Append(req.Extra)
 	if err := m.store.Commit(&b); err != nil {
 		m.stopInstance(ctx, a)
+		a.setState(protocol.StateFailed, "storage failure")
+		a.reason = protocol.ReasonInternal
 		return a.status(), &StorageError{App: req.Name, Err: err}
 	}
 	if startErr == nil {
@@ -513,6 +532,9 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	}
 	m.log.Warn("app update failed, falling back", "app", a.name, "failed", req.Sequence, "sequence", next.Slots[next.Active].Sequence, "err", startErr)
 	a.setState(protocol.StateInstalled, "")
+	if next.Stopped {
+		a.setState(protocol.StateStopped, "")
+	}
 	if next.Run {
 		if err := m.start(ctx, a, next.Active); err != nil {
 			a.setErr(err)
@@ -543,7 +565,7 @@ func (m *Manager) Start(ctx context.Context, name string) (Status, error) {
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
-		return Status{Name: name, Slot: -1}, m.refuse(name, RefusedNotInstalled, "")
+		return m.failed(name, m.refuse(name, RefusedNotInstalled, ""))
 	}
 	return m.startLocked(ctx, a)
 }
@@ -554,7 +576,7 @@ func (m *Manager) startLocked(ctx context.Context, a *app) (Status, error) {
 	}
 	if !a.rec.Run {
 		rec := a.rec
-		rec.Run = true
+		rec.Run, rec.Stopped = true, false
 		var b flash.Batch
 		b.Put(metaKey(a.name), encode(rec))
 		if err := m.commit(a.name, &b); err != nil {
@@ -572,11 +594,11 @@ func (m *Manager) Stop(ctx context.Context, name string) (Status, error) {
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
-		return Status{Name: name, Slot: -1}, m.refuse(name, RefusedNotInstalled, "")
+		return m.failed(name, m.refuse(name, RefusedNotInstalled, ""))
 	}
-	if a.rec.Run {
+	if a.rec.Run || !a.rec.Stopped {
 		rec := a.rec
-		rec.Run = false
+		rec.Run, rec.Stopped = false, true
 		var b flash.Batch
 		b.Put(metaKey(a.name), encode(rec))
 		if err := m.commit(a.name, &b); err != nil {
@@ -597,7 +619,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (Status, error) {
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
-		return Status{Name: name, Slot: -1}, m.refuse(name, RefusedNotInstalled, "")
+		return m.failed(name, m.refuse(name, RefusedNotInstalled, ""))
 	}
 	m.stopInstance(ctx, a)
 	var b flash.Batch

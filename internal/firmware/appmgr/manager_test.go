@@ -22,6 +22,7 @@ type fakeRunner struct {
 	running map[string]string // app -> version
 	exits   map[string]func(error)
 	starts  int
+	onStart func(RunSpec) // called at every start, outside the lock
 }
 
 func newRunner() *fakeRunner {
@@ -29,6 +30,9 @@ func newRunner() *fakeRunner {
 }
 
 func (r *fakeRunner) Start(_ context.Context, spec RunSpec, exit func(error)) (Instance, error) {
+	if r.onStart != nil {
+		r.onStart(spec)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.starts++

@@ -33,6 +33,9 @@ type record struct {
 	Run bool `cbor:"3,keyasint,omitempty"`
 	// Slots describe the module in each slot; an empty slot is zero.
 	Slots [2]slotInfo `cbor:"4,keyasint"`
+	// Stopped records that the application was stopped on request, so it
+	// reports "stopped" rather than "installed" after a reboot.
+	Stopped bool `cbor:"5,keyasint,omitempty"`
 }
 
 type slotInfo struct {

@@ -15,7 +15,9 @@ func dump(c Chip) string {
 		_, _ = c.ReadAt(blk, int64(b*g.BlockSize))
 		seq, ok := decodeBlockHdr(blk)
 		if !ok {
-			fmt.Fprintf(&sb, "block %d: no header (erased=%v)\n", b, allFF(blk[:blockHdrSize]))
+			if !allFF(blk[:blockHdrSize]) {
+				fmt.Fprintf(&sb, "block %d: invalid header\n", b)
+			}
 			continue
 		}
 		fmt.Fprintf(&sb, "block %d seq %d:\n", b, seq)

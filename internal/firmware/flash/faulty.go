@@ -70,7 +70,9 @@ func (f *Faulty) SetTear(t Tear) {
 }
 
 // OnWrite installs a hook called before every write step; returning true
-// cuts power at that step. A nil hook removes it.
+// cuts power at that step. A nil hook removes it. The hook runs with the
+// chip locked and must not call the chip's methods; Op.Step tells how many
+// steps completed before.
 func (f *Faulty) OnWrite(hook func(Op) bool) {
 	f.mu.Lock()
 	f.hook = hook
