@@ -401,6 +401,7 @@ func runPKIInspect(cmd *cobra.Command, opts *pkiInspectOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", opts.file, err)
 	}
+	now := time.Now()
 	for i, c := range certs {
 		if len(certs) > 1 {
 			fmt.Fprintf(w, "--- certificate %d of %d\n", i+1, len(certs))
@@ -408,6 +409,7 @@ func runPKIInspect(cmd *cobra.Command, opts *pkiInspectOptions) error {
 		if err := pki.Inspect(c).WriteText(w); err != nil {
 			return err
 		}
+		fmt.Fprintf(w, "%-17s %s\n", "status:", pki.ValidityStatus(c, now))
 	}
 	if opts.dir == "" {
 		return nil

@@ -490,3 +490,17 @@ func RenewAt(cert *x509.Certificate) time.Time {
 func NeedsRenewal(cert *x509.Certificate, now time.Time) bool {
 	return !now.Before(RenewAt(cert))
 }
+
+// ValidityStatus describes cert at now: "not yet valid", "expired",
+// "renewal due" (past RenewAt) or "valid".
+func ValidityStatus(cert *x509.Certificate, now time.Time) string {
+	switch {
+	case now.Before(cert.NotBefore):
+		return "not yet valid"
+	case now.After(cert.NotAfter):
+		return "expired"
+	case !cert.IsCA && NeedsRenewal(cert, now):
+		return "renewal due"
+	}
+	return "valid"
+}

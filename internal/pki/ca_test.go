@@ -282,3 +282,29 @@ func TestRenewal(t *testing.T) {
 		}
 	}
 }
+
+func TestValidityStatus(t *testing.T) {
+	clock := newTestClock()
+	ca := newTestAuthority(t, clock, Ed25519)
+	c, err := ca.IssueDevice(mustKey(t, Ed25519).Public(), DeviceOptions{DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		at   time.Time
+		want string
+	}{
+		{c.Leaf.NotBefore.Add(-time.Second), "not yet valid"},
+		{clock.Now(), "valid"},
+		{RenewAt(c.Leaf), "renewal due"},
+		{c.Leaf.NotAfter.Add(time.Second), "expired"},
+	}
+	for _, tt := range tests {
+		if got := ValidityStatus(c.Leaf, tt.at); got != tt.want {
+			t.Errorf("at %s: got %q, want %q", tt.at, got, tt.want)
+		}
+	}
+	if got := ValidityStatus(ca.Root.Cert, clock.Now().Add(9*365*24*time.Hour)); got != "valid" {
+		t.Errorf("root late in life: got %q, want valid (CAs are not renewed this way)", got)
+	}
+}

@@ -200,25 +200,30 @@ func (v *Verifier) VerifyCA(ca *x509.Certificate) error {
 }
 
 // Check re-validates a certificate that was verified earlier, for sessions
-// that outlive a check: validity window at the verifier's clock and
-// revocation. A gateway calls it periodically on live sessions and when a
+// that outlive a check: validity windows of the certificate, the issuer and
+// the root at the verifier's clock, and revocation. A gateway calls it periodically on live sessions and when a
 // revocation is announced (see MemoryRevocation.Subscribe).
 func (v *Verifier) Check(ctx context.Context, cert *x509.Certificate) error {
 	if cert == nil {
 		return ErrNoCertificate
 	}
 	t := v.Now()
-	if t.Before(cert.NotBefore) {
-		return certError(ErrNotYetValid, cert, validityDetail(cert, t), nil)
-	}
-	if t.After(cert.NotAfter) {
-		return certError(ErrExpired, cert, validityDetail(cert, t), nil)
+	for _, c := range []*x509.Certificate{cert, v.cfg.Issuer, v.cfg.Root} {
+		if c == nil {
+			continue
+		}
+		if t.Before(c.NotBefore) {
+			return certError(ErrNotYetValid, cert, validityDetail(c, t), nil)
+		}
+		if t.After(c.NotAfter) {
+			return certError(ErrExpired, cert, validityDetail(c, t), nil)
+		}
 	}
 	return v.checkRevoked(ctx, cert)
 }
 
 func validityDetail(c *x509.Certificate, t time.Time) string {
-	return fmt.Sprintf("valid from %s to %s, checked at %s",
+	return fmt.Sprintf("%q valid from %s to %s, checked at %s", c.Subject.String(),
 		c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
 }
 
