@@ -40,6 +40,11 @@ var (
 	// ErrBadEnrollment reports an enrollment response the device refuses
 	// (invalid id, a certificate not for its key, a malformed key).
 	ErrBadEnrollment = errors.New("security: bad enrollment response")
+	// ErrDamaged reports that the stored identity keys or replay marks
+	// fail to decode. The device refuses to run rather than silently take
+	// a new identity or forget its replay marks; recovering means erasing
+	// the flash and enrolling again.
+	ErrDamaged = errors.New("security: stored security state damaged")
 )
 
 // Config configures a Manager.
@@ -146,7 +151,7 @@ func Open(cfg Config) (*Manager, error) {
 		raw, err := m.store.Get(key)
 		if err != nil || len(raw) != 8 {
 			// Never forget a mark silently: that would reopen replays.
-			return nil, fmt.Errorf("security: replay mark %q damaged: %v", key, err)
+			return nil, fmt.Errorf("%w: replay mark %q: %v", ErrDamaged, key, err)
 		}
 		m.marks.set(key[len(replayPrefix):], binary.BigEndian.Uint64(raw))
 	}
@@ -158,11 +163,11 @@ func (m *Manager) loadIdentity() error {
 	if err == nil {
 		var rec identityRecord
 		if err := decMode.Unmarshal(raw, &rec); err != nil || len(rec.Seed) != ed25519.SeedSize {
-			return fmt.Errorf("identity record damaged: %v", err)
+			return fmt.Errorf("%w: identity record: %v", ErrDamaged, err)
 		}
 		sk, err := ecdh.X25519().NewPrivateKey(rec.Sealing)
 		if err != nil {
-			return fmt.Errorf("identity record damaged: sealing key: %w", err)
+			return fmt.Errorf("%w: sealing key: %v", ErrDamaged, err)
 		}
 		m.key, m.sealing = ed25519.NewKeyFromSeed(rec.Seed), sk
 		return nil

@@ -478,3 +478,38 @@ func TestReplayMarksSurviveRemove(t *testing.T) {
 		t.Fatalf("replay keys %v", keys)
 	}
 }
+
+func TestDamagedStateRefusesToRun(t *testing.T) {
+	tests := []struct {
+		name string
+		key  string
+		val  []byte
+	}{
+		{"identity", keyIdentity, []byte{0xa1, 0x01, 0x41, 0x00}},
+		{"replay mark", replayPrefix + "app", []byte{1, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chip, _ := flash.NewMem(testGeo)
+			now := t0
+			d := openDevice(t, chip, 1, &now)
+			if err := d.store.Put(tt.key, tt.val); err != nil {
+				t.Fatal(err)
+			}
+			s, _ := flash.Mount(chip, flash.Options{})
+			if _, err := Open(Config{Store: s, Rand: seeded(1)}); !errors.Is(err, ErrDamaged) {
+				t.Fatalf("got %v, want ErrDamaged", err)
+			}
+		})
+	}
+	t.Run("enrollment", func(t *testing.T) {
+		p := newPlatform(t)
+		d, now := enrolledDevice(t, p)
+		if err := d.store.Put(keyEnrolled, []byte{0xff}); err != nil {
+			t.Fatal(err)
+		}
+		if again := openDevice(t, d.chip, 1, now); again.sec.Enrolled() {
+			t.Fatal("damaged enrollment accepted")
+		}
+	})
+}
