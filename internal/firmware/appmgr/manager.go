@@ -47,6 +47,8 @@ type Manager struct {
 
 	exitMu sync.Mutex
 	exits  []exit
+
+	refusals [numRefusals]uint64
 }
 
 type app struct {
@@ -337,6 +339,9 @@ func (m *Manager) stopInstance(ctx context.Context, a *app) {
 
 func (m *Manager) refuse(name string, r Refusal, format string, args ...any) error {
 	err := &RefusalError{App: name, Reason: r, Detail: fmt.Sprintf(format, args...)}
+	if r < numRefusals {
+		m.refusals[r]++
+	}
 	m.log.Info("app request refused", "app", name, "reason", r, "detail", err.Detail)
 	return err
 }
@@ -713,6 +718,17 @@ func (m *Manager) Running() int {
 		}
 	}
 	return n
+}
+
+// Refusals returns how many requests were refused for reason r since the
+// manager was opened.
+func (m *Manager) Refusals(r Refusal) uint64 {
+	m.mu.Lock()
+	defer m.unlock()
+	if r >= numRefusals {
+		return 0
+	}
+	return m.refusals[r]
 }
 
 // Shutdown stops every instance without changing desired states, as a

@@ -419,6 +419,9 @@ func TestRefusals(t *testing.T) {
 			if !errors.As(err, &re) || re.Reason != tt.want {
 				t.Fatalf("got %v, want refusal %s", err, tt.want)
 			}
+			if n := d.mgr.Refusals(tt.want); n != 1 {
+				t.Fatalf("refusal counter %d, want 1", n)
+			}
 			if re.Reason.Reason() == protocol.ReasonInternal {
 				t.Fatalf("refusal %s maps to internal", re.Reason)
 			}

@@ -130,6 +130,7 @@ const (
 	RefusedNotInstalled
 	// RefusedOlder: the request's sequence is older than the installed one.
 	RefusedOlder
+	numRefusals
 )
 
 var refusalNames = [...]string{
