@@ -21,8 +21,8 @@
 // Keys in the device's [flash.Store]:
 //
 //	a:<name>  the application record (CBOR): active slot, slot on trial,
-//	          desired run state, and per slot version, sequence, SHA-256,
-//	          size and runtime limits
+//	          desired run state (and whether it was stopped on request),
+//	          and per slot version, sequence, SHA-256, size and limits
 //	0:<name>  module bytes of slot 0
 //	1:<name>  module bytes of slot 1
 //	c:<name>  the application's configuration (CBOR)
