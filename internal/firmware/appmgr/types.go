@@ -92,6 +92,7 @@ type TrapError struct {
 	Reason string
 }
 
+// Error returns the trap description.
 func (e *TrapError) Error() string { return "trap: " + e.Reason }
 
 // LimitError reports that an application exceeded a runtime limit.
@@ -100,6 +101,7 @@ type LimitError struct {
 	Detail   string
 }
 
+// Error names the limit and the detail.
 func (e *LimitError) Error() string {
 	return fmt.Sprintf("%s limit exceeded: %s", e.Resource, e.Detail)
 }
@@ -146,6 +148,7 @@ var refusalNames = [...]string{
 	RefusedOlder:          "older version",
 }
 
+// String returns the refusal's name.
 func (r Refusal) String() string {
 	if int(r) < len(refusalNames) && refusalNames[r] != "" {
 		return refusalNames[r]
@@ -178,6 +181,7 @@ type RefusalError struct {
 	Detail string
 }
 
+// Error describes the refusal.
 func (e *RefusalError) Error() string {
 	if e.Detail == "" {
 		return fmt.Sprintf("app %q refused: %s", e.App, e.Reason)
@@ -193,6 +197,7 @@ type StorageError struct {
 	Err error
 }
 
+// Error describes the storage failure.
 func (e *StorageError) Error() string { return fmt.Sprintf("app %q: storage: %v", e.App, e.Err) }
 
 // Unwrap returns the flash error.
@@ -207,6 +212,7 @@ type StartError struct {
 	Err      error
 }
 
+// Error describes the failed start and the fallback.
 func (e *StartError) Error() string {
 	if e.Fallback != nil {
 		return fmt.Sprintf("app %q version %q failed to start, fell back to %q: %v", e.Failed.Name, e.Failed.Version, e.Fallback.Version, e.Err)
@@ -214,6 +220,7 @@ func (e *StartError) Error() string {
 	return fmt.Sprintf("app %q version %q failed to start: %v", e.Failed.Name, e.Failed.Version, e.Err)
 }
 
+// Unwrap returns the runner's error.
 func (e *StartError) Unwrap() error { return e.Err }
 
 // Status is the observed state of one application.
@@ -275,6 +282,7 @@ var eventNames = [...]string{
 	EventRecovered: "recovered", EventRemoved: "removed",
 }
 
+// String returns the kind's name.
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
 		return eventNames[k]

@@ -35,6 +35,7 @@ type CorruptError struct {
 	Reason string // what failed to check
 }
 
+// Error describes where the damage is.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("flash: corrupt %s at block %d offset %d", e.Reason, e.Block, e.Offset)
 }

@@ -95,6 +95,7 @@ const (
 	TriggerChange
 )
 
+// String returns the trigger's name.
 func (t Trigger) String() string {
 	switch t {
 	case TriggerFirst:

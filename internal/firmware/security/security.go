@@ -410,6 +410,7 @@ type marks struct {
 	m  map[string]uint64
 }
 
+// LastSequence implements artifact.SequenceStore.
 func (r *marks) LastSequence(app string) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

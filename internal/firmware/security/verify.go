@@ -46,6 +46,7 @@ var refusalNames = [...]string{
 	RefusedNotEnrolled: "not enrolled",
 }
 
+// String returns the refusal's name.
 func (r Refusal) String() string {
 	if int(r) < len(refusalNames) && refusalNames[r] != "" {
 		return refusalNames[r]
@@ -81,6 +82,7 @@ type RefusalError struct {
 	Err    error
 }
 
+// Error describes the refusal precisely, for local logs.
 func (e *RefusalError) Error() string { return fmt.Sprintf("refused (%s): %v", e.Reason, e.Err) }
 
 // Unwrap returns the cause (an *artifact.Error or *seal.Error when the
