@@ -66,5 +66,7 @@
 //
 // Damaged data never panics: mount skips it, counts it in [Stats] and keeps
 // up to a few [CorruptError] values; [Store.Get] returns a *CorruptError
-// (errors.Is [ErrCorrupt]) for a value damaged after mount.
+// (errors.Is [ErrCorrupt]) for a value damaged after mount. A damaged record
+// at the very end of the log is what a power cut leaves and is counted
+// apart, as Stats.TornRecords.
 package flash

@@ -74,7 +74,8 @@ type Stats struct {
 	Compactions int64 // blocks compacted since mount
 
 	// Found at mount.
-	CorruptRecords int // records whose CRC failed (a torn last write counts)
+	CorruptRecords int // records whose CRC failed, other than a torn last write
+	TornRecords    int // 0 or 1: the last write was cut by a power loss
 	DroppedTxns    int // transactions discarded: uncommitted or damaged
 	InvalidBlocks  int // blocks whose header was neither valid nor erased
 }
@@ -104,7 +105,12 @@ type Store struct {
 
 	stats    Stats
 	corrupts []CorruptError
+	lastBad  badRecord // the last damaged record seen by mount
 }
+
+// badRecord locates a damaged record: block, offset, and where parsing
+// resumed after it.
+type badRecord struct{ block, off, next int }
 
 type entry struct {
 	ver   uint64
@@ -281,6 +287,15 @@ func (s *Store) mount() error {
 	if s.head >= 0 && clean {
 		s.pos = end
 	}
+	// A damaged record at the very end of the log is the write a power
+	// loss interrupted, not corruption.
+	if s.stats.CorruptRecords > 0 && s.lastBad.block == s.head && s.lastBad.next == end {
+		s.stats.CorruptRecords--
+		s.stats.TornRecords++
+		if n := len(s.corrupts); n > 0 && s.corrupts[n-1].Block == s.head && s.corrupts[n-1].Offset == s.lastBad.off {
+			s.corrupts = s.corrupts[:n-1]
+		}
+	}
 	s.tail = tail
 	// A damaged commit could name a tail beyond every block; new blocks
 	// must still land at or above it, or the next mount would drop them.
@@ -303,8 +318,8 @@ func (s *Store) mount() error {
 		}
 		s.liveBytes += e.bytes(len(key))
 	}
-	if s.stats.CorruptRecords > 0 || s.stats.DroppedTxns > 0 || s.stats.InvalidBlocks > 0 {
-		s.log.Warn("flash mount recovered", "corruptRecords", s.stats.CorruptRecords,
+	if s.stats.CorruptRecords > 0 || s.stats.TornRecords > 0 || s.stats.DroppedTxns > 0 || s.stats.InvalidBlocks > 0 {
+		s.log.Warn("flash mount recovered", "corruptRecords", s.stats.CorruptRecords, "tornRecords", s.stats.TornRecords,
 			"droppedTxns", s.stats.DroppedTxns, "invalidBlocks", s.stats.InvalidBlocks)
 	}
 	return nil
@@ -329,6 +344,7 @@ func (s *Store) scan(b int, blk []byte, report bool, fn func(addr uint32, h recH
 		if !ok || pos+h.size() > bs {
 			if report {
 				s.noteCorrupt(b, pos, "record header")
+				s.lastBad = badRecord{b, pos, pos}
 			}
 			return pos, false
 		}
@@ -337,6 +353,7 @@ func (s *Store) scan(b int, blk []byte, report bool, fn func(addr uint32, h recH
 		good := bodyCRC(k, d) == binary.LittleEndian.Uint32(blk[pos+h.size()-4:])
 		if !good && report {
 			s.noteCorrupt(b, pos, "record body")
+			s.lastBad = badRecord{b, pos, pos + h.size()}
 		}
 		fn(uint32(b*bs+pos), h, k, d, good)
 		pos += h.size()
@@ -349,7 +366,7 @@ func (s *Store) noteCorrupt(block, off int, reason string) {
 	if len(s.corrupts) < maxCorruptions {
 		s.corrupts = append(s.corrupts, CorruptError{Block: block, Offset: off, Reason: reason})
 	}
-	s.log.Warn("flash corrupt record", "block", block, "offset", off, "reason", reason)
+	s.log.Debug("flash damaged record", "block", block, "offset", off, "reason", reason)
 }
 
 // applyFrag records that fragment f of version ver of key's value lives on
