@@ -4,14 +4,14 @@ package wasm
 // that the per-app limits hold whatever the engine (compiler or
 // interpreter) does:
 //
-//   - Stack: every defined function f gets a thunk that adds f's frame cost
-//     to an injected i32 global $sp, traps (after setting $stack_trap) when
-//     $sp exceeds $sp_limit, calls f and subtracts the cost again. Every
-//     reference to f (call, ref.func, exports, element segments, global
-//     initialisers) is redirected to the thunk, so every entry into f,
-//     direct, indirect or from the host, is accounted. The limit is a
-//     global set at instantiation, so one compiled module serves apps with
-//     different maxStackSize values.
+//   - Stack: every call of a defined function f adds f's frame cost to an
+//     injected i32 global $sp, traps (after setting $stack_trap) when $sp
+//     exceeds $sp_limit, calls f and subtracts the cost again. Direct calls
+//     are wrapped inline at the call site; every other way into f (exports,
+//     element segments, ref.func, global initialisers, hence call_indirect
+//     and calls from the host) is redirected to a thunk doing the same
+//     around a call of f. The limit is a global set at instantiation, so
+//     one compiled module serves apps with different maxStackSize values.
 //   - Memory: the memory section's maximum becomes min(declared max,
 //     memoryLimit pages), and every memory.grow is replaced by a call to an
 //     injected helper that performs the grow and raises $grow_failed when
@@ -24,10 +24,11 @@ package wasm
 //
 // Frame cost of f, in bytes (see docs/app-abi.md):
 //
-//	cost(f) = 8*(params + locals + maxOperandHeight) + 16   // f's frame
-//	        + 8*(params + max(params, results+2)) + 16       // its thunk
+//	cost(f)      = 8*(params + locals + maxOperandHeight + 2) + 16   // direct call
+//	thunkCost(f) = cost(f) + 8*(params + max(params, results+2)) + 16 // through the thunk
 //
-// where maxOperandHeight is computed by simulating f's operand stack.
+// where maxOperandHeight is computed by simulating f's operand stack and
+// the 2 extra slots cover the accounting sequence itself.
 
 const (
 	reservedExportPrefix = "__wasmbed"
@@ -44,9 +45,37 @@ const (
 
 type instrumented struct {
 	bin       []byte
-	frameCost []uint32 // per defined function, thunk included
+	frameCost []uint32 // per defined function, through its thunk
 	maxFrame  uint32
 	usesGrow  bool
+}
+
+// accounting holds what the rewriting pass needs to emit stack
+// accounting: the injected globals and every defined function's cost for
+// a direct call and through its thunk.
+type accounting struct {
+	sp, limit, trap uint32
+	cost, thunkCost []uint32
+	nImp            uint32
+}
+
+// enter appends: $sp += cost; if $sp > $sp_limit { $stack_trap = 1; unreachable }.
+func (a *accounting) enter(b []byte, cost uint32) []byte {
+	b = appendU32(append(b, 0x23), a.sp)
+	b = appendS64(append(b, 0x41), int64(cost))
+	b = appendU32(append(b, 0x6a, 0x24), a.sp) // i32.add, global.set
+	b = appendU32(append(b, 0x23), a.sp)
+	b = appendU32(append(b, 0x23), a.limit)
+	b = append(b, 0x4b, 0x04, 0x40, 0x41, 1, 0x24) // i32.gt_u, if, i32.const 1, global.set
+	b = appendU32(b, a.trap)
+	return append(b, 0x00, 0x0b) // unreachable, end
+}
+
+// leave appends: $sp -= cost.
+func (a *accounting) leave(b []byte, cost uint32) []byte {
+	b = appendU32(append(b, 0x23), a.sp)
+	b = appendS64(append(b, 0x41), int64(cost))
+	return appendU32(append(b, 0x6b, 0x24), a.sp) // i32.sub, global.set
 }
 
 type funcAnalysis struct {
@@ -68,24 +97,36 @@ func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 		return x
 	}
 
-	res := &instrumented{frameCost: make([]uint32, nDef)}
+	// Pass 1 measures every function's frame; pass 2 rewrites the bodies
+	// with the callees' costs inlined at direct call sites.
+	gBase := m.nImpGlobal + m.nGlobals
+	acc := &accounting{sp: gBase, limit: gBase + 1, trap: gBase + 2,
+		cost: make([]uint32, nDef), thunkCost: make([]uint32, nDef), nImp: nImp}
+	res := &instrumented{frameCost: acc.thunkCost}
+	for i := uint32(0); i < nDef; i++ {
+		fa, err := m.analyse(nImp+i, m.bodies[i], remap, helperIdx, nil)
+		if err != nil {
+			return nil, err
+		}
+		res.usesGrow = res.usesGrow || fa.usesGrow
+		t := m.types[m.funcTypes[nImp+i]]
+		np, nr := uint64(len(t.params)), uint64(len(t.results))
+		// +2 slots: the accounting sequence at call sites pushes two values.
+		cost := slotBytes*(np+fa.nLocals+uint64(fa.maxH)+2) + frameOverheadBytes
+		thunk := cost + slotBytes*(np+max(np, nr+2)) + frameOverheadBytes
+		if thunk > maxFrameCost {
+			return nil, modErr(ErrLimit, m.bodies[i].start, "function %d needs a %d-byte frame", nImp+i, thunk)
+		}
+		acc.cost[i], acc.thunkCost[i] = uint32(cost), uint32(thunk)
+		res.maxFrame = max(res.maxFrame, uint32(thunk))
+	}
 	bodies := make([][]byte, nDef)
 	for i := uint32(0); i < nDef; i++ {
-		fa, err := m.analyse(nImp+i, m.bodies[i], remap, helperIdx)
+		fa, err := m.analyse(nImp+i, m.bodies[i], remap, helperIdx, acc)
 		if err != nil {
 			return nil, err
 		}
 		bodies[i] = fa.body
-		res.usesGrow = res.usesGrow || fa.usesGrow
-		t := m.types[m.funcTypes[nImp+i]]
-		np, nr := uint64(len(t.params)), uint64(len(t.results))
-		cost := slotBytes*(np+fa.nLocals+uint64(fa.maxH)) + frameOverheadBytes
-		cost += slotBytes*(np+max(np, nr+2)) + frameOverheadBytes
-		if cost > maxFrameCost {
-			return nil, modErr(ErrLimit, m.bodies[i].start, "function %d needs a %d-byte frame", nImp+i, cost)
-		}
-		res.frameCost[i] = uint32(cost)
-		res.maxFrame = max(res.maxFrame, uint32(cost))
 	}
 	if res.usesGrow && !m.info.HasMemory {
 		return nil, modErr(ErrInvalidModule, -1, "memory.grow without a memory")
@@ -146,7 +187,6 @@ func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 	}
 
 	// Global section: originals (ref.func remapped) + injected globals.
-	gBase := m.nImpGlobal + m.nGlobals
 	var globalSec []byte
 	globalSec = appendU32(globalSec, m.nGlobals+4)
 	if s := m.find(secGlobal); s != nil {
@@ -163,7 +203,7 @@ func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 	for k := 0; k < 4; k++ {
 		globalSec = append(globalSec, valI32, 1, 0x41, 0, 0x0b) // (mut i32) (i32.const 0)
 	}
-	gSP, gLimit, gTrap, gGrow := gBase, gBase+1, gBase+2, gBase+3
+	gGrow := gBase + 3
 
 	// Export section: originals (functions redirected) + injected globals.
 	var exportSec []byte
@@ -200,27 +240,13 @@ func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 	var thunk []byte
 	for i := uint32(0); i < nDef; i++ {
 		t := m.types[m.funcTypes[nImp+i]]
-		cost := int64(res.frameCost[i])
-		thunk = append(thunk[:0], 0) // no locals
-		thunk = append(thunk, 0x23)
-		thunk = appendU32(thunk, gSP)
-		thunk = appendS64(append(thunk, 0x41), cost)
-		thunk = append(thunk, 0x6a, 0x24) // i32.add, global.set
-		thunk = appendU32(thunk, gSP)
-		thunk = appendU32(append(thunk, 0x23), gSP)
-		thunk = appendU32(append(thunk, 0x23), gLimit)
-		thunk = append(thunk, 0x4b, 0x04, 0x40, 0x41, 1, 0x24) // i32.gt_u, if, i32.const 1, global.set
-		thunk = appendU32(thunk, gTrap)
-		thunk = append(thunk, 0x00, 0x0b) // unreachable, end
+		cost := acc.thunkCost[i]
+		thunk = acc.enter(append(thunk[:0], 0), cost) // no locals
 		for p := range t.params {
 			thunk = appendU32(append(thunk, 0x20), uint32(p))
 		}
 		thunk = appendU32(append(thunk, 0x10), nImp+i)
-		thunk = appendU32(append(thunk, 0x23), gSP)
-		thunk = appendS64(append(thunk, 0x41), cost)
-		thunk = append(thunk, 0x6b, 0x24) // i32.sub, global.set
-		thunk = appendU32(thunk, gSP)
-		thunk = append(thunk, 0x0b)
+		thunk = append(acc.leave(thunk, cost), 0x0b)
 		codeSec = appendU32(codeSec, uint32(len(thunk)))
 		codeSec = append(codeSec, thunk...)
 	}
@@ -369,7 +395,11 @@ type ctrlFrame struct {
 // operand-stack height and the number of locals, and returns the body with
 // calls and ref.func redirected through remap and memory.grow replaced by
 // a call to helperIdx.
-func (m *module) analyse(fidx uint32, body section, remap func(uint32) uint32, helperIdx uint32) (*funcAnalysis, error) {
+//
+// With acc nil (measuring pass) the returned body is meaningless. With acc,
+// direct calls of defined functions are wrapped inline in the callee's
+// accounting (as a thunk would, without the extra call).
+func (m *module) analyse(fidx uint32, body section, remap func(uint32) uint32, helperIdx uint32, acc *accounting) (*funcAnalysis, error) {
 	r := &reader{b: m.b[:body.end], off: body.start}
 	fa := &funcAnalysis{}
 	nDecl := r.count(2)
@@ -537,8 +567,11 @@ func (m *module) analyse(fidx uint32, body section, remap func(uint32) uint32, h
 			t := m.types[m.funcTypes[x]]
 			pop(uint32(len(t.params)))
 			push(uint32(len(t.results)))
-			if y := remap(x); y != x {
-				subst(at, 0x10, y)
+			if y := remap(x); y != x && acc != nil {
+				cost := acc.cost[x-acc.nImp]
+				out = acc.enter(append(out, m.b[pending:at]...), cost)
+				out = acc.leave(appendU32(append(out, 0x10), x), cost)
+				pending = r.off
 			}
 		case op == 0x11: // call_indirect
 			ti := r.u32()
