@@ -44,6 +44,8 @@ func NewRootCommand() *cobra.Command {
 		newUpCommand(),
 		newKubectlCommand(),
 		newPKICommand(),
+		newDeviceCommand(),
+		newSimCommand(),
 		newVersionCommand(),
 	)
 	return root
