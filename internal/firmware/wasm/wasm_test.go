@@ -528,3 +528,53 @@ func TestHostErrnoWithoutPeripherals(t *testing.T) {
 		t.Errorf("TickInterval: got %v, want default 1s (config_get answered ENOSYS)", got)
 	}
 }
+
+// TestConcurrentDevices hammers one engine from many goroutines, as the
+// simulator does: concurrent compiles of the same and different modules
+// (sharing compilations), instantiation, ticks and releases.
+func TestConcurrentDevices(t *testing.T) {
+	e := newEngine(t, ModeAuto)
+	bins := [][]byte{sample(apps.Blinky), sample(apps.Sensor), sample(apps.Blinky)}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := range 16 {
+		wg.Go(func() {
+			d := newDevice()
+			if _, err := d.sim.AddTempSensor(0, 0x48, 20); err != nil {
+				errs <- err
+				return
+			}
+			bin := bins[g%len(bins)]
+			mod, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: uint64(1+g%2) * PageSize})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer mod.Release(t.Context())
+			a, err := e.NewApp(mod, AppConfig{Name: "a", Host: d.host()})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer a.Close(t.Context())
+			if res := a.Start(t.Context()); !res.OK() {
+				errs <- res.Err
+				return
+			}
+			for range 20 {
+				if res := a.Tick(t.Context()); !res.OK() {
+					errs <- res.Err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := e.CachedModules(); n != 0 {
+		t.Errorf("cached modules after every release: got %d, want 0", n)
+	}
+}
