@@ -230,6 +230,17 @@ func (s *Server) Peer(deviceID string) *Peer {
 	return s.peers[deviceID]
 }
 
+// Peers returns every live session.
+func (s *Server) Peers() []*Peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
 // WaitPeer waits until the device has a live session.
 func (s *Server) WaitPeer(ctx context.Context, deviceID string) (*Peer, error) {
 	return waitFor(ctx, s, func() (*Peer, bool) {
