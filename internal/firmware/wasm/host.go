@@ -38,7 +38,8 @@ const (
 	MaxNameBytes    = 64   // metric name, topic, configuration key
 	MaxIOBytes      = 1024 // one UART, SPI or I2C transfer
 	MaxPayloadBytes = 1024 // one published message
-	MaxSleep        = 10 * time.Second
+	// MaxSleep is the longest sleep_ms accepts.
+	MaxSleep = 10 * time.Second
 )
 
 // ErrQueueFull is returned by a Publisher that cannot accept more data
@@ -49,9 +50,9 @@ var ErrQueueFull = errors.New("publish queue full")
 // sees ErrnoNoEnt. A plain false from Lookup has the same effect.
 var ErrNotFound = errors.New("not found")
 
-// Publisher sends an app's data to the gateway. Implementations must not
-// retain payload after returning (it is copied from guest memory for the
-// call only if they do; here it is always a fresh copy, so they may).
+// Publisher sends an app's data to the gateway. Calls come from the
+// goroutine running the app and should not block; return ErrQueueFull
+// instead. The payload is a fresh copy the implementation may keep.
 type Publisher interface {
 	// PublishMetric records a named numeric sample from app.
 	PublishMetric(app, name string, value float64) error
@@ -70,10 +71,15 @@ type ConfigSource interface {
 // return ErrnoNoSys (a nil Board field likewise), and a nil Clock means
 // hal.SystemClock.
 type Host struct {
-	Board     *hal.Board
-	Clock     hal.Clock
+	// Board gives the GPIO, UART, SPI, I2C and sensor functions their
+	// peripherals.
+	Board *hal.Board
+	// Clock serves time_ms and sleep_ms.
+	Clock hal.Clock
+	// Publisher receives publish_metric and publish.
 	Publisher Publisher
-	Config    ConfigSource
+	// Config answers config_get.
+	Config ConfigSource
 	// Logger receives guest log lines (message "app log", keys "app",
 	// "text"); nil discards them.
 	Logger *slog.Logger
