@@ -23,7 +23,7 @@ func TestApplicationCRUDAndDefaults(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(app), got); err != nil {
 		t.Fatalf("get: %v", err)
 	}
-	want := wasmbedv1.ApplicationConfig{MemoryLimit: 65536, ExecutionTimeout: "30s", MaxStackSize: 65536}
+	want := wasmbedv1.ApplicationConfig{MemoryLimit: 65536, ExecutionTimeout: "30s", MaxStackSize: 4096}
 	if got.Spec.Config != want {
 		t.Errorf("defaulted config: got %+v, want %+v", got.Spec.Config, want)
 	}

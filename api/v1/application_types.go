@@ -54,10 +54,12 @@ type ApplicationConfig struct {
 	// +optional
 	ExecutionTimeout string `json:"executionTimeout,omitempty"`
 
-	// MaxStackSize is the maximum call stack in bytes.
+	// MaxStackSize is the maximum WebAssembly call stack in bytes. The default
+	// of 4 KiB fits the smallest supported board (HiFive1, 8 KiB of RAM for
+	// applications); raise it for deeply recursive code on larger boards.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=16777216
-	// +kubebuilder:default=65536
+	// +kubebuilder:default=4096
 	// +optional
 	MaxStackSize int64 `json:"maxStackSize,omitempty"`
 }
