@@ -190,3 +190,39 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+func TestFleetFaultInjection(t *testing.T) {
+	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	const n = 20
+	f, err := sim.New(t.Context(), sim.Options{
+		Devices: n, Gateways: []string{srv.SessionAddr()}, EnrollGateways: []string{srv.EnrollAddr()},
+		Root: srv.Root(), Seed: 3, ClockSkew: 2 * time.Second,
+		// A fault every few seconds per device: some of each within the test.
+		PowerLossRate: 720, FlapRate: 720, FlapDuration: 50 * time.Millisecond, PowerOffTime: 10 * time.Millisecond,
+		Backoff:           link.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		HeartbeatInterval: time.Hour, MetricsInterval: -1, SummaryInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan sim.Summary, 1)
+	go func() { done <- f.Run(ctx) }()
+	waitFor(t, "power losses and flaps", time.Minute, func() bool {
+		s := f.Summary()
+		return s.PowerLosses >= 2 && s.Flaps >= 2
+	})
+	cancel()
+	final := <-done
+	if final.PowerLosses < 2 || final.Flaps < 2 {
+		t.Errorf("faults: got %d power losses and %d flaps, want >= 2 each", final.PowerLosses, final.Flaps)
+	}
+	// Power losses never cost a device its identity: one enrollment each.
+	if got := srv.Enrolled(); got != n {
+		t.Errorf("enrollments: got %d, want %d", got, n)
+	}
+}

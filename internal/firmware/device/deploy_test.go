@@ -11,6 +11,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/artifact"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
+	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
@@ -214,5 +215,39 @@ func TestPowerLossDuringInstallIsConsistent(t *testing.T) {
 	st, err = peer.Deploy(ctx, "blinky", seq, module)
 	if err != nil || st.State != protocol.StateRunning || st.Sequence != seq {
 		t.Fatalf("deploy after the power losses: got %+v, %v; want running %d", st, err, seq)
+	}
+}
+
+func TestTrapReportedUnsolicited(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	clk := linktest.NewClock(time.Now())
+	cfg := testConfig(srv)
+	cfg.Engine = sharedEngine(t)
+	cfg.Clock = clk
+	d := newDevice(t, cfg)
+	runDevice(t, d)
+	waitFor(t, "online", func() bool { return d.Status().Phase == device.Online })
+	peer := srv.Peer(d.Status().DeviceID)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	st, err := peer.Deploy(ctx, "divzero", 1, apps.MustLoad(apps.DivZero))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != protocol.StateRunning {
+		t.Fatalf("deploy: got %v (%s), want running until the first tick", st.State, st.Message)
+	}
+	// The first tick traps: the device reports it without being asked.
+	clk.Advance(wasm.DefaultTickInterval)
+	rec, err := srv.WaitRecord(ctx, func(r clienttest.Record) bool {
+		s, ok := r.Env.Message.(*protocol.AppStatus)
+		return ok && s.App == "divzero" && s.State == protocol.StateTrapped
+	})
+	if err != nil {
+		t.Logf("pending timers %d; statuses %+v", clk.Pending(), d.Firmware().Applications.Statuses(nil))
+		t.Fatalf("no unsolicited trapped status: %v", err)
+	}
+	if rec.Env.MessageID%2 != 1 {
+		t.Errorf("message id %d: want an odd (device-initiated) id", rec.Env.MessageID)
 	}
 }

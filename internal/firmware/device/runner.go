@@ -91,7 +91,12 @@ func (i *instance) tick() {
 		return
 	}
 	res := i.app.Tick(context.Background())
-	running := i.app.Running()
+	// A trap or an aborted execution ends the application, even when the
+	// instance survived it; a refused memory.grow the app coped with does
+	// not.
+	failed := res.Outcome == wasm.OutcomeTrapped || res.Outcome == wasm.OutcomeHostError ||
+		res.Outcome == wasm.OutcomeLimitExceeded && (res.Limit != wasm.LimitMemory || res.Trap != wasm.TrapNone)
+	running := i.app.Running() && !failed
 	if running {
 		i.timer.Reset(i.app.TickInterval())
 	}
