@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,6 +167,20 @@ func sampleMem() memSample {
 	return memSample{heap: ms.HeapAlloc, stacks: ms.StackInuse, sys: ms.Sys - ms.HeapReleased}
 }
 
+// writeHeapProfile writes the live heap to path, for `go tool pprof
+// -sample_index=inuse_space`.
+func writeHeapProfile(tb testing.TB, path string) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // fleetFigures are the measurements of one fleet run.
 type fleetFigures struct {
 	devices          int
@@ -234,6 +249,9 @@ func measureFleet(tb testing.TB, n int, withApp bool, timeout time.Duration) fle
 	fig.idleBytes = float64(idle.heap+idle.stacks-base.heap-base.stacks) / float64(n)
 	fig.idleHeap = float64(idle.heap-base.heap) / float64(n)
 	fig.goroutinesPerDev = float64(runtime.NumGoroutine()-baseG) / float64(n)
+	if path := os.Getenv("WASMBED_SIM_HEAPPROFILE"); path != "" {
+		writeHeapProfile(tb, path)
+	}
 	if withApp {
 		ans := g.ask(tb, "deploy "+apps.Blinky)
 		for f.Summary().AppsRunning < n {

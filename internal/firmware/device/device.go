@@ -271,6 +271,9 @@ func (d *Device) Run(ctx context.Context) error {
 			d.log.Warn("boot failed", "err", err)
 		}
 		cancel()
+		d.mu.Lock()
+		d.cancel = nil // off: power losses have nothing to cut until the next boot
+		d.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -341,13 +344,15 @@ func (d *Device) accumulate(fw *Firmware) {
 // PowerLoss cuts power now: flash writes in flight are torn, the link
 // drops without a goodbye, and the device boots again from flash after
 // Config.PowerOffTime.
+//
+// It does nothing while the device is not running (before Run, while off).
 func (d *Device) PowerLoss() {
-	d.chip.Cut()
 	d.mu.Lock()
 	if d.cancel == nil || d.lost {
 		d.mu.Unlock()
 		return
 	}
+	d.chip.Cut()
 	d.lost = true
 	d.losses++
 	fw, cancel := d.fw, d.cancel
