@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rogpeppe/go-internal/testscript"
+
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/pki"
 )
@@ -113,4 +115,16 @@ func TestDeviceRunRequiresFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSimScripts runs testdata/script/sim_*.txtar.
+func TestSimScripts(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "script", "sim_*.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no sim scripts found")
+	}
+	testscript.Run(t, testscript.Params{Files: files, RequireExplicitExec: true})
 }
