@@ -251,3 +251,46 @@ func TestTrapReportedUnsolicited(t *testing.T) {
 		t.Errorf("message id %d: want an odd (device-initiated) id", rec.Env.MessageID)
 	}
 }
+
+func TestProfileAdmission(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	cfg := testConfig(srv)
+	cfg.Engine = sharedEngine(t)
+	cfg.Profile = "hifive1"
+	d := newDevice(t, cfg)
+	runDevice(t, d)
+	waitFor(t, "online", func() bool { return d.Status().Phase == device.Online })
+	peer := srv.Peer(d.Status().DeviceID)
+	ctx := ctxFor(t)
+	module := apps.MustLoad(apps.Blinky)
+	tests := []struct {
+		name       string
+		seq        uint64
+		stack      uint64
+		wantState  protocol.AppState
+		wantReason protocol.Reason
+	}{
+		// 8 KiB of stack next to blinky's data does not fit the HiFive1's
+		// 8 KiB of application RAM; 2 KiB does.
+		{"too big for the board", 1, 8 << 10, protocol.StateRefused, protocol.ReasonNoSpace},
+		{"fits", 2, 2 << 10, protocol.StateRunning, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lim := clienttest.DefaultLimits
+			lim.MaxStackSize = tt.stack
+			art, err := srv.SignArtifact(peer.DeviceID, "blinky", tt.seq, module, lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := peer.Send(ctx, &protocol.Deploy{App: "blinky", Sequence: tt.seq, Artifact: art, Start: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := env.Message.(*protocol.AppStatus)
+			if st.State != tt.wantState || st.Reason != tt.wantReason {
+				t.Errorf("got state=%v reason=%v (%s), want %v %v", st.State, st.Reason, st.Message, tt.wantState, tt.wantReason)
+			}
+		})
+	}
+}

@@ -484,20 +484,19 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw := &Firmware{Runtime: d.cfg.Engine, Security: sec, Store: store}
 	hc := halClock{d.clock}
-	fw.board = hal.NewSim(hc, hal.SimConfig{Pins: d.prof.GPIOPins, UARTPorts: d.prof.UARTPorts,
-		SPIBuses: d.prof.SPIBuses, I2CBuses: d.prof.I2CBuses, Power: d.prof.Power})
+	fw.board = hal.NewSim(hc, d.prof.SimConfig())
 	fw.Monitoring = &monitor{clock: d.clock, booted: d.clock.Now(), profile: d.prof}
 	cfgCache := &configCache{}
-	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{Board: fw.board.Board(), Clock: hc, Publisher: fw.Monitoring,
+	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: hc, Publisher: fw.Monitoring,
 		Config: cfgCache, Logger: d.log}, d.log)
 	fw.Monitoring.runner = run
 	mgr, err := appmgr.Open(ctx, appmgr.Config{
 		Store:  store,
 		Runner: run,
+		// RAM is admitted per module footprint by the profile (see
+		// admission), not by the declared memory limits.
 		Limits: appmgr.Limits{
 			MaxApps:        d.prof.MaxApps,
-			MemoryBytes:    max(d.prof.AppRAMBytes, wasm.PageSize),
-			MaxAppMemory:   max(d.prof.AppRAMBytes, wasm.PageSize),
 			FlashBytes:     int64(d.prof.AppFlashBytes),
 			MaxModuleBytes: int(d.prof.MaxModuleBytes),
 		},
@@ -531,7 +530,7 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw.Client, err = client.New(client.Config{
 		Link: fw.WiFi, EnrollLink: fw.enrollLink, Identity: sec,
-		Apps:      commands{Commands: &appmgr.Commands{Apps: mgr, Verifier: sec}, cfg: cfgCache},
+		Apps:      commands{Commands: &appmgr.Commands{Apps: mgr, Verifier: admission{sec: sec, prof: d.prof, run: run}}, cfg: cfgCache},
 		Telemetry: fw.Monitoring, Root: d.cfg.Root, ServerName: d.cfg.ServerName, Codec: d.cfg.Codec,
 		HeartbeatInterval: d.cfg.HeartbeatInterval, MetricsInterval: d.cfg.MetricsInterval,
 		PairingToken: d.cfg.PairingToken, Clock: d.clock, Logger: d.log,

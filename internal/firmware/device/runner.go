@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
@@ -39,6 +40,8 @@ type instance struct {
 	name string
 	exit func(error)
 
+	usage profile.Usage
+
 	mu      sync.Mutex
 	mod     *wasm.Module
 	app     *wasm.App
@@ -53,11 +56,7 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 	if r.eng == nil {
 		return nil, errors.New("no webassembly engine")
 	}
-	lim := wasm.Limits{
-		MemoryLimit:      spec.Limits.MemoryBytes,
-		ExecutionTimeout: spec.Limits.ExecutionTimeout,
-		MaxStackSize:     uint32(min(spec.Limits.StackBytes, 1<<31)),
-	}
+	lim := wasmLimits(spec.Limits)
 	mod, err := r.eng.Compile(ctx, spec.Module, lim)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", appmgr.ErrInvalidModule, err)
@@ -73,7 +72,8 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 		mod.Release(ctx)
 		return nil, err
 	}
-	inst := &instance{r: r, name: spec.Name, exit: exit, mod: mod, app: app}
+	inst := &instance{r: r, name: spec.Name, exit: exit, mod: mod, app: app,
+		usage: profile.UsageOf(spec.Name, mod.Info(), lim)}
 	if app.Running() && app.Kind() == wasm.AppTick {
 		inst.timer = r.clock.AfterFunc(app.TickInterval(), inst.tick)
 	}
@@ -141,7 +141,21 @@ func (i *instance) release() {
 	i.r.mu.Unlock()
 }
 
-// stats returns the metrics of every started application.
+// usages returns the resource usage of the started applications other
+// than skip.
+func (r *runner) usages(skip string) []profile.Usage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]profile.Usage, 0, len(r.apps))
+	for name, i := range r.apps {
+		if name != skip {
+			out = append(out, i.usage)
+		}
+	}
+	return out
+}
+
+// metrics returns the metrics of every started application.
 func (r *runner) metrics(dst []protocol.AppMetrics) []protocol.AppMetrics {
 	r.mu.Lock()
 	insts := make([]*instance, 0, len(r.apps))

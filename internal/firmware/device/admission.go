@@ -1,0 +1,84 @@
+package device
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
+	"github.com/wasmbed/wasmbed/internal/firmware/profile"
+	"github.com/wasmbed/wasmbed/internal/firmware/security"
+	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
+	"github.com/wasmbed/wasmbed/internal/protocol"
+)
+
+// admission verifies artifacts with the security manager and then checks
+// that the application fits the board (profile.Admit: RAM for its linear
+// memory footprint and stack next to the running applications, module
+// size), before the application manager installs anything. A refusal
+// leaves the replay mark and the flash untouched.
+type admission struct {
+	sec  *security.Manager
+	prof profile.Profile
+	run  *runner
+}
+
+var (
+	_ appmgr.ArtifactVerifier = admission{}
+	_ appmgr.ConfigOpener     = admission{}
+)
+
+// VerifyArtifact implements appmgr.ArtifactVerifier.
+func (a admission) VerifyArtifact(app string, data, sealed []byte) (appmgr.Request, func(), error) {
+	req, done, err := a.sec.VerifyArtifact(app, data, sealed)
+	if err != nil {
+		return req, done, err
+	}
+	info, err := wasm.Inspect(req.Module)
+	if err != nil {
+		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonInvalidModule, text: "invalid module", err: err}
+	}
+	usage := profile.UsageOf(app, *info, wasmLimits(req.Limits))
+	if err := a.prof.Admit(a.run.usages(app), usage); err != nil {
+		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonNoSpace, text: fitText(err), err: err}
+	}
+	return req, done, nil
+}
+
+// OpenConfig implements appmgr.ConfigOpener.
+func (a admission) OpenConfig(app string, generation uint64, sealed []byte) (map[string]string, error) {
+	return a.sec.OpenConfig(app, generation, sealed)
+}
+
+func fitText(err error) string {
+	if fe, ok := errors.AsType[*profile.FitError](err); ok {
+		return fmt.Sprintf("does not fit: needs %d %s, %d available", fe.Need, fe.Resource, fe.Available)
+	}
+	return "does not fit"
+}
+
+// admitError is a refusal by the device composition, with the protocol
+// reason and the text the gateway is told.
+type admitError struct {
+	reason protocol.Reason
+	text   string
+	err    error
+}
+
+func (e *admitError) Error() string { return fmt.Sprintf("%s: %v", e.text, e.err) }
+
+func (e *admitError) Unwrap() error { return e.err }
+
+// ProtocolReason is the reason reported in the AppStatus.
+func (e *admitError) ProtocolReason() protocol.Reason { return e.reason }
+
+// PeerMessage is the text reported in the AppStatus.
+func (e *admitError) PeerMessage() string { return e.text }
+
+// wasmLimits converts an application's limits to the runtime's.
+func wasmLimits(l appmgr.AppLimits) wasm.Limits {
+	return wasm.Limits{
+		MemoryLimit:      l.MemoryBytes,
+		ExecutionTimeout: l.ExecutionTimeout,
+		MaxStackSize:     uint32(min(l.StackBytes, 1<<31)),
+	}
+}
