@@ -34,6 +34,9 @@ type simOptions struct {
 	backoffBase       time.Duration
 	backoffMax        time.Duration
 	sourceAddrs       []string
+	latency           time.Duration
+	jitter            time.Duration
+	dropProbability   float64
 	duration          time.Duration
 	wasmMode          string
 }
@@ -77,6 +80,9 @@ docs/simulator.md.`,
 	f.DurationVar(&opts.summaryInterval, "summary-interval", 10*time.Second, "interval between summary lines")
 	f.DurationVar(&opts.backoffBase, "backoff-base", link.DefaultBackoff.Base, "first reconnection backoff ceiling")
 	f.DurationVar(&opts.backoffMax, "backoff-max", link.DefaultBackoff.Max, "largest reconnection backoff ceiling")
+	f.DurationVar(&opts.latency, "link-latency", 0, "latency the simulated medium adds to every write")
+	f.DurationVar(&opts.jitter, "link-jitter", 0, "uniform extra latency up to this much")
+	f.Float64Var(&opts.dropProbability, "link-drop-probability", 0, "probability that a read or write finds the link gone")
 	f.StringArrayVar(&opts.sourceAddrs, "source-addr", nil, "local address to dial from, repeatable, round robin (e.g. 127.0.0.2)")
 	f.DurationVar(&opts.duration, "duration", 0, "stop after this long (0: run until interrupted)")
 	f.StringVar(&opts.wasmMode, "wasm-mode", "auto", "webassembly engine: auto, compiler or interpreter")
@@ -111,6 +117,7 @@ func runSim(cmd *cobra.Command, opts *simOptions, logger *slog.Logger) error {
 		FlapDuration: opts.flapDuration, PowerOffTime: opts.powerOffTime, ClockSkew: opts.clockSkew,
 		HeartbeatInterval: opts.heartbeatInterval, MetricsInterval: opts.metricsInterval,
 		Backoff:     link.Backoff{Base: opts.backoffBase, Max: opts.backoffMax},
+		Conditions:  link.Conditions{Latency: opts.latency, Jitter: opts.jitter, DropProbability: opts.dropProbability},
 		SourceAddrs: opts.sourceAddrs, Engine: eng,
 		SummaryInterval: opts.summaryInterval, Out: cmd.OutOrStdout(), Logger: logger,
 	})
