@@ -226,3 +226,38 @@ func TestFleetFaultInjection(t *testing.T) {
 		t.Errorf("enrollments: got %d, want %d", got, n)
 	}
 }
+
+func TestFleetLossyLink(t *testing.T) {
+	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	const n = 10
+	f, err := sim.New(t.Context(), sim.Options{
+		Devices: n, Gateways: []string{srv.SessionAddr()}, EnrollGateways: []string{srv.EnrollAddr()},
+		Root: srv.Root(), Seed: 9,
+		Conditions: link.Conditions{DropProbability: 0.02, Latency: time.Millisecond, Jitter: time.Millisecond},
+		Backoff:    link.Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		// Heartbeats keep the links busy so that the medium drops them.
+		HeartbeatInterval: 20 * time.Millisecond, MetricsInterval: -1, SummaryInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan sim.Summary, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "every device enrolled despite losses", time.Minute, func() bool { return f.Summary().Enrolled == n })
+	waitFor(t, "drops and reconnects", time.Minute, func() bool {
+		var drops uint64
+		for _, d := range f.Devices() {
+			drops += d.Status().Link.Drops
+		}
+		return drops > 0 && f.Summary().Reconnects > 0
+	})
+}
