@@ -434,6 +434,14 @@ func TestLivenessTimeout(t *testing.T) {
 		t.Fatal("heartbeat timer not armed")
 	}
 	deadline := time.Now().Add(10 * time.Second)
+	// The initial heartbeat must be counted before the first tick, or the
+	// loop below would take it for the tick's heartbeat.
+	for srv.Heartbeats.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("initial heartbeat not received")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	for tick := 1; d.link.Status().Failures == 0; tick++ {
 		if time.Now().After(deadline) {
 			t.Fatal("silent session not abandoned")
