@@ -53,8 +53,10 @@ var bodyNames = map[Type]*names{
 	TypeMetricsReport: {keys: map[uint64]string{1: "uptime-seconds", 2: "free-memory", 3: "link", 4: "apps"},
 		sub: map[uint64]*names{3: linkNames, 4: {each: &names{keys: map[uint64]string{
 			1: "app", 2: "memory-bytes", 3: "fuel", 4: "cpu-micros", 5: "executions", 6: "traps"}}}}},
-	TypeConfigPush: {keys: map[uint64]string{1: "app", 2: "generation", 3: "values", 4: "sealed"}},
-	TypeConfigAck:  {keys: map[uint64]string{1: "app", 2: "generation"}},
+	TypeConfigPush:    {keys: map[uint64]string{1: "app", 2: "generation", 3: "values", 4: "sealed"}},
+	TypeConfigAck:     {keys: map[uint64]string{1: "app", 2: "generation"}},
+	TypeRenewRequest:  {keys: map[uint64]string{1: "csr"}},
+	TypeRenewResponse: {keys: map[uint64]string{1: "cert-chain"}},
 }
 
 // annotate returns an annotated hex dump of an encoded envelope in the style

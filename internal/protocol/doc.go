@@ -47,6 +47,9 @@
 //   - device → gateway: AppStatus, unsolicited, when an application traps,
 //     hits a limit or otherwise changes state; MetricsReport periodically
 //   - gateway → device: ConfigPush; device → gateway: ConfigAck or Error
+//   - device → gateway: RenewRequest (a CSR) once its certificate has used
+//     about two thirds of its lifetime; gateway → device: RenewResponse
+//     (the new chain, used from the next handshake on) or Error
 //   - either side: Error in reply to a message it cannot accept, Disconnect
 //     before closing the connection
 //

@@ -38,6 +38,8 @@ var captions = map[string]string{
 	"metrics_report":     "Device metrics with one application.",
 	"config_push":        "Two configuration values for `sensor`, generation 3.",
 	"config_ack":         "The device applied generation 3.",
+	"renew_request":      "Two thirds into its certificate's lifetime, the device asks for a new one with a CSR for its current key (shortened).",
+	"renew_response":     "The gateway answers the RenewRequest 13 with the new chain (shortened): new leaf, same intermediate.",
 }
 
 func generateExamples() (string, error) {

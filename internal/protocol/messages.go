@@ -242,6 +242,36 @@ type ConfigAck struct {
 	Generation uint64 `cbor:"2,keyasint,omitempty"`
 }
 
+// Size bounds of the certificate material carried by RenewRequest and
+// RenewResponse, checked by the decoder on top of the frame size limit.
+const (
+	// MaxCSRSize bounds RenewRequest.CSR, in bytes.
+	MaxCSRSize = 8 << 10
+	// MaxCertSize bounds each certificate of RenewResponse.CertChain, in
+	// bytes.
+	MaxCertSize = 8 << 10
+	// MaxChainLength bounds the number of certificates in
+	// RenewResponse.CertChain.
+	MaxChainLength = 8
+)
+
+// RenewRequest asks the gateway for a new device certificate over an
+// established session, before the current certificate expires.
+type RenewRequest struct {
+	// CSR is a PKCS#10 certificate signing request (DER), signed with the
+	// key it carries: the device's current identity key, or a new identity
+	// key when the device rotates it. The gateway checks the signature and
+	// keeps the device id of the session.
+	CSR []byte `cbor:"1,keyasint"`
+}
+
+// RenewResponse carries the renewed certificate chain.
+type RenewResponse struct {
+	// CertChain is the new device certificate followed by the intermediate
+	// CAs, each DER encoded, leaf first.
+	CertChain [][]byte `cbor:"1,keyasint"`
+}
+
 // Type implementations.
 
 // Type returns TypeAck.
@@ -295,6 +325,12 @@ func (*ConfigPush) Type() Type { return TypeConfigPush }
 // Type returns TypeConfigAck.
 func (*ConfigAck) Type() Type { return TypeConfigAck }
 
+// Type returns TypeRenewRequest.
+func (*RenewRequest) Type() Type { return TypeRenewRequest }
+
+// Type returns TypeRenewResponse.
+func (*RenewResponse) Type() Type { return TypeRenewResponse }
+
 // newMessage returns a zero message of type t, or nil if t is unknown.
 func newMessage(t Type) Message {
 	switch t {
@@ -332,6 +368,10 @@ func newMessage(t Type) Message {
 		return new(ConfigPush)
 	case TypeConfigAck:
 		return new(ConfigAck)
+	case TypeRenewRequest:
+		return new(RenewRequest)
+	case TypeRenewResponse:
+		return new(RenewResponse)
 	}
 	return nil
 }
@@ -438,3 +478,31 @@ func (m *MetricsReport) validate() error {
 
 func (m *ConfigPush) validate() error { return checkName("app", m.App) }
 func (m *ConfigAck) validate() error  { return checkName("app", m.App) }
+
+func (m *RenewRequest) validate() error {
+	switch {
+	case len(m.CSR) == 0:
+		return missing("csr")
+	case len(m.CSR) > MaxCSRSize:
+		return fmt.Errorf("csr is %d bytes, more than %d", len(m.CSR), MaxCSRSize)
+	}
+	return nil
+}
+
+func (m *RenewResponse) validate() error {
+	switch {
+	case len(m.CertChain) == 0:
+		return missing("certificate chain")
+	case len(m.CertChain) > MaxChainLength:
+		return fmt.Errorf("certificate chain has %d certificates, more than %d", len(m.CertChain), MaxChainLength)
+	}
+	for i, c := range m.CertChain {
+		switch {
+		case len(c) == 0:
+			return fmt.Errorf("certificate %d is empty", i)
+		case len(c) > MaxCertSize:
+			return fmt.Errorf("certificate %d is %d bytes, more than %d", i, len(c), MaxCertSize)
+		}
+	}
+	return nil
+}

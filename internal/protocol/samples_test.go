@@ -60,5 +60,9 @@ func samples() []sample {
 			Values:     map[string]string{"interval": "10s", "unit": "celsius"},
 		}}},
 		{"config_ack", Envelope{Version, 12, &ConfigAck{App: "sensor", Generation: 3}}},
+		{"renew_request", Envelope{Version, 13, &RenewRequest{CSR: []byte{0x30, 0x81, 0xd3, 0x30, 0x81, 0x86}}}},
+		{"renew_response", Envelope{Version, 13, &RenewResponse{
+			CertChain: [][]byte{{0x30, 0x82, 0x01, 0x1c}, {0x30, 0x82, 0x01, 0x0b}},
+		}}},
 	}
 }

@@ -131,6 +131,24 @@ const (
 	//
 	//	{1: app tstr, ?2: generation uint}
 	TypeConfigAck Type = 17
+
+	// TypeRenewRequest asks for a new device certificate over an established
+	// mutual-TLS session (device to gateway), before the current one
+	// expires. The CSR is a PKCS#10 request (DER) signed by the key it
+	// carries: the device's current identity key, or a new key when the
+	// device rotates it. The gateway answers with a RenewResponse or an
+	// Error. CSR size: at most MaxCSRSize bytes.
+	//
+	//	{1: csr bstr}
+	TypeRenewRequest Type = 18
+
+	// TypeRenewResponse answers a RenewRequest (gateway to device) with the
+	// new certificate chain, DER encoded, leaf first, as in EnrollResponse.
+	// The device uses it from its next TLS handshake on. At most
+	// MaxChainLength certificates of at most MaxCertSize bytes each.
+	//
+	//	{1: [+ certificate bstr]}
+	TypeRenewResponse Type = 19
 )
 
 // typeNames holds the name of every known message type.
@@ -152,6 +170,8 @@ var typeNames = [...]string{
 	TypeMetricsReport:  "MetricsReport",
 	TypeConfigPush:     "ConfigPush",
 	TypeConfigAck:      "ConfigAck",
+	TypeRenewRequest:   "RenewRequest",
+	TypeRenewResponse:  "RenewResponse",
 }
 
 // typeSenders records who may send each known message type.
@@ -173,6 +193,8 @@ var typeSenders = [...]Side{
 	TypeMetricsReport:  Device,
 	TypeConfigPush:     Gateway,
 	TypeConfigAck:      Device,
+	TypeRenewRequest:   Device,
+	TypeRenewResponse:  Gateway,
 }
 
 // Known reports whether t is a message type this version of the package
