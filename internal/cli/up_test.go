@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/rogpeppe/go-internal/testscript"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/internal/controlplane/controlplanetest"
@@ -40,6 +42,7 @@ func cmdWaitUp(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: waitup DATADIR")
 	}
 	kubeconfig := filepath.Join(ts.MkAbs(args[0]), "kubeconfig")
+	ctrllog.SetLogger(logr.Discard())
 	scheme, err := controlplanetest.NewScheme()
 	ts.Check(err)
 	var lastErr error

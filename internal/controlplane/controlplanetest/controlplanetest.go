@@ -21,12 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/internal/controlplane"
@@ -57,7 +59,9 @@ func NewScheme() (*runtime.Scheme, error) {
 }
 
 // Start starts a control plane in dataDir and builds an Env around it.
+// controller-runtime's logs go to logger too.
 func Start(ctx context.Context, dataDir string, logger *slog.Logger) (*Env, error) {
+	ctrllog.SetLogger(logr.FromSlogHandler(logger.Handler()))
 	cp, err := controlplane.Start(ctx, controlplane.Options{DataDir: dataDir, Logger: logger})
 	if err != nil {
 		return nil, err
