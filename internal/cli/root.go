@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // globalOptions are the flags shared by every subcommand.
@@ -23,6 +24,10 @@ type globalOptions struct {
 
 // NewRootCommand builds the wasmbed command tree.
 func NewRootCommand() *cobra.Command {
+	// Kubernetes packages register flags of their own (--version among them)
+	// on pflag's global set at init, and cobra would offer them on every
+	// command; wasmbed's commands declare all the flags they take.
+	pflag.CommandLine = pflag.NewFlagSet("wasmbed", pflag.ContinueOnError)
 	opts := &globalOptions{}
 	root := &cobra.Command{
 		Use:           "wasmbed",
