@@ -219,7 +219,8 @@ func (m *Manager) DeviceID() string {
 // platform.
 func (m *Manager) Enrolled() bool { return m.DeviceID() != "" }
 
-// EnrollRequest describes the device for enrollment.
+// EnrollRequest describes the device for enrollment: its identity key, and
+// its X25519 sealing key so the platform can seal payloads to it.
 func (m *Manager) EnrollRequest() (*protocol.EnrollRequest, error) {
 	return &protocol.EnrollRequest{
 		PublicKey:       bytes.Clone(m.PublicKey()),
@@ -227,6 +228,7 @@ func (m *Manager) EnrollRequest() (*protocol.EnrollRequest, error) {
 		DeviceType:      m.cfg.DeviceType,
 		Capabilities:    m.cfg.Capabilities,
 		FirmwareVersion: m.cfg.FirmwareVersion,
+		SealingKey:      m.SealingPublicKey().Bytes(),
 	}, nil
 }
 

@@ -155,6 +155,9 @@ func TestIdentityGeneratedOnceFromInjectedRandomness(t *testing.T) {
 	if err != nil || req.KeyAlgorithm != protocol.KeyEd25519 || !bytes.Equal(req.PublicKey, a.sec.PublicKey()) || req.DeviceType != "esp32" {
 		t.Fatalf("enroll request %+v, %v", req, err)
 	}
+	if want := a.sec.SealingPublicKey().Bytes(); len(req.SealingKey) != 32 || !bytes.Equal(req.SealingKey, want) {
+		t.Fatalf("enroll request sealing key: got %x, want %x", req.SealingKey, want)
+	}
 	if a.sec.DeviceID() != "" || a.sec.Enrolled() {
 		t.Fatal("fresh device reports an id")
 	}
