@@ -25,7 +25,8 @@ type Config struct {
 	// Limits is the device's budget for applications.
 	Limits Limits
 	// Observer receives every state change, in order, outside the
-	// manager's lock; it may call back into the manager. Optional.
+	// manager's lock, from one goroutine at a time; it may call back into
+	// the manager. Optional.
 	Observer func(Event)
 	// Logger receives lifecycle logs; nil discards them.
 	Logger *slog.Logger
@@ -41,9 +42,15 @@ type Manager struct {
 	log    *slog.Logger
 	apps   map[string]*app
 	queue  []Event
+	// delivering is set while one goroutine delivers queued events.
+	delivering bool
+	observe    func(Event)
 
-	emitMu  sync.Mutex // serialises delivery to observe
-	observe func(Event)
+	// cfgMu guards configs, the applications' configuration values. It is
+	// apart from mu so an application can read its configuration while
+	// the manager holds mu to start it (wasmbed_init). Writers hold mu too.
+	cfgMu   sync.RWMutex
+	configs map[string]*appConfig
 
 	exitMu sync.Mutex
 	exits  []exit
@@ -60,7 +67,6 @@ type app struct {
 	reason protocol.Reason
 	res    protocol.Resource
 	msg    string
-	config *appConfig
 }
 
 type exit struct {
@@ -81,6 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	m := &Manager{
 		store: cfg.Store, runner: cfg.Runner, limits: cfg.Limits,
 		log: cfg.Logger, observe: cfg.Observer, apps: make(map[string]*app),
+		configs: make(map[string]*appConfig),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -159,11 +166,13 @@ func (m *Manager) recover() error {
 			return fmt.Errorf("commit recovery: %w", err)
 		}
 	}
-	for name, a := range m.apps {
+	m.cfgMu.Lock()
+	defer m.cfgMu.Unlock()
+	for name := range m.apps {
 		if raw, err := m.store.Get(configKey(name)); err == nil {
 			var c appConfig
 			if decMode.Unmarshal(raw, &c) == nil {
-				a.config = &c
+				m.configs[name] = &c
 			}
 		}
 	}
@@ -186,23 +195,31 @@ func (m *Manager) unlock() {
 	m.flush()
 }
 
+// flush delivers the queued events to the observer, in order and outside
+// the manager's lock. One goroutine delivers at a time: a call made while
+// another delivery is in progress — from another goroutine, or from the
+// observer itself calling back into the manager — leaves its events to
+// the delivering goroutine, which loops until the queue is empty.
 func (m *Manager) flush() {
-	m.emitMu.Lock()
-	defer m.emitMu.Unlock()
-	for {
-		m.mu.Lock()
+	m.mu.Lock()
+	if m.delivering {
+		m.mu.Unlock()
+		return
+	}
+	m.delivering = true
+	for len(m.queue) > 0 {
 		q := m.queue
 		m.queue = nil
 		m.mu.Unlock()
-		if len(q) == 0 {
-			return
-		}
 		if m.observe != nil {
 			for _, ev := range q {
 				m.observe(ev)
 			}
 		}
+		m.mu.Lock()
 	}
+	m.delivering = false
+	m.mu.Unlock()
 }
 
 func (m *Manager) emit(kind EventKind, st Status) {
@@ -246,7 +263,7 @@ func (a *app) status() Status {
 		s = a.rec.Pending
 	}
 	if s >= 0 {
-		st.Version, st.Sequence = a.rec.Slots[s].Version, a.rec.Slots[s].Sequence
+		st.Version, st.Sequence, st.ModuleBytes = a.rec.Slots[s].Version, a.rec.Slots[s].Sequence, a.rec.Slots[s].Size
 	}
 	return st
 }
@@ -297,7 +314,7 @@ func (m *Manager) start(ctx context.Context, a *app, slot int8) error {
 	a.gen++
 	gen, name := a.gen, a.name
 	inst, err := m.runner.Start(ctx, RunSpec{
-		Name: a.name, Version: info.Version, Sequence: info.Sequence, Module: mod, Limits: info.limits(),
+		Name: a.name, Version: info.Version, Sequence: info.Sequence, Module: mod, Limits: info.limits(), Config: m,
 	}, func(err error) { m.onExit(name, gen, err) })
 	if err != nil {
 		return err
@@ -639,6 +656,9 @@ func (m *Manager) Remove(ctx context.Context, name string) (Status, error) {
 	st := a.status()
 	st.State, st.Slot, st.Reason, st.Resource, st.Message, st.Run = protocol.StateRemoved, -1, 0, 0, "", false
 	delete(m.apps, name)
+	m.cfgMu.Lock()
+	delete(m.configs, name)
+	m.cfgMu.Unlock()
 	m.emit(EventRemoved, st)
 	return st, nil
 }
@@ -655,7 +675,10 @@ func (m *Manager) Configure(name string, generation uint64, values map[string]st
 	if a == nil {
 		return m.refuse(name, RefusedNotInstalled, "")
 	}
-	if a.config != nil && generation != 0 && generation <= a.config.Generation {
+	m.cfgMu.RLock()
+	cur := m.configs[name]
+	m.cfgMu.RUnlock()
+	if cur != nil && generation != 0 && generation <= cur.Generation {
 		return nil
 	}
 	c := &appConfig{Generation: generation, Values: maps.Clone(values)}
@@ -668,17 +691,21 @@ func (m *Manager) Configure(name string, generation uint64, values map[string]st
 	if err := m.commit(name, &b); err != nil {
 		return err
 	}
-	a.config = c
+	m.cfgMu.Lock()
+	m.configs[name] = c
+	m.cfgMu.Unlock()
 	return nil
 }
 
 // Lookup returns an application's configuration value; it implements the
-// runtime's configuration source.
+// runtime's configuration source. It does not wait for the manager's
+// operations, so an application may read its configuration while it
+// starts (from wasmbed_init), at boot as after a command.
 func (m *Manager) Lookup(name, key string) (string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if a := m.apps[name]; a != nil && a.config != nil {
-		v, ok := a.config.Values[key]
+	m.cfgMu.RLock()
+	defer m.cfgMu.RUnlock()
+	if c := m.configs[name]; c != nil {
+		v, ok := c.Values[key]
 		return v, ok
 	}
 	return "", false

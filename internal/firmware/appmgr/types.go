@@ -62,6 +62,17 @@ type RunSpec struct {
 	Sequence uint64
 	Module   []byte
 	Limits   AppLimits
+	// Config reads the application's configuration values. It may be
+	// called while Start runs — an application reading its configuration
+	// as it initialises, at boot as after a command — and for as long as
+	// the instance lives.
+	Config ConfigSource
+}
+
+// ConfigSource gives applications their configuration values; the Manager
+// implements it (the runtime's configuration source has the same method).
+type ConfigSource interface {
+	Lookup(app, key string) (string, bool)
 }
 
 // Runner starts application instances; the device composition adapts the
@@ -241,6 +252,8 @@ type Status struct {
 	Message string
 	// Run is the persisted desired run state.
 	Run bool
+	// ModuleBytes is the size of the version's module in flash.
+	ModuleBytes uint32
 }
 
 // AppStatus converts the status to its wire form.
