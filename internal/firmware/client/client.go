@@ -74,7 +74,8 @@ type Config struct {
 	Telemetry Telemetry
 	// Root is the pinned trust anchor for gateway certificates. Required.
 	Root *x509.Certificate
-	// Issuer, when set, pins the CA that issues gateway certificates.
+	// Issuer, when set, pins the CA that issues gateway certificates and
+	// renewed device certificates.
 	Issuer *x509.Certificate
 	// ServerName is the name expected in gateway certificates; empty means
 	// the host part of the endpoint being dialed.
@@ -95,7 +96,17 @@ type Config struct {
 	IOTimeout time.Duration
 	// PairingToken is sent with the EnrollRequest when set.
 	PairingToken []byte
-	// Clock times heartbeats and liveness; nil means link.SystemClock.
+	// RenewTimeout bounds the wait for the reply to a RenewRequest; zero
+	// means one minute. A request that times out counts as a failed
+	// attempt.
+	RenewTimeout time.Duration
+	// RenewBackoff spaces renewal attempts: attempt n is sent no earlier
+	// than Ceiling(n-1) after attempt n-1, whatever its outcome, so a
+	// refusing gateway is never asked in a loop. Zero means
+	// DefaultRenewBackoff.
+	RenewBackoff link.Backoff
+	// Clock times heartbeats, liveness and certificate renewal; nil means
+	// link.SystemClock.
 	Clock link.Clock
 	// Logger receives client events; nil discards them.
 	Logger *slog.Logger
@@ -117,6 +128,12 @@ const (
 	// does not reconnect.
 	Revoked
 )
+
+// DefaultRenewBackoff spaces certificate renewal attempts when
+// Config.RenewBackoff is zero: 30s after the first attempt, doubling up to
+// 30 minutes, which leaves a 24h certificate (renewed at about 16h) many
+// attempts before it expires.
+var DefaultRenewBackoff = link.Backoff{Base: 30 * time.Second, Max: 30 * time.Minute}
 
 // String returns the lower-case phase name.
 func (p Phase) String() string {
@@ -146,12 +163,23 @@ type Stats struct {
 	ErrorsSent     uint64 // Error replies sent
 	ErrorsReceived uint64 // Error messages received
 	SessionErrors  uint64 // sessions or attempts that ended in an error
+
+	RenewalRequests  uint64 // RenewRequests sent
+	Renewals         uint64 // renewed certificates accepted and stored
+	RenewalsRefused  uint64 // RenewRequests the gateway answered with an Error
+	RenewalsRejected uint64 // renewed chains the device refused (wrong key, id, chain, expiry)
+	RenewalTimeouts  uint64 // RenewRequests that got no reply in time
+	Reenrollments    uint64 // enrollments started because the certificate expired
 }
 
 // Status is a snapshot of the client.
 type Status struct {
 	Phase    Phase
 	DeviceID string
+	// CertificateExpired is set while the device certificate has expired
+	// without a successful renewal: the gateway refuses the device until it
+	// renews (impossible without a session) or re-enrolls.
+	CertificateExpired bool
 	Stats
 }
 
@@ -181,6 +209,7 @@ const (
 	evMetrics
 	evChanged // application state changed: send a metrics report
 	evStatus  // unsolicited statuses queued
+	evRenew   // certificate renewal timer
 	evShutdown
 )
 
@@ -212,7 +241,10 @@ type Client struct {
 	stats struct {
 		sessions, enrollments, heartbeats, heartbeatAcks, commands, reports,
 		errorsSent, errorsReceived, sessionErrors atomic.Uint64
+		renewalRequests, renewals, renewalsRefused, renewalsRejected,
+		renewalTimeouts, reenrollments atomic.Uint64
 	}
+	expired atomic.Bool // certificate expired, not renewed
 
 	mu       sync.Mutex
 	events   uint32
@@ -223,7 +255,8 @@ type Client struct {
 	mTimer   link.Timer
 	interval time.Duration // heartbeat interval in force
 	nextID   uint64
-	warned   bool // renewal warning logged
+
+	renew renewState // guarded by mu
 }
 
 // New returns a Client for cfg.
@@ -253,6 +286,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = link.SystemClock()
 	}
+	if cfg.RenewTimeout <= 0 {
+		cfg.RenewTimeout = time.Minute
+	}
+	if cfg.RenewBackoff.Base <= 0 {
+		cfg.RenewBackoff = DefaultRenewBackoff
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -270,8 +309,9 @@ func New(cfg Config) (*Client, error) {
 // Status returns a snapshot of the client.
 func (c *Client) Status() Status {
 	return Status{
-		Phase:    Phase(c.phase.Load()),
-		DeviceID: c.cfg.Identity.DeviceID(),
+		Phase:              Phase(c.phase.Load()),
+		DeviceID:           c.cfg.Identity.DeviceID(),
+		CertificateExpired: c.expired.Load(),
 		Stats: Stats{
 			Sessions:       c.stats.sessions.Load(),
 			Enrollments:    c.stats.enrollments.Load(),
@@ -282,6 +322,13 @@ func (c *Client) Status() Status {
 			ErrorsSent:     c.stats.errorsSent.Load(),
 			ErrorsReceived: c.stats.errorsReceived.Load(),
 			SessionErrors:  c.stats.sessionErrors.Load(),
+
+			RenewalRequests:  c.stats.renewalRequests.Load(),
+			Renewals:         c.stats.renewals.Load(),
+			RenewalsRefused:  c.stats.renewalsRefused.Load(),
+			RenewalsRejected: c.stats.renewalsRejected.Load(),
+			RenewalTimeouts:  c.stats.renewalTimeouts.Load(),
+			Reenrollments:    c.stats.reenrollments.Load(),
 		},
 	}
 }
@@ -312,6 +359,13 @@ func (c *Client) Run(ctx context.Context) error {
 		c.phase.Store(uint32(Connecting))
 		lm := c.cfg.Link
 		enrolled := c.cfg.Identity.DeviceID() != ""
+		if enrolled && c.certificateExpired() && c.cfg.EnrollLink != nil {
+			// Renewal did not happen in time: enroll again rather than
+			// knock forever at gateways that refuse the certificate.
+			enrolled = false
+			c.stats.reenrollments.Add(1)
+			c.log.Warn("device certificate expired, enrolling again")
+		}
 		if !enrolled && c.cfg.EnrollLink != nil {
 			lm = c.cfg.EnrollLink
 		}
@@ -364,14 +418,31 @@ func (c *Client) tlsConfig(endpoint string, cert *tls.Certificate) (*tls.Config,
 		}
 		name = host
 	}
-	return pki.ClientTLSConfig(pki.ClientOptions{
+	c.mu.Lock()
+	cache := c.cache
+	c.mu.Unlock()
+	cfg, err := pki.ClientTLSConfig(pki.ClientOptions{
 		Root:         c.cfg.Root,
 		Issuer:       c.cfg.Issuer,
 		Certificate:  cert,
 		ServerName:   name,
-		SessionCache: c.cache,
+		SessionCache: cache,
 		Clock:        c.clock.Now,
 	})
+	if err != nil || cert == nil {
+		return cfg, err
+	}
+	// Take the certificate at handshake time, so a certificate renewed
+	// since the configuration was built is the one presented.
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		cur, err := c.cfg.Identity.Certificate()
+		if err != nil {
+			return nil, fmt.Errorf("device certificate: %w", err)
+		}
+		return cur, nil
+	}
+	return cfg, nil
 }
 
 // handshake runs the TLS handshake over conn; a failure rejects the

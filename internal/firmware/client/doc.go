@@ -20,7 +20,9 @@
 //	Deploy, Update    → Apps.Deploy / Apps.Update → AppStatus (same id)
 //	Start, Stop, Remove → Apps.* → AppStatus (same id)
 //	ConfigPush        → Apps.Configure → ConfigAck, or Error(refused)
-//	Ack, Error        → counted and logged
+//	RenewResponse     → verify, Renewer.Renew, used from the next handshake
+//	Ack, Error        → counted and logged (an Error to a RenewRequest
+//	                    schedules the retry)
 //	Disconnect        → session ends (revoked: the client stops for good)
 //	unknown type      → Error(unsupported), the session goes on
 //	undecodable frame → Error(malformed / too large ...) per protocol.ReplyTo
@@ -40,8 +42,26 @@
 //
 // # Certificate renewal
 //
-// Protocol version 1 has no renewal message. The client logs a warning
-// once the certificate enters its renewal window (pki.NeedsRenewal); a
-// device whose certificate expired is refused by the gateway and must be
-// re-enrolled (its identity erased) during a pairing window.
+// Device certificates are short-lived. When the Identity is also a
+// [Renewer] (the firmware's security manager is), the client renews the
+// certificate over the running session once it enters its renewal window
+// (pki.NeedsRenewal by the injected clock, two thirds of its lifetime):
+//
+//	RenewRequest{CSR for the current key} → RenewResponse{chain}
+//	    → verify: chain to the pinned root (and Issuer), same device id,
+//	      leaf key = device key, later NotAfter
+//	    → Renewer.Renew (one flash batch) → next handshake presents it
+//
+// At most one request is outstanding. Every attempt, whatever its outcome
+// (Error reply, refused chain, timeout after RenewTimeout, lost session),
+// pushes the next one back by RenewBackoff, so a refusing gateway is never
+// asked in a loop; refusals are logged with their code and counted in
+// [Stats]. The TLS configuration takes the certificate at handshake time
+// (GetClientCertificate) and the session cache is dropped after a renewal,
+// so the next connection authenticates with the new certificate.
+//
+// A certificate that expires without a renewal is reported
+// (Status.CertificateExpired, an error log). A client with an enrollment
+// link (Config.EnrollLink) then enrolls again; one without keeps retrying
+// its gateways with backoff.
 package client

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
-	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
@@ -52,7 +51,7 @@ func (c *Client) session(ctx context.Context, conn *link.Conn) error {
 		c.cfg.Link.Reject(err)
 		return fmt.Errorf("session: device certificate: %w", err)
 	}
-	c.checkRenewal(cert)
+	c.checkExpiry(cert)
 	tc, err := c.handshake(ctx, c.cfg.Link, conn, cert)
 	if err != nil {
 		return err
@@ -73,6 +72,7 @@ func (c *Client) session(ctx context.Context, conn *link.Conn) error {
 		c.queued = c.queued[:0]
 		c.mu.Unlock()
 		c.stopTimers()
+		c.renewSessionEnded()
 		_ = tc.Close()
 	}()
 
@@ -109,6 +109,9 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	c.armTimers()
+	if err := s.renewCheck(ctx); err != nil {
+		return err
+	}
 	for {
 		if err := s.serviceEvents(ctx); err != nil {
 			return err
@@ -188,6 +191,11 @@ func (s *session) serviceEvents(ctx context.Context) error {
 			return err
 		}
 	}
+	if ev&evRenew != 0 {
+		if err := s.renewCheck(ctx); err != nil {
+			return err
+		}
+	}
 	if ev&(evMetrics|evChanged) != 0 {
 		if ev&evMetrics != 0 && c.mTimer != nil {
 			c.mTimer.Reset(c.cfg.MetricsInterval)
@@ -246,8 +254,13 @@ func (s *session) handle(ctx context.Context, env protocol.Envelope) error {
 		return nil
 	case *protocol.Error:
 		c.stats.errorsReceived.Add(1)
+		if c.takeRenewal(env.MessageID) {
+			return s.renewRefused(ctx, m)
+		}
 		c.log.Warn("gateway reported an error", "id", env.MessageID, "code", m.Code, "text", m.Text)
 		return nil
+	case *protocol.RenewResponse:
+		return s.renewed(ctx, env.MessageID, m)
 	case *protocol.Disconnect:
 		c.log.Info("gateway disconnected", "reason", m.Reason, "text", m.Text)
 		if m.Reason == protocol.DisconnectRevoked {
@@ -396,18 +409,5 @@ func (c *Client) stopTimers() {
 	}
 	if c.mTimer != nil {
 		c.mTimer.Stop()
-	}
-}
-
-// checkRenewal warns once when the device certificate should be renewed;
-// protocol version 1 has no renewal exchange.
-func (c *Client) checkRenewal(cert *tls.Certificate) {
-	if c.warned || cert == nil || cert.Leaf == nil {
-		return
-	}
-	if pki.NeedsRenewal(cert.Leaf, c.clock.Now()) {
-		c.warned = true
-		c.log.Warn("device certificate due for renewal; re-enrollment required before it expires",
-			"notAfter", cert.Leaf.NotAfter)
 	}
 }

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
-// MemIdentity is an in-memory client.Identity with an Ed25519 key, for
-// tests of the client alone.
+// MemIdentity is an in-memory client.Identity (and client.Renewer) with an
+// Ed25519 key, for tests of the client alone.
 type MemIdentity struct {
 	Type string
 	key  ed25519.PrivateKey
@@ -87,3 +88,34 @@ func (m *MemIdentity) Forget() {
 	defer m.mu.Unlock()
 	m.id, m.cert, m.signKey = "", nil, nil
 }
+
+// RenewalCSR implements client.Renewer.
+func (m *MemIdentity) RenewalCSR() ([]byte, error) {
+	id := m.DeviceID()
+	if id == "" {
+		return nil, errors.New("not enrolled")
+	}
+	return pki.NewDeviceCSR(m.key, id)
+}
+
+// Renew implements client.Renewer: it keeps the chain if its leaf is for
+// the device's key.
+func (m *MemIdentity) Renew(chain [][]byte) error {
+	if len(chain) == 0 {
+		return errors.New("empty certificate chain")
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return err
+	}
+	if pub, ok := leaf.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(m.key.Public()) {
+		return errors.New("certificate is not for this device's key")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cert = &tls.Certificate{Certificate: chain, PrivateKey: m.key, Leaf: leaf}
+	return nil
+}
+
+// Key returns the device's private key.
+func (m *MemIdentity) Key() ed25519.PrivateKey { return m.key }

@@ -2,7 +2,8 @@
 // firmware: a TLS 1.3 server on loopback that speaks the device protocol.
 // It enrolls devices on its enrollment listener (issuing certificates from
 // its own authority), serves mutually authenticated sessions on its session
-// listener (acknowledging heartbeats, recording statuses and metrics), lets
+// listener (acknowledging heartbeats, recording statuses and metrics,
+// renewing device certificates), lets
 // a test send any command to a connected device and wait for the reply, and
 // can drop every connection or stop listening to simulate a dead gateway.
 //
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"strconv"
 	"sync"
@@ -51,6 +53,17 @@ type Options struct {
 	RefuseEnrollment bool
 	// DeviceLifetime of issued certificates; pki's default when zero.
 	DeviceLifetime time.Duration
+	// RenewLifetime of certificates issued on renewal; DeviceLifetime when
+	// zero.
+	RenewLifetime time.Duration
+	// RefuseRenewal answers RenewRequests with Error(refused); see also
+	// Server.SetRefuseRenewal.
+	RefuseRenewal bool
+	// Renew, when set, replaces the server's renewal: it gets the session's
+	// device id and the parsed request, and returns the chain to send (DER,
+	// leaf first) or an Error to answer with. Tests use it to send chains a
+	// device must refuse.
+	Renew func(deviceID string, csr *x509.CertificateRequest) ([][]byte, *protocol.Error)
 	// Quiet stops recording per-message history (for large fleets).
 	Quiet bool
 	// Logger receives server events; nil discards them.
@@ -80,10 +93,27 @@ type Server struct {
 	closed   bool
 	wg       sync.WaitGroup
 
+	refuseRenewal atomic.Bool
+	renewals      []Renewal
+
 	// Counters, safe to read at any time.
-	Heartbeats atomic.Uint64
-	Sessions   atomic.Uint64
-	Goodbyes   atomic.Uint64
+	Heartbeats    atomic.Uint64
+	Sessions      atomic.Uint64
+	Goodbyes      atomic.Uint64
+	RenewRequests atomic.Uint64
+}
+
+// Renewal records one RenewRequest the server received.
+type Renewal struct {
+	// DeviceID is the session's device.
+	DeviceID string
+	// At is the authority's clock when the request arrived.
+	At time.Time
+	// Serial is the serial number of the certificate issued, nil if the
+	// request was refused.
+	Serial *big.Int
+	// Refused is the Error code sent instead of a certificate, or zero.
+	Refused protocol.ErrorCode
 }
 
 // Record is one message a device sent.
@@ -109,6 +139,7 @@ func Start(opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.refuseRenewal.Store(opts.RefuseRenewal)
 	var err error
 	if s.ca == nil {
 		if s.ca, err = pki.NewAuthority(pki.AuthorityOptions{}); err != nil {
@@ -199,6 +230,16 @@ func (s *Server) DropAll() {
 	for _, c := range conns {
 		_ = c.Close()
 	}
+}
+
+// SetRefuseRenewal switches refusing RenewRequests on or off.
+func (s *Server) SetRefuseRenewal(refuse bool) { s.refuseRenewal.Store(refuse) }
+
+// Renewals returns the RenewRequests received, oldest first.
+func (s *Server) Renewals() []Renewal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Renewal(nil), s.renewals...)
 }
 
 // Enrolled returns the number of devices enrolled so far.
@@ -408,13 +449,16 @@ func errorReply(id uint64, code protocol.ErrorCode, text string) protocol.Envelo
 type Peer struct {
 	// DeviceID is the id from the device certificate.
 	DeviceID string
-	s        *Server
-	conn     *tls.Conn
-	w        *protocol.Writer
-	nextID   atomic.Uint64
-	mu       sync.Mutex
-	pending  map[uint64]chan protocol.Envelope
-	done     chan struct{}
+	// Certificate is the device certificate the session was opened with
+	// (the one the handshake presented, or the resumed session's).
+	Certificate *x509.Certificate
+	s           *Server
+	conn        *tls.Conn
+	w           *protocol.Writer
+	nextID      atomic.Uint64
+	mu          sync.Mutex
+	pending     map[uint64]chan protocol.Envelope
+	done        chan struct{}
 }
 
 func (s *Server) serveSession(tc *tls.Conn) {
@@ -422,7 +466,7 @@ func (s *Server) serveSession(tc *tls.Conn) {
 	if err != nil {
 		return
 	}
-	p := &Peer{DeviceID: id.DeviceID, s: s, conn: tc, w: protocol.NewWriter(tc, s.codec),
+	p := &Peer{DeviceID: id.DeviceID, Certificate: id.Certificate, s: s, conn: tc, w: protocol.NewWriter(tc, s.codec),
 		pending: map[uint64]chan protocol.Envelope{}, done: make(chan struct{})}
 	s.mu.Lock()
 	if old := s.peers[p.DeviceID]; old != nil {
@@ -470,7 +514,9 @@ func (s *Server) serveSession(tc *tls.Conn) {
 			}
 			continue
 		}
-		switch env.Message.(type) {
+		switch m := env.Message.(type) {
+		case *protocol.RenewRequest:
+			_ = p.w.WriteEnvelope(s.renew(p, env.MessageID, m))
 		case *protocol.Heartbeat:
 			s.Heartbeats.Add(1)
 			if s.opts.NoHeartbeatAck {
@@ -544,3 +590,69 @@ func (p *Peer) Drop() { _ = p.conn.Close() }
 
 // Done is closed when the session ends.
 func (p *Peer) Done() <-chan struct{} { return p.done }
+
+// renew answers a RenewRequest: a certificate from the test authority for
+// the CSR's key, under the session's device id, unless renewals are
+// refused or the CSR is bad.
+func (s *Server) renew(p *Peer, id uint64, m *protocol.RenewRequest) protocol.Envelope {
+	s.RenewRequests.Add(1)
+	rec := Renewal{DeviceID: p.DeviceID, At: s.now()}
+	reply := func() protocol.Envelope {
+		if s.refuseRenewal.Load() {
+			return errorReply(id, protocol.CodeRefused, "renewal refused")
+		}
+		csr, err := x509.ParseCertificateRequest(m.CSR)
+		if err != nil {
+			return errorReply(id, protocol.CodeRefused, "bad certificate request")
+		}
+		if err := csr.CheckSignature(); err != nil {
+			return errorReply(id, protocol.CodeRefused, "bad certificate request signature")
+		}
+		if s.opts.Renew != nil {
+			chain, e := s.opts.Renew(p.DeviceID, csr)
+			if e != nil {
+				return protocol.Envelope{MessageID: id, Message: e}
+			}
+			if len(chain) > 0 {
+				if leaf, err := x509.ParseCertificate(chain[0]); err == nil {
+					rec.Serial = leaf.SerialNumber
+				}
+			}
+			return protocol.Envelope{MessageID: id, Message: &protocol.RenewResponse{CertChain: chain}}
+		}
+		// No key rotation here: the request must be for the session's key.
+		if k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(p.Certificate.PublicKey) {
+			return errorReply(id, protocol.CodeRefused, "key change not allowed")
+		}
+		lifetime := s.opts.RenewLifetime
+		if lifetime == 0 {
+			lifetime = s.opts.DeviceLifetime
+		}
+		cert, err := s.ca.IssueDeviceFromCSR(csr, pki.DeviceOptions{DeviceID: p.DeviceID, Lifetime: lifetime})
+		if err != nil {
+			return errorReply(id, protocol.CodeInternal, err.Error())
+		}
+		rec.Serial = cert.Leaf.SerialNumber
+		chain := [][]byte{cert.Leaf.Raw}
+		for _, c := range cert.Chain {
+			chain = append(chain, c.Raw)
+		}
+		return protocol.Envelope{MessageID: id, Message: &protocol.RenewResponse{CertChain: chain}}
+	}()
+	if e, ok := reply.Message.(*protocol.Error); ok {
+		rec.Refused = e.Code
+	}
+	s.mu.Lock()
+	s.renewals = append(s.renewals, rec)
+	s.changed()
+	s.mu.Unlock()
+	return reply
+}
+
+// now is the authority's clock.
+func (s *Server) now() time.Time {
+	if s.ca.Clock != nil {
+		return s.ca.Clock()
+	}
+	return time.Now()
+}
