@@ -12,13 +12,16 @@ import (
 )
 
 // admission verifies artifacts with the security manager and then checks
-// that the application fits the board (profile.Admit: RAM for its linear
-// memory footprint and stack next to the running applications, module
-// size), before the application manager installs anything. A refusal
-// leaves the replay mark and the flash untouched.
+// that the application fits the board, before the application manager
+// installs anything. The profile is the one place that decides
+// (profile.Admit): app slots and flash against every other installed
+// application, RAM — linear memory footprint, stack and the runtime's
+// per-instance overhead — against the other started ones, module size.
+// A refusal leaves the replay mark and the flash untouched.
 type admission struct {
 	sec  *security.Manager
 	prof profile.Profile
+	mgr  *appmgr.Manager
 	run  *runner
 }
 
@@ -38,10 +41,27 @@ func (a admission) VerifyArtifact(app string, data, sealed []byte) (appmgr.Reque
 		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonInvalidModule, text: "invalid module", err: err}
 	}
 	usage := profile.UsageOf(app, *info, wasmLimits(req.Limits))
-	if err := a.prof.Admit(a.run.usages(app), usage); err != nil {
+	if err := a.prof.Admit(a.installed(app), usage); err != nil {
 		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonNoSpace, text: fitText(err), err: err}
 	}
 	return req, done, nil
+}
+
+// installed returns the usage of every installed application but skip
+// (an update replaces skip's usage): its module in flash, and its RAM
+// while it is started.
+func (a admission) installed(skip string) []profile.Usage {
+	sts := a.mgr.Statuses(nil)
+	out := make([]profile.Usage, 0, len(sts))
+	for _, st := range sts {
+		if st.Name == skip {
+			continue
+		}
+		u := a.run.usage(st.Name)
+		u.App, u.FlashBytes = st.Name, uint64(st.ModuleBytes)
+		out = append(out, u)
+	}
+	return out
 }
 
 // OpenConfig implements appmgr.ConfigOpener.

@@ -3,6 +3,7 @@ package device_test
 import (
 	"context"
 	"crypto/ed25519"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,25 +266,30 @@ func TestProfileAdmission(t *testing.T) {
 	module := apps.MustLoad(apps.Blinky)
 	tests := []struct {
 		name       string
+		app        string
 		seq        uint64
 		stack      uint64
 		wantState  protocol.AppState
 		wantReason protocol.Reason
+		wantText   string // the resource the message names
 	}{
 		// 8 KiB of stack next to blinky's data does not fit the HiFive1's
-		// 8 KiB of application RAM; 2 KiB does.
-		{"too big for the board", 1, 8 << 10, protocol.StateRefused, protocol.ReasonNoSpace},
-		{"fits", 2, 2 << 10, protocol.StateRunning, 0},
+		// 8 KiB of application RAM; the Application API's default
+		// maxStackSize, 4096, does.
+		{"stack too big for the board", "blinky", 1, 8 << 10, protocol.StateRefused, protocol.ReasonNoSpace, "ram"},
+		{"API default stack", "blinky", 2, 4096, protocol.StateRunning, 0, ""},
+		// The HiFive1 holds one application: a second is refused.
+		{"second app", "other", 3, 4096, protocol.StateRefused, protocol.ReasonNoSpace, "app-slots"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lim := clienttest.DefaultLimits
 			lim.MaxStackSize = tt.stack
-			art, err := srv.SignArtifact(peer.DeviceID, "blinky", tt.seq, module, lim)
+			art, err := srv.SignArtifact(peer.DeviceID, tt.app, tt.seq, module, lim)
 			if err != nil {
 				t.Fatal(err)
 			}
-			env, err := peer.Send(ctx, &protocol.Deploy{App: "blinky", Sequence: tt.seq, Artifact: art, Start: true})
+			env, err := peer.Send(ctx, &protocol.Deploy{App: tt.app, Sequence: tt.seq, Artifact: art, Start: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -291,6 +297,12 @@ func TestProfileAdmission(t *testing.T) {
 			if st.State != tt.wantState || st.Reason != tt.wantReason {
 				t.Errorf("got state=%v reason=%v (%s), want %v %v", st.State, st.Reason, st.Message, tt.wantState, tt.wantReason)
 			}
+			if !strings.Contains(st.Message, tt.wantText) {
+				t.Errorf("message %q: want it to name %q", st.Message, tt.wantText)
+			}
 		})
+	}
+	if got := d.Status(); got.AppsInstalled != 1 || got.AppsRunning != 1 {
+		t.Errorf("device: got %d installed / %d running, want 1 / 1", got.AppsInstalled, got.AppsRunning)
 	}
 }

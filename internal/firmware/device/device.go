@@ -18,6 +18,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/monitor"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/security"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
@@ -448,7 +449,7 @@ type Firmware struct {
 	// radio).
 	WiFi *link.Manager
 	// Monitoring fills heartbeats and metrics.
-	Monitoring *monitor
+	Monitoring *monitor.Monitor
 	// Client is the gateway client.
 	Client *client.Client
 
@@ -457,6 +458,7 @@ type Firmware struct {
 
 	enrollLink *link.Manager
 	board      *hal.Sim
+	runner     *runner
 	clientRef  atomic.Pointer[client.Client]
 }
 
@@ -485,31 +487,19 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	fw := &Firmware{Runtime: d.cfg.Engine, Security: sec, Store: store}
 	hc := halClock{d.clock}
 	fw.board = hal.NewSim(hc, d.prof.SimConfig())
-	fw.Monitoring = &monitor{clock: d.clock, booted: d.clock.Now(), profile: d.prof}
-	cfgCache := &configCache{}
-	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: hc, Publisher: fw.Monitoring,
-		Config: cfgCache, Logger: d.log}, d.log)
-	fw.Monitoring.runner = run
-	mgr, err := appmgr.Open(ctx, appmgr.Config{
-		Store:  store,
-		Runner: run,
-		// RAM is admitted per module footprint by the profile (see
-		// admission), not by the declared memory limits.
-		Limits: appmgr.Limits{
-			MaxApps:        d.prof.MaxApps,
-			FlashBytes:     int64(d.prof.AppFlashBytes),
-			MaxModuleBytes: int(d.prof.MaxModuleBytes),
-		},
-		Observer: fw.observe,
-		Logger:   d.log,
-	})
+	// Applications read their configuration from the application manager
+	// (appmgr.RunSpec.Config), also while they initialise.
+	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: hc, Publisher: discard{},
+		Logger: d.log}, d.log)
+	fw.Monitoring = newMonitor(d.clock, d.prof, run, d.cfg.MetricsInterval)
+	fw.runner = run
+	// No appmgr.Limits: the board profile admits applications (see
+	// admission), the flash store refuses what does not fit.
+	mgr, err := appmgr.Open(ctx, appmgr.Config{Store: store, Runner: run, Observer: fw.observe, Logger: d.log})
 	if err != nil {
 		return nil, err
 	}
 	fw.Applications = mgr
-	fw.Monitoring.mgr = mgr
-	cfgCache.mgr = mgr
-	cfgCache.refresh()
 
 	medium := link.WiFi
 	if !d.prof.WiFi {
@@ -530,7 +520,7 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw.Client, err = client.New(client.Config{
 		Link: fw.WiFi, EnrollLink: fw.enrollLink, Identity: sec,
-		Apps:      commands{Commands: &appmgr.Commands{Apps: mgr, Verifier: admission{sec: sec, prof: d.prof, run: run}}, cfg: cfgCache},
+		Apps:      &appmgr.Commands{Apps: mgr, Verifier: admission{sec: sec, prof: d.prof, mgr: mgr, run: run}},
 		Telemetry: fw.Monitoring, Root: d.cfg.Root, ServerName: d.cfg.ServerName, Codec: d.cfg.Codec,
 		HeartbeatInterval: d.cfg.HeartbeatInterval, MetricsInterval: d.cfg.MetricsInterval,
 		PairingToken: d.cfg.PairingToken, Clock: d.clock, Logger: d.log,
@@ -552,11 +542,16 @@ func (fw *Firmware) linkStats() link.Stats {
 	return s
 }
 
-// observe forwards application changes nobody asked for (a trap, a limit
-// hit, a rollback at boot) to the gateway.
+// observe forwards application changes nobody asked for to the gateway: a
+// trap or a limit hit, a rollback at boot, and the previous version
+// running again after a failed update (the command's reply reports the
+// failed version). The client follows each with a metrics report.
 func (fw *Firmware) observe(ev appmgr.Event) {
+	if ev.Kind == appmgr.EventRemoved {
+		fw.runner.forget(ev.Status.Name) // no counters of an ended instance left to report
+	}
 	switch ev.Kind {
-	case appmgr.EventExited, appmgr.EventRecovered:
+	case appmgr.EventExited, appmgr.EventRecovered, appmgr.EventFellBack:
 		if c := fw.clientRef.Load(); c != nil {
 			c.Notify(ev.Status.AppStatus())
 		}

@@ -1,64 +1,47 @@
 package device
 
 import (
-	"sync/atomic"
 	"time"
 
-	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/monitor"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
-	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 )
 
-// monitor is the device's monitoring system: it fills heartbeats and
-// metrics reports from the boot time, the profile's RAM, the application
-// manager and the runtime's per-app accounting, and counts what
-// applications publish.
-type monitor struct {
-	clock   link.Clock
-	booted  time.Time
-	profile profile.Profile
-	mgr     *appmgr.Manager
-	runner  *runner
-
-	published atomic.Uint64
+// newMonitor returns the device's monitoring system, the client's
+// telemetry source: it samples the started applications from the runner
+// and counts free memory as the profile's RAM less their linear memory.
+// The client adds the link quality to what it fills. Regular reports
+// follow the client's metrics interval; an application event (a trap, a
+// limit hit, a fallback) makes the client report at once.
+func newMonitor(clock link.Clock, prof profile.Profile, run *runner, interval time.Duration) *monitor.Monitor {
+	return monitor.New(monitor.Config{
+		Sources: monitor.Sources{
+			Apps:    run.samples,
+			Running: run.running,
+			FreeMemory: func() uint32 {
+				used := run.memory()
+				if used >= prof.RAMBytes {
+					return 0
+				}
+				return uint32(min(prof.RAMBytes-used, 1<<32-1))
+			},
+		},
+		Now:      clock.Now,
+		Interval: interval,
+	})
 }
 
-func (m *monitor) uptime() uint32 {
-	return uint32(min(max(m.clock.Now().Sub(m.booted)/time.Second, 0), 1<<32-1))
-}
+// discard accepts what applications publish (publish_metric, publish) and
+// drops it: protocol version 1 has no message that carries application
+// data to the gateway.
+type discard struct{}
 
-func (m *monitor) freeMemory() uint32 {
-	used := m.runner.memory()
-	ram := m.profile.RAMBytes
-	if used >= ram {
-		return 0
-	}
-	return uint32(min(ram-used, 1<<32-1))
-}
-
-// Heartbeat implements client.Telemetry.
-func (m *monitor) Heartbeat(hb *protocol.Heartbeat) {
-	hb.UptimeSeconds = m.uptime()
-	hb.FreeMemory = m.freeMemory()
-	hb.RunningApps = uint16(min(m.mgr.Running(), 1<<16-1))
-}
-
-// Metrics implements client.Telemetry.
-func (m *monitor) Metrics(r *protocol.MetricsReport) {
-	r.UptimeSeconds = m.uptime()
-	r.FreeMemory = m.freeMemory()
-	r.Apps = m.runner.metrics(r.Apps)
-}
+var _ wasm.Publisher = discard{}
 
 // PublishMetric implements wasm.Publisher.
-func (m *monitor) PublishMetric(_, _ string, _ float64) error {
-	m.published.Add(1)
-	return nil
-}
+func (discard) PublishMetric(_, _ string, _ float64) error { return nil }
 
 // PublishMessage implements wasm.Publisher.
-func (m *monitor) PublishMessage(_, _ string, _ []byte) error {
-	m.published.Add(1)
-	return nil
-}
+func (discard) PublishMessage(_, _ string, _ []byte) error { return nil }

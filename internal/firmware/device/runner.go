@@ -1,15 +1,18 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/monitor"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
@@ -26,12 +29,15 @@ type runner struct {
 	host  wasm.Host
 	log   *slog.Logger
 
-	mu   sync.Mutex
-	apps map[string]*instance
+	mu sync.Mutex
+	// apps are the started applications, and those that ended on their
+	// own (a trap, a limit) until they start again or are removed, in
+	// name order.
+	apps []*instance
 }
 
 func newRunner(eng *wasm.Engine, clock link.Clock, host wasm.Host, log *slog.Logger) *runner {
-	return &runner{eng: eng, clock: clock, host: host, log: log, apps: map[string]*instance{}}
+	return &runner{eng: eng, clock: clock, host: host, log: log}
 }
 
 // instance is a started application.
@@ -47,6 +53,7 @@ type instance struct {
 	app     *wasm.App
 	timer   link.Timer
 	stopped bool
+	final   wasm.Stats // counters when it stopped
 }
 
 var _ appmgr.Runner = (*runner)(nil)
@@ -61,7 +68,11 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", appmgr.ErrInvalidModule, err)
 	}
-	app, err := r.eng.NewApp(mod, wasm.AppConfig{Name: spec.Name, Host: r.host})
+	host := r.host
+	if spec.Config != nil {
+		host.Config = spec.Config
+	}
+	app, err := r.eng.NewApp(mod, wasm.AppConfig{Name: spec.Name, Host: host})
 	if err != nil {
 		mod.Release(ctx)
 		return nil, fmt.Errorf("%w: %w", appmgr.ErrInvalidModule, err)
@@ -77,9 +88,7 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 	if app.Running() && app.Kind() == wasm.AppTick {
 		inst.timer = r.clock.AfterFunc(app.TickInterval(), inst.tick)
 	}
-	r.mu.Lock()
-	r.apps[spec.Name] = inst
-	r.mu.Unlock()
+	r.add(inst)
 	return inst, nil
 }
 
@@ -107,7 +116,7 @@ func (i *instance) tick() {
 			err = errors.New("application ended")
 		}
 		i.r.log.Debug("app exited", "app", i.name, "result", res.String())
-		i.release()
+		i.release() // its final counters stay reported until it starts again or is removed
 		i.exit(err)
 	}
 }
@@ -120,10 +129,11 @@ func (i *instance) Stop(ctx context.Context) error {
 	}
 	i.mu.Unlock()
 	i.release()
+	i.r.remove(i)
 	return nil
 }
 
-// release frees the app and its module once.
+// release frees the app and its module once, keeping its final counters.
 func (i *instance) release() {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -131,43 +141,75 @@ func (i *instance) release() {
 		return
 	}
 	i.stopped = true
+	i.final = i.app.Stats()
+	i.final.MemoryBytes = 0
 	ctx := context.Background()
 	_ = i.app.Close(ctx)
 	i.mod.Release(ctx)
-	i.r.mu.Lock()
-	if i.r.apps[i.name] == i {
-		delete(i.r.apps, i.name)
-	}
-	i.r.mu.Unlock()
 }
 
-// usages returns the resource usage of the started applications other
-// than skip.
-func (r *runner) usages(skip string) []profile.Usage {
+// add records a started instance, replacing an ended one of the same name.
+func (r *runner) add(inst *instance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]profile.Usage, 0, len(r.apps))
-	for name, i := range r.apps {
-		if name != skip {
-			out = append(out, i.usage)
-		}
+	k, found := slices.BinarySearchFunc(r.apps, inst.name, func(i *instance, name string) int { return cmp.Compare(i.name, name) })
+	if found {
+		r.apps[k] = inst
+		return
 	}
-	return out
+	r.apps = slices.Insert(r.apps, k, inst)
 }
 
-// metrics returns the metrics of every started application.
-func (r *runner) metrics(dst []protocol.AppMetrics) []protocol.AppMetrics {
+// remove forgets inst if it is still the instance of its name.
+func (r *runner) remove(inst *instance) {
 	r.mu.Lock()
-	insts := make([]*instance, 0, len(r.apps))
+	defer r.mu.Unlock()
+	r.apps = slices.DeleteFunc(r.apps, func(i *instance) bool { return i == inst })
+}
+
+// forget forgets the ended instance of a removed application.
+func (r *runner) forget(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.apps = slices.DeleteFunc(r.apps, func(i *instance) bool { return i.name == name })
+}
+
+// each calls f for every instance with the instance locked, and whether it
+// still runs. Lock order: runner, then instance.
+func (r *runner) each(f func(i *instance, running bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, i := range r.apps {
-		insts = append(insts, i)
-	}
-	r.mu.Unlock()
-	for _, i := range insts {
 		i.mu.Lock()
-		st := i.app.Stats()
+		f(i, !i.stopped)
 		i.mu.Unlock()
-		dst = append(dst, protocol.AppMetrics{
+	}
+}
+
+// usage returns the resource usage of a running application.
+func (r *runner) usage(name string) (u profile.Usage) {
+	r.each(func(i *instance, running bool) {
+		if running && i.name == name {
+			u = i.usage
+		}
+	})
+	return u
+}
+
+// samples appends the counters of every application the runner knows to
+// dst, in name order, without allocating beyond growing dst
+// (monitor.Sources.Apps).
+func (r *runner) samples(dst []monitor.AppSample) []monitor.AppSample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, i := range r.apps {
+		i.mu.Lock()
+		st := i.final
+		if !i.stopped {
+			st = i.app.Stats()
+		}
+		i.mu.Unlock()
+		dst = append(dst, monitor.AppSample{
 			App: i.name, MemoryBytes: st.MemoryBytes, CPUMicros: uint64(st.CPUTime / time.Microsecond),
 			Executions: st.Executions, Traps: st.Traps,
 		})
@@ -175,12 +217,25 @@ func (r *runner) metrics(dst []protocol.AppMetrics) []protocol.AppMetrics {
 	return dst
 }
 
-// memory returns the linear memory in use by all applications.
+// running returns how many applications run.
+func (r *runner) running() int {
+	n := 0
+	r.each(func(_ *instance, running bool) {
+		if running {
+			n++
+		}
+	})
+	return n
+}
+
+// memory returns the linear memory in use by the running applications.
 func (r *runner) memory() uint64 {
 	var n uint64
-	for _, m := range r.metrics(nil) {
-		n += m.MemoryBytes
-	}
+	r.each(func(i *instance, running bool) {
+		if running {
+			n += i.app.Stats().MemoryBytes
+		}
+	})
 	return n
 }
 
