@@ -436,3 +436,32 @@ func TestExpiredCertificateFallsBack(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewalTimeoutRetries: a request the gateway never answers expires
+// after RenewTimeout and is sent again, once, without waiting longer than
+// the backoff already elapsed.
+func TestRenewalTimeoutRetries(t *testing.T) {
+	clk, ca := testClock(t)
+	srv := startServer(t, clienttest.Options{Authority: ca, DeviceLifetime: 3 * time.Minute, IgnoreRenewal: true})
+	ident := clienttest.NewMemIdentity("esp32")
+	d := startRenewDevice(t, srv, clk, renewOpts{identity: ident, enroll: true,
+		backoff: link.Backoff{Base: 10 * time.Second, Max: time.Minute}})
+	ctx := waitCtx(t)
+	if _, err := srv.AnyPeer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(nextTimer(t, clk, 10*time.Minute))
+	eventually(t, "first request", func() bool { return srv.RenewRequests.Load() == 1 })
+	if got := nextTimer(t, clk, 10*time.Minute); got != time.Minute {
+		t.Fatalf("next renewal timer in %v, want the 1m timeout", got)
+	}
+	clk.Advance(time.Minute - time.Second)
+	if n := srv.RenewRequests.Load(); n != 1 {
+		t.Fatalf("requests before the timeout: got %d, want 1", n)
+	}
+	clk.Advance(time.Second)
+	eventually(t, "retry after timeout", func() bool { return srv.RenewRequests.Load() == 2 })
+	if st := d.client.Status(); st.RenewalTimeouts != 1 || st.RenewalRequests != 2 {
+		t.Errorf("status: got %d timeouts, %d requests, want 1 and 2", st.RenewalTimeouts, st.RenewalRequests)
+	}
+}

@@ -59,6 +59,9 @@ type Options struct {
 	// RefuseRenewal answers RenewRequests with Error(refused); see also
 	// Server.SetRefuseRenewal.
 	RefuseRenewal bool
+	// IgnoreRenewal leaves RenewRequests unanswered (a gateway that lost
+	// them); they are still counted and recorded.
+	IgnoreRenewal bool
 	// Renew, when set, replaces the server's renewal: it gets the session's
 	// device id and the parsed request, and returns the chain to send (DER,
 	// leaf first) or an Error to answer with. Tests use it to send chains a
@@ -516,7 +519,9 @@ func (s *Server) serveSession(tc *tls.Conn) {
 		}
 		switch m := env.Message.(type) {
 		case *protocol.RenewRequest:
-			_ = p.w.WriteEnvelope(s.renew(p, env.MessageID, m))
+			if reply := s.renew(p, env.MessageID, m); reply.Message != nil {
+				_ = p.w.WriteEnvelope(reply)
+			}
 		case *protocol.Heartbeat:
 			s.Heartbeats.Add(1)
 			if s.opts.NoHeartbeatAck {
@@ -593,11 +598,14 @@ func (p *Peer) Done() <-chan struct{} { return p.done }
 
 // renew answers a RenewRequest: a certificate from the test authority for
 // the CSR's key, under the session's device id, unless renewals are
-// refused or the CSR is bad.
+// refused or the CSR is bad. A reply without a message means no answer.
 func (s *Server) renew(p *Peer, id uint64, m *protocol.RenewRequest) protocol.Envelope {
 	s.RenewRequests.Add(1)
 	rec := Renewal{DeviceID: p.DeviceID, At: s.now()}
 	reply := func() protocol.Envelope {
+		if s.opts.IgnoreRenewal {
+			return protocol.Envelope{}
+		}
 		if s.refuseRenewal.Load() {
 			return errorReply(id, protocol.CodeRefused, "renewal refused")
 		}
