@@ -84,6 +84,13 @@ func TestRenewPersists(t *testing.T) {
 	if !d.sec.RenewAt().After(*now) {
 		t.Errorf("RenewAt %v not after now %v", d.sec.RenewAt(), *now)
 	}
+	if d.sec.CertificateExpired() {
+		t.Errorf("CertificateExpired at %v: got true, want false", *now)
+	}
+	*now = t0.Add(41 * time.Hour)
+	if !d.sec.CertificateExpired() {
+		t.Errorf("CertificateExpired at %v: got false, want true", *now)
+	}
 	rebooted := openDevice(t, d.chip, 1, now)
 	if got := serialOf(t, rebooted.sec); got != want {
 		t.Errorf("serial after reboot: got %s, want %s", got, want)
