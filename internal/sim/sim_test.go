@@ -74,35 +74,59 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func TestFleetOnlineReconnectAndSummary(t *testing.T) {
-	const n = 200
+// quietServer starts a test gateway that keeps no message history.
+func quietServer(t *testing.T) *clienttest.Server {
+	t.Helper()
 	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	mix, err := sim.ParseMix("esp32=80,hifive1=20")
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// runFleet creates the fleet opts describes, with srv's endpoints and root
+// when srv is not nil, and runs it. stop ends the run and returns the final
+// summary; it also runs when the test ends.
+func runFleet(t *testing.T, srv *clienttest.Server, opts sim.Options) (f *sim.Fleet, stop func() sim.Summary) {
+	t.Helper()
+	if srv != nil {
+		opts.Gateways, opts.EnrollGateways, opts.Root = []string{srv.SessionAddr()}, []string{srv.EnrollAddr()}, srv.Root()
 	}
-	var out syncBuffer
-	f, err := sim.New(t.Context(), sim.Options{
-		Devices: n, Gateways: []string{srv.SessionAddr()}, EnrollGateways: []string{srv.EnrollAddr()},
-		Root: srv.Root(), Mix: mix, Seed: 42, StartRate: 0,
-		HeartbeatInterval: time.Hour, MetricsInterval: -1,
-		Backoff:         link.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
-		SummaryInterval: 100 * time.Millisecond, Out: &out,
-	})
+	f, err := sim.New(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan sim.Summary, 1)
 	go func() { done <- f.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	var once sync.Once
+	var final sim.Summary
+	stop = func() sim.Summary {
+		once.Do(func() {
+			cancel()
+			final = <-done
+		})
+		return final
+	}
+	t.Cleanup(func() { stop() })
+	return f, stop
+}
+
+func TestFleetOnlineReconnectAndSummary(t *testing.T) {
+	const n = 200
+	srv := quietServer(t)
+	mix, err := sim.ParseMix("esp32=80,hifive1=20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	f, stop := runFleet(t, srv, sim.Options{
+		Devices: n, Mix: mix, Seed: 42, StartRate: 0,
+		HeartbeatInterval: time.Hour, MetricsInterval: -1,
+		Backoff:         link.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		SummaryInterval: 100 * time.Millisecond, Out: &out,
+	})
 
 	online := func() bool { return f.Summary().Phases[device.Online] == n }
 	waitFor(t, "every device online", 2*time.Minute, online)
@@ -123,9 +147,7 @@ func TestFleetOnlineReconnectAndSummary(t *testing.T) {
 	waitFor(t, "reconnects", 2*time.Minute, func() bool { return f.Summary().Reconnects >= n })
 	waitFor(t, "every device online again", 2*time.Minute, online)
 
-	cancel()
-	final := <-done
-	done <- final
+	final := stop()
 	if !final.Final || final.Phases[device.Online] != n {
 		t.Errorf("final summary: got %+v, want final with %d online", final, n)
 	}
@@ -139,30 +161,17 @@ func TestFleetOnlineReconnectAndSummary(t *testing.T) {
 func TestFleetWaitsForGateway(t *testing.T) {
 	// No gateway listens yet: devices retry with backoff and connect once
 	// it appears.
-	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	enrollAddr, sessAddr, root := srv.EnrollAddr(), srv.SessionAddr(), srv.Root()
+	srv := quietServer(t)
+	enrollAddr, sessAddr := srv.EnrollAddr(), srv.SessionAddr()
 	auth := srv.Authority()
 	key := srv.SigningKey()
 	srv.Close()
 
-	f, err := sim.New(t.Context(), sim.Options{
-		Devices: 5, Gateways: []string{sessAddr}, EnrollGateways: []string{enrollAddr}, Root: root,
+	f, _ := runFleet(t, srv, sim.Options{
+		Devices:         5,
 		Backoff:         link.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		SummaryInterval: -1, HeartbeatInterval: time.Hour, MetricsInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan sim.Summary, 1)
-	go func() { done <- f.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
 	waitFor(t, "failed attempts", 30*time.Second, func() bool {
 		for _, d := range f.Devices() {
 			if d.Status().Link.Failures < 2 {
@@ -192,32 +201,20 @@ func atoi(t *testing.T, s string) int {
 }
 
 func TestFleetFaultInjection(t *testing.T) {
-	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := quietServer(t)
 	const n = 20
-	f, err := sim.New(t.Context(), sim.Options{
-		Devices: n, Gateways: []string{srv.SessionAddr()}, EnrollGateways: []string{srv.EnrollAddr()},
-		Root: srv.Root(), Seed: 3, ClockSkew: 2 * time.Second,
+	f, stop := runFleet(t, srv, sim.Options{
+		Devices: n, Seed: 3, ClockSkew: 2 * time.Second,
 		// A fault every few seconds per device: some of each within the test.
 		PowerLossRate: 720, FlapRate: 720, FlapDuration: 50 * time.Millisecond, PowerOffTime: 10 * time.Millisecond,
 		Backoff:           link.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		HeartbeatInterval: time.Hour, MetricsInterval: -1, SummaryInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan sim.Summary, 1)
-	go func() { done <- f.Run(ctx) }()
 	waitFor(t, "power losses and flaps", time.Minute, func() bool {
 		s := f.Summary()
 		return s.PowerLosses >= 2 && s.Flaps >= 2
 	})
-	cancel()
-	final := <-done
+	final := stop()
 	if final.PowerLosses < 2 || final.Flaps < 2 {
 		t.Errorf("faults: got %d power losses and %d flaps, want >= 2 each", final.PowerLosses, final.Flaps)
 	}
@@ -228,30 +225,15 @@ func TestFleetFaultInjection(t *testing.T) {
 }
 
 func TestFleetLossyLink(t *testing.T) {
-	srv, err := clienttest.Start(clienttest.Options{Quiet: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := quietServer(t)
 	const n = 10
-	f, err := sim.New(t.Context(), sim.Options{
-		Devices: n, Gateways: []string{srv.SessionAddr()}, EnrollGateways: []string{srv.EnrollAddr()},
-		Root: srv.Root(), Seed: 9,
+	f, _ := runFleet(t, srv, sim.Options{
+		Devices: n, Seed: 9,
 		Conditions: link.Conditions{DropProbability: 0.02, Latency: time.Millisecond, Jitter: time.Millisecond},
 		Backoff:    link.Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 		// Heartbeats keep the links busy so that the medium drops them.
 		HeartbeatInterval: 20 * time.Millisecond, MetricsInterval: -1, SummaryInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan sim.Summary, 1)
-	go func() { done <- f.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
 	waitFor(t, "every device enrolled despite losses", time.Minute, func() bool { return f.Summary().Enrolled == n })
 	waitFor(t, "drops and reconnects", time.Minute, func() bool {
 		var drops uint64

@@ -219,16 +219,24 @@ func TestPowerLossDuringInstallIsConsistent(t *testing.T) {
 	}
 }
 
-func TestTrapReportedUnsolicited(t *testing.T) {
-	srv := startServer(t, clienttest.Options{})
+// fakeClockDevice starts a device with the shared engine on a fake clock
+// and waits until its session is up.
+func fakeClockDevice(t *testing.T, srv *clienttest.Server, metricsInterval time.Duration) (*device.Device, *linktest.Clock, *clienttest.Peer) {
+	t.Helper()
 	clk := linktest.NewClock(time.Now())
 	cfg := testConfig(srv)
 	cfg.Engine = sharedEngine(t)
 	cfg.Clock = clk
+	cfg.MetricsInterval = metricsInterval
 	d := newDevice(t, cfg)
 	runDevice(t, d)
 	waitFor(t, "online", func() bool { return d.Status().Phase == device.Online })
-	peer := srv.Peer(d.Status().DeviceID)
+	return d, clk, srv.Peer(d.Status().DeviceID)
+}
+
+func TestTrapReportedUnsolicited(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	d, clk, peer := fakeClockDevice(t, srv, -1)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	st, err := peer.Deploy(ctx, "divzero", 1, apps.MustLoad(apps.DivZero))

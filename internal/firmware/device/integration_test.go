@@ -10,7 +10,6 @@ import (
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
@@ -93,15 +92,7 @@ func TestFailedUpdateReportsFallback(t *testing.T) {
 
 func TestTrapTriggersMetricsReport(t *testing.T) {
 	srv := startServer(t, clienttest.Options{})
-	clk := linktest.NewClock(time.Now())
-	cfg := testConfig(srv)
-	cfg.Engine = sharedEngine(t)
-	cfg.Clock = clk
-	cfg.MetricsInterval = time.Hour
-	d := newDevice(t, cfg)
-	runDevice(t, d)
-	waitFor(t, "online", func() bool { return d.Status().Phase == device.Online })
-	peer := srv.Peer(d.Status().DeviceID)
+	d, clk, peer := fakeClockDevice(t, srv, time.Hour)
 	ctx := ctxFor(t)
 	if st, err := peer.Deploy(ctx, "divzero", 1, apps.MustLoad(apps.DivZero)); err != nil || st.State != protocol.StateRunning {
 		t.Fatalf("deploy: got %+v, %v", st, err)
