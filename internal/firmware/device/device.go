@@ -493,6 +493,7 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 		Logger: d.log}, d.log)
 	fw.Monitoring = newMonitor(d.clock, d.prof, run, d.cfg.MetricsInterval)
 	fw.runner = run
+	run.ticked = fw.afterTick
 	// No appmgr.Limits: the board profile admits applications (see
 	// admission), the flash store refuses what does not fit.
 	mgr, err := appmgr.Open(ctx, appmgr.Config{Store: store, Runner: run, Observer: fw.observe, Logger: d.log})
@@ -555,6 +556,21 @@ func (fw *Firmware) observe(ev appmgr.Event) {
 		if c := fw.clientRef.Load(); c != nil {
 			c.Notify(ev.Status.AppStatus())
 		}
+	}
+}
+
+// afterTick asks the monitor whether the metrics changed beyond its
+// thresholds since the last report (an application's memory grew, free
+// memory fell) and, if so, has the client report before the next regular
+// report: the client follows every status it sends with a metrics report,
+// so the ticking application's current status carries it.
+func (fw *Firmware) afterTick(app string) {
+	c := fw.clientRef.Load()
+	if c == nil || fw.Monitoring.Due() != monitor.TriggerChange {
+		return
+	}
+	if st, ok := fw.Applications.Status(app); ok {
+		c.Notify(st.AppStatus())
 	}
 }
 

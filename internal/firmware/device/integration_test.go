@@ -128,6 +128,48 @@ func TestTrapTriggersMetricsReport(t *testing.T) {
 	})
 }
 
+func TestMemoryGrowthTriggersMetricsReport(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	_, clk, peer := fakeClockDevice(t, srv, time.Hour)
+	ctx := ctxFor(t)
+	lim := clienttest.DefaultLimits
+	lim.MemoryLimit = 2 * wasm.PageSize
+	art, err := srv.SignArtifact(peer.DeviceID, "memhog", 1, apps.MustLoad(apps.MemHog), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := peer.Send(ctx, &protocol.Deploy{App: "memhog", Sequence: 1, Artifact: art, Start: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := env.Message.(*protocol.AppStatus); st.State != protocol.StateRunning {
+		t.Fatalf("deploy: got %v (%s), want running", st.State, st.Message)
+	}
+	appMemory := func(m *protocol.MetricsReport) uint64 {
+		if len(m.Apps) != 1 || m.Apps[0].App != "memhog" {
+			return 0
+		}
+		return m.Apps[0].MemoryBytes
+	}
+	// The report that follows the deploy is the baseline: one page.
+	if _, err := srv.WaitRecord(ctx, func(r clienttest.Record) bool {
+		m, ok := r.Env.Message.(*protocol.MetricsReport)
+		return ok && appMemory(m) == wasm.PageSize
+	}); err != nil {
+		t.Fatalf("no baseline report: %v", err)
+	}
+	// The first tick grows the memory to two pages; a report follows once
+	// the monitor's minimum spacing (5 s) has passed, long before the
+	// hourly one.
+	clk.Advance(6 * wasm.DefaultTickInterval)
+	if _, err := srv.WaitRecord(ctx, func(r clienttest.Record) bool {
+		m, ok := r.Env.Message.(*protocol.MetricsReport)
+		return ok && appMemory(m) == 2*wasm.PageSize
+	}); err != nil {
+		t.Fatalf("no report after the memory grew: %v", err)
+	}
+}
+
 func TestConfigReadAtInit(t *testing.T) {
 	srv := startServer(t, clienttest.Options{})
 	d, peer := onlineDevice(t, srv)
@@ -163,5 +205,30 @@ func TestConfigReadAtInit(t *testing.T) {
 		if !ok || st.State != protocol.StateRunning {
 			t.Errorf("restart %d: got %v (%s), want running with the stored configuration", i, st.State, st.Message)
 		}
+	}
+}
+
+func TestMonitoringDoesNotAllocate(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	d, peer := onlineDevice(t, srv)
+	for i, app := range []string{"a", "b"} {
+		if st, err := peer.Deploy(ctxFor(t), app, uint64(i+1), apps.MustLoad(apps.Blinky)); err != nil || st.State != protocol.StateRunning {
+			t.Fatalf("deploy %s: got %+v, %v", app, st, err)
+		}
+	}
+	mon := d.Firmware().Monitoring
+	var hb protocol.Heartbeat
+	var m protocol.MetricsReport
+	mon.Metrics(&m) // grows m.Apps once
+	allocs := testing.AllocsPerRun(100, func() {
+		mon.Due()
+		mon.Heartbeat(&hb)
+		mon.Metrics(&m)
+	})
+	if allocs != 0 {
+		t.Errorf("sampling and reporting: got %v allocations per run, want 0", allocs)
+	}
+	if len(m.Apps) != 2 || m.Apps[0].App != "a" || m.Apps[1].App != "b" {
+		t.Errorf("apps in the report: got %+v, want a and b in name order", m.Apps)
 	}
 }

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"math"
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
@@ -10,12 +11,22 @@ import (
 )
 
 // newMonitor returns the device's monitoring system, the client's
-// telemetry source: it samples the started applications from the runner
-// and counts free memory as the profile's RAM less their linear memory.
-// The client adds the link quality to what it fills. Regular reports
-// follow the client's metrics interval; an application event (a trap, a
-// limit hit, a fallback) makes the client report at once.
-func newMonitor(clock link.Clock, prof profile.Profile, run *runner, interval time.Duration) *monitor.Monitor {
+// telemetry source: it samples the applications from the runner and counts
+// free memory as the profile's RAM less their linear memory. The client
+// adds the link quality to what it fills.
+//
+// The client sends the regular reports (every metricsInterval: the same
+// default, negative for none) and one after every application status.
+// Early reports come from application events (a trap, a limit hit, a
+// fallback: see Firmware.observe) and from the monitor's change detection,
+// asked after every tick (see Firmware.afterTick).
+func newMonitor(clock link.Clock, prof profile.Profile, run *runner, metricsInterval time.Duration) *monitor.Monitor {
+	switch {
+	case metricsInterval == 0:
+		metricsInterval = defaultMetricsInterval
+	case metricsInterval < 0:
+		metricsInterval = math.MaxInt64 // never periodic: only changes
+	}
 	return monitor.New(monitor.Config{
 		Sources: monitor.Sources{
 			Apps:    run.samples,
@@ -29,9 +40,12 @@ func newMonitor(clock link.Clock, prof profile.Profile, run *runner, interval ti
 			},
 		},
 		Now:      clock.Now,
-		Interval: interval,
+		Interval: metricsInterval,
 	})
 }
+
+// defaultMetricsInterval is the client's default metrics interval.
+const defaultMetricsInterval = 60 * time.Second
 
 // discard accepts what applications publish (publish_metric, publish) and
 // drops it: protocol version 1 has no message that carries application

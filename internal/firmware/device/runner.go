@@ -29,6 +29,10 @@ type runner struct {
 	host  wasm.Host
 	log   *slog.Logger
 
+	// ticked, when set, is called after every tick that leaves its
+	// application running, with no lock held.
+	ticked func(app string)
+
 	mu sync.Mutex
 	// apps are the started applications, and those that ended on their
 	// own (a trap, a limit) until they start again or are removed, in
@@ -110,6 +114,9 @@ func (i *instance) tick() {
 		i.timer.Reset(i.app.TickInterval())
 	}
 	i.mu.Unlock()
+	if running && i.r.ticked != nil {
+		i.r.ticked(i.name)
+	}
 	if !running {
 		err := resultError(res)
 		if err == nil {
