@@ -179,47 +179,51 @@ func (m *Manager) recover() error {
 	return nil
 }
 
-// unlock releases the manager, handling exits reported meanwhile, and
-// delivers queued events.
+// lock takes the manager and applies the exits reported before: an
+// operation never acts on an instance that has already ended.
+func (m *Manager) lock() {
+	m.mu.Lock()
+	m.drainExits()
+}
+
+// unlock releases the manager. It applies the exits reported while the
+// lock was held (their onExit could not take it), and delivers the queued
+// events to the observer, in order and outside the lock.
+//
+// One goroutine delivers at a time. A goroutine that finds another
+// delivering — another operation, or the observer itself calling back into
+// the manager — leaves its events to that one, which takes the lock again
+// after every batch and stops only once the queue is empty.
 func (m *Manager) unlock() {
+	delivering := false // this goroutine is the one delivering
 	for {
 		m.drainExits()
+		var q []Event
+		switch {
+		case len(m.queue) > 0 && (delivering || !m.delivering):
+			delivering, m.delivering = true, true
+			q, m.queue = m.queue, nil
+		case delivering:
+			delivering, m.delivering = false, false
+		}
 		m.mu.Unlock()
+		if len(q) > 0 {
+			if m.observe != nil {
+				for _, ev := range q {
+					m.observe(ev)
+				}
+			}
+			m.mu.Lock()
+			continue
+		}
+		// Exits reported since the drain, while the lock was still held.
 		m.exitMu.Lock()
 		more := len(m.exits) > 0
 		m.exitMu.Unlock()
 		if !more || !m.mu.TryLock() {
-			break
+			return // whoever holds the lock now applies them
 		}
 	}
-	m.flush()
-}
-
-// flush delivers the queued events to the observer, in order and outside
-// the manager's lock. One goroutine delivers at a time: a call made while
-// another delivery is in progress — from another goroutine, or from the
-// observer itself calling back into the manager — leaves its events to
-// the delivering goroutine, which loops until the queue is empty.
-func (m *Manager) flush() {
-	m.mu.Lock()
-	if m.delivering {
-		m.mu.Unlock()
-		return
-	}
-	m.delivering = true
-	for len(m.queue) > 0 {
-		q := m.queue
-		m.queue = nil
-		m.mu.Unlock()
-		if m.observe != nil {
-			for _, ev := range q {
-				m.observe(ev)
-			}
-		}
-		m.mu.Lock()
-	}
-	m.delivering = false
-	m.mu.Unlock()
 }
 
 func (m *Manager) emit(kind EventKind, st Status) {
@@ -448,7 +452,7 @@ func (m *Manager) commit(name string, b *flash.Batch) error {
 // refused request returns a *RefusalError and changes nothing.
 // Re-installing the active version only applies req.Start.
 func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	if err := m.check(&req); err != nil {
 		return m.failed(req.Name, err)
@@ -583,7 +587,7 @@ func (m *Manager) reinstall(ctx context.Context, a *app, req *Request) (Status, 
 
 // Start starts an installed application and persists that it should run.
 func (m *Manager) Start(ctx context.Context, name string) (Status, error) {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
@@ -612,7 +616,7 @@ func (m *Manager) startLocked(ctx context.Context, a *app) (Status, error) {
 
 // Stop stops an application and persists that it should not run.
 func (m *Manager) Stop(ctx context.Context, name string) (Status, error) {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
@@ -637,7 +641,7 @@ func (m *Manager) Stop(ctx context.Context, name string) (Status, error) {
 // Remove stops an application and erases it, both slots and its
 // configuration, in one atomic commit.
 func (m *Manager) Remove(ctx context.Context, name string) (Status, error) {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
@@ -669,7 +673,7 @@ const maxConfigBytes = 4096
 // Configure stores an application's configuration. A generation not newer
 // than the stored one is ignored.
 func (m *Manager) Configure(name string, generation uint64, values map[string]string) error {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	a := m.apps[name]
 	if a == nil {
@@ -713,7 +717,7 @@ func (m *Manager) Lookup(name, key string) (string, bool) {
 
 // Status returns an application's status.
 func (m *Manager) Status(name string) (Status, bool) {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	if a := m.apps[name]; a != nil {
 		return a.status(), true
@@ -724,7 +728,7 @@ func (m *Manager) Status(name string) (Status, bool) {
 // Statuses appends the status of every installed application to dst, in
 // name order.
 func (m *Manager) Statuses(dst []Status) []Status {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	n := len(dst)
 	for _, a := range m.apps {
@@ -736,7 +740,7 @@ func (m *Manager) Statuses(dst []Status) []Status {
 
 // Running returns how many applications run.
 func (m *Manager) Running() int {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	n := 0
 	for _, a := range m.apps {
@@ -750,7 +754,7 @@ func (m *Manager) Running() int {
 // Refusals returns how many requests were refused for reason r since the
 // manager was opened.
 func (m *Manager) Refusals(r Refusal) uint64 {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	if r >= numRefusals {
 		return 0
@@ -761,7 +765,7 @@ func (m *Manager) Refusals(r Refusal) uint64 {
 // Shutdown stops every instance without changing desired states, as a
 // device does before it powers down.
 func (m *Manager) Shutdown(ctx context.Context) {
-	m.mu.Lock()
+	m.lock()
 	defer m.unlock()
 	for _, a := range m.apps {
 		m.stopInstance(ctx, a)
