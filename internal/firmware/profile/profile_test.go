@@ -2,7 +2,6 @@ package profile
 
 import (
 	"errors"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -131,20 +130,3 @@ func TestBoard(t *testing.T) {
 	}
 }
 
-// TestNoKubernetesImports keeps the firmware packages (and everything they
-// depend on) free of Kubernetes and controller-runtime.
-func TestNoKubernetesImports(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go toolchain not in PATH")
-	}
-	out, err := exec.CommandContext(t.Context(), gobin, "list", "-deps", ".", "../hal", "../wasm", "../../../examples/apps").Output()
-	if err != nil {
-		t.Skipf("go list unavailable: %v", err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "k8s.io/") || strings.HasPrefix(dep, "sigs.k8s.io/") {
-			t.Errorf("firmware packages depend on %s", dep)
-		}
-	}
-}
