@@ -129,4 +129,3 @@ func TestBoard(t *testing.T) {
 		t.Errorf("pin 19 on hifive1: got %v, want ErrNoSuchPin", err)
 	}
 }
-
