@@ -35,5 +35,5 @@ bench: ## Run every benchmark once with its figures printed.
 	hack/bench.sh
 
 .PHONY: lint
-lint: ## gofmt, go vet, and a clean tree after generate.
+lint: ## gofmt, go vet, golangci-lint and go mod tidy.
 	hack/lint.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: vet, unit and integration tests (the integration
+# Runs the whole test suite: lint, unit and integration tests (the integration
 # tests start a real etcd and kube-apiserver in-process), the race detector on
 # every package that does not build Kubernetes, a short run of every fuzz
 # target, and every benchmark once so that they keep compiling.
@@ -13,8 +13,8 @@ start=$(date +%s)
 
 hack/ensure-tools.sh
 
-echo "== go vet"
-go vet ./...
+echo "== lint"
+hack/lint.sh
 
 # Packages that link kube-apiserver or client-go are run without -race: the
 # race build of Kubernetes alone would take most of CI's budget. Everything

@@ -207,7 +207,3 @@ type ApplicationList struct {
 	// Items are the applications.
 	Items []Application `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Application{}, &ApplicationList{})
-}

@@ -190,7 +190,3 @@ type DeviceList struct {
 	// Items are the devices.
 	Items []Device `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Device{}, &DeviceList{})
-}

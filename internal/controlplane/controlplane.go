@@ -118,14 +118,14 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 	}
 	defer func() {
 		if retErr != nil {
-			cp.Stop()
+			retErr = errors.Join(retErr, cp.Stop())
 		}
 	}()
 	if cp.lock, err = lockDataDir(dataDir); err != nil {
 		return nil, err
 	}
 
-	apiListener, err := listenLoopback(opts.APIPort)
+	apiListener, err := listenLoopback(ctx, opts.APIPort)
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +184,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 }
 
 func (cp *ControlPlane) startEtcd(ctx context.Context, dir string, logger *slog.Logger, timeout time.Duration) (string, error) {
-	clientPort, err := freePort()
+	clientPort, err := freePort(ctx)
 	if err != nil {
 		return "", err
 	}
-	peerPort, err := freePort()
+	peerPort, err := freePort(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -376,9 +376,10 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func listenLoopback(port int) (net.Listener, error) {
+func listenLoopback(ctx context.Context, port int) (net.Listener, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, &PortInUseError{Address: addr, Err: err}
@@ -388,8 +389,9 @@ func listenLoopback(port int) (net.Listener, error) {
 	return l, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(ctx context.Context) (int, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("control plane: find a free port: %w", err)
 	}

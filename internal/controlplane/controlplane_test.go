@@ -2,7 +2,6 @@ package controlplane_test
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,7 +18,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/fixture"
 )
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // TestRestartKeepsResources stops the control plane and starts it again on
 // the same data directory: objects, credentials and the kubeconfig survive.

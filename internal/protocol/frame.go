@@ -99,7 +99,7 @@ func (r *Reader) readLarge(n int) ([]byte, error) {
 
 // readError wraps an error from the underlying stream.
 func readError(what string, err error) error {
-	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("read %s: %w: %w", what, ErrTruncated, io.ErrUnexpectedEOF)
 	}
 	return fmt.Errorf("read %s: %w", what, err)

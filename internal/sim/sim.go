@@ -162,9 +162,8 @@ type Fleet struct {
 	begin   time.Time
 	rand    *rand.Rand
 
-	mu      sync.Mutex
-	flaps   uint64
-	allUpAt time.Duration
+	mu    sync.Mutex
+	flaps uint64
 }
 
 // New builds the fleet's devices; it opens their flash but starts nothing.

@@ -13,8 +13,8 @@ package controlplanetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -68,14 +68,12 @@ func Start(ctx context.Context, dataDir string, logger *slog.Logger) (*Env, erro
 	}
 	scheme, err := NewScheme()
 	if err != nil {
-		cp.Stop()
-		return nil, err
+		return nil, errors.Join(err, cp.Stop())
 	}
 	cfg := cp.RESTConfig()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		cp.Stop()
-		return nil, fmt.Errorf("new client: %w", err)
+		return nil, errors.Join(fmt.Errorf("new client: %w", err), cp.Stop())
 	}
 	return &Env{ControlPlane: cp, Config: cfg, Scheme: scheme, Client: c}, nil
 }
@@ -90,11 +88,10 @@ func Run(m *testing.M, env **Env) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	var out io.Writer = io.Discard
+	logger := slog.New(slog.DiscardHandler)
 	if os.Getenv("WASMBED_TEST_VERBOSE") != "" {
-		out = os.Stderr
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	logger := slog.New(slog.NewTextHandler(out, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	e, err := Start(ctx, dir, logger)
 	cancel()

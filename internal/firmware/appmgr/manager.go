@@ -97,7 +97,11 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if err == nil {
 		for _, name := range slices.Sorted(maps.Keys(m.apps)) {
 			if a := m.apps[name]; a.rec.Run {
-				m.startActive(ctx, a)
+				// A failure is the app's status, reported like any other;
+				// it must not keep the device from booting.
+				if err := m.startActive(ctx, a); err != nil {
+					m.log.Warn("application did not start at boot", "app", name, "err", err)
+				}
 			}
 		}
 	}

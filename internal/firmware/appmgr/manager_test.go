@@ -510,11 +510,9 @@ func checkInvariants(t testing.TB, s *flash.Store, allowed map[string][]string) 
 			}
 		}
 	}
-	if allowed != nil {
-		for name, vs := range allowed {
-			if !apps[name] && !slices.Contains(vs, "") {
-				t.Fatalf("app %s missing, want one of %v", name, vs)
-			}
+	for name, vs := range allowed {
+		if !apps[name] && !slices.Contains(vs, "") {
+			t.Fatalf("app %s missing, want one of %v", name, vs)
 		}
 	}
 }

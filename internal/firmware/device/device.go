@@ -261,9 +261,12 @@ func (d *Device) Run(ctx context.Context) error {
 		if err == nil {
 			failures = 0
 			d.setFirmware(fw)
-			err = fw.run(runCtx)
+			if err := fw.run(runCtx); err != nil && !d.poweredOff() {
+				d.countError()
+				d.log.Warn("firmware stopped", "err", err)
+			}
 			d.setFirmware(nil)
-			fw.halt(d.poweredOff())
+			fw.halt()
 			d.accumulate(fw)
 		} else if !d.poweredOff() {
 			d.countError()
@@ -585,7 +588,6 @@ func (fw *Firmware) run(ctx context.Context) error {
 
 // halt stops the applications. After a power loss nothing is written:
 // the flash is already unpowered.
-func (fw *Firmware) halt(powerLost bool) {
+func (fw *Firmware) halt() {
 	fw.Applications.Shutdown(context.Background())
-	_ = powerLost
 }

@@ -149,9 +149,12 @@ func Open(cfg Config) (*Manager, error) {
 	}
 	for _, key := range m.store.Keys(replayPrefix) {
 		raw, err := m.store.Get(key)
-		if err != nil || len(raw) != 8 {
+		if err == nil && len(raw) != 8 {
+			err = fmt.Errorf("%d bytes, want 8", len(raw))
+		}
+		if err != nil {
 			// Never forget a mark silently: that would reopen replays.
-			return nil, fmt.Errorf("%w: replay mark %q: %v", ErrDamaged, key, err)
+			return nil, fmt.Errorf("%w: replay mark %q: %w", ErrDamaged, key, err)
 		}
 		m.marks.set(key[len(replayPrefix):], binary.BigEndian.Uint64(raw))
 	}
@@ -162,12 +165,16 @@ func (m *Manager) loadIdentity() error {
 	raw, err := m.store.Get(keyIdentity)
 	if err == nil {
 		var rec identityRecord
-		if err := decMode.Unmarshal(raw, &rec); err != nil || len(rec.Seed) != ed25519.SeedSize {
-			return fmt.Errorf("%w: identity record: %v", ErrDamaged, err)
+		err := decMode.Unmarshal(raw, &rec)
+		if err == nil && len(rec.Seed) != ed25519.SeedSize {
+			err = fmt.Errorf("seed of %d bytes, want %d", len(rec.Seed), ed25519.SeedSize)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: identity record: %w", ErrDamaged, err)
 		}
 		sk, err := ecdh.X25519().NewPrivateKey(rec.Sealing)
 		if err != nil {
-			return fmt.Errorf("%w: sealing key: %v", ErrDamaged, err)
+			return fmt.Errorf("%w: sealing key: %w", ErrDamaged, err)
 		}
 		m.key, m.sealing = ed25519.NewKeyFromSeed(rec.Seed), sk
 		return nil

@@ -106,7 +106,6 @@ type device struct {
 	chip  *flash.MemChip
 	store *flash.Store
 	sec   *Manager
-	now   time.Time
 }
 
 func openDevice(t testing.TB, chip *flash.MemChip, seed uint64, now *time.Time) *device {

@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"bytes"
-	"math"
 	"unicode/utf8"
 )
 
@@ -554,12 +553,4 @@ func valTypeName(v byte) string {
 		return "externref"
 	}
 	return "?"
-}
-
-// clampU32 converts v to uint32, saturating.
-func clampU32(v uint64) uint32 {
-	if v > math.MaxUint32 {
-		return math.MaxUint32
-	}
-	return uint32(v)
 }
