@@ -105,6 +105,12 @@ type Config struct {
 	// refusing gateway is never asked in a loop. Zero means
 	// DefaultRenewBackoff.
 	RenewBackoff link.Backoff
+	// RenewJitter spreads renewals over a fleet: each certificate is renewed
+	// at two thirds of its lifetime plus a fraction of the lifetime, up to
+	// RenewJitter, derived from its serial number, so devices enrolled
+	// together do not renew together. Zero means DefaultRenewJitter;
+	// negative renews at exactly two thirds.
+	RenewJitter float64
 	// Clock times heartbeats, liveness and certificate renewal; nil means
 	// link.SystemClock.
 	Clock link.Clock
@@ -134,6 +140,10 @@ const (
 // 30 minutes, which leaves a 24h certificate (renewed at about 16h) many
 // attempts before it expires.
 var DefaultRenewBackoff = link.Backoff{Base: 30 * time.Second, Max: 30 * time.Minute}
+
+// DefaultRenewJitter spreads renewals between two thirds and three quarters
+// of a certificate's lifetime when Config.RenewJitter is zero.
+const DefaultRenewJitter = 1.0 / 12
 
 // String returns the lower-case phase name.
 func (p Phase) String() string {
@@ -291,6 +301,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RenewBackoff.Base <= 0 {
 		cfg.RenewBackoff = DefaultRenewBackoff
+	}
+	if cfg.RenewJitter == 0 {
+		cfg.RenewJitter = DefaultRenewJitter
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -147,7 +147,7 @@ func (s *session) renewCheck(_ context.Context) error {
 	if err != nil {
 		return nil
 	}
-	due := pki.RenewAt(leaf)
+	due := renewDue(leaf, c.cfg.RenewJitter)
 	if next.After(due) {
 		due = next
 	}
@@ -266,4 +266,22 @@ func (c *Client) acceptRenewal(ctx context.Context, chain [][]byte) (*x509.Certi
 		return nil, fmt.Errorf("store renewed certificate: %w", err)
 	}
 	return certs[0], nil
+}
+
+// renewDue is when leaf should be renewed: at two thirds of its lifetime
+// (pki.RenewAt), plus up to jitter of the lifetime picked by the low bits of
+// its serial number. Serials are random, so a fleet enrolled in one burst
+// spreads its renewals, and one device always picks the same moment.
+func renewDue(leaf *x509.Certificate, jitter float64) time.Time {
+	due := pki.RenewAt(leaf)
+	if jitter <= 0 || leaf.SerialNumber == nil {
+		return due
+	}
+	lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
+	frac := float64(leaf.SerialNumber.Uint64()&0xffff) / 0x10000
+	offset := time.Duration(frac * jitter * float64(lifetime))
+	if limit := leaf.NotAfter.Sub(due) / 2; offset > limit {
+		offset = limit
+	}
+	return due.Add(offset)
 }

@@ -74,7 +74,7 @@ func startRenewDevice(t *testing.T, srv *clienttest.Server, clk *linktest.Clock,
 	d := &renewDevice{link: lm, logs: &syncBuffer{}}
 	d.client, err = client.New(client.Config{
 		Link: lm, EnrollLink: em, Identity: o.identity, Apps: &fakeApps{}, Root: srv.Root(),
-		HeartbeatInterval: time.Hour, MetricsInterval: -1, Clock: clk, RenewBackoff: o.backoff,
+		HeartbeatInterval: time.Hour, MetricsInterval: -1, Clock: clk, RenewBackoff: o.backoff, RenewJitter: -1,
 		Logger: slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

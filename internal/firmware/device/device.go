@@ -515,7 +515,9 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 		mgr.Shutdown(ctx)
 		return nil, err
 	}
-	if len(d.cfg.EnrollGateways) > 0 && sec.DeviceID() == "" {
+	// The enrollment link serves first boot and, later, re-enrollment of a
+	// device whose certificate expired before it could be renewed.
+	if len(d.cfg.EnrollGateways) > 0 {
 		lcfg.Endpoints = d.cfg.EnrollGateways
 		if fw.enrollLink, err = link.New(lcfg); err != nil {
 			mgr.Shutdown(ctx)
