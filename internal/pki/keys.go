@@ -145,11 +145,22 @@ func ParsePublicKey(s string) (crypto.PublicKey, error) {
 	if len(s) > MaxEncodedKeyLen {
 		return nil, fmt.Errorf("parse public key: %d characters, limit %d: %w", len(s), MaxEncodedKeyLen, ErrTooLarge)
 	}
+	// Go's base64 decoders skip '\r' and '\n'; a key with them is not
+	// canonical and would give two spellings of one key.
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isBase64URL(c) {
+			return nil, fmt.Errorf("parse public key: base64url: illegal character %q at offset %d", c, i)
+		}
+	}
 	der, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("parse public key: base64url: %w", err)
 	}
 	return parsePKIX(der)
+}
+
+func isBase64URL(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 func parsePKIX(der []byte) (crypto.PublicKey, error) {
