@@ -350,6 +350,18 @@ func (m *Manager) startActive(ctx context.Context, a *app) error {
 	return nil
 }
 
+// adopt stops a's running instance and gives it rec, the record just
+// committed; a nil a is a new application, registered under name.
+func (m *Manager) adopt(ctx context.Context, a *app, name string, rec record) *app {
+	if a == nil {
+		a = &app{name: name}
+		m.apps[name] = a
+	}
+	m.stopInstance(ctx, a)
+	a.rec = rec
+	return a
+}
+
 func (m *Manager) stopInstance(ctx context.Context, a *app) {
 	if a.inst == nil {
 		return
@@ -494,12 +506,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		if err := m.commit(req.Name, &b); err != nil {
 			return m.failed(req.Name, err)
 		}
-		if a == nil {
-			a = &app{name: req.Name}
-			m.apps[req.Name] = a
-		}
-		m.stopInstance(ctx, a)
-		a.rec = rec
+		a = m.adopt(ctx, a, req.Name, rec)
 		a.setState(protocol.StateInstalled, "")
 		m.emit(EventInstalled, a.status())
 		return a.status(), nil
@@ -511,12 +518,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	if err := m.commit(req.Name, &b); err != nil {
 		return m.failed(req.Name, err)
 	}
-	if a == nil {
-		a = &app{name: req.Name}
-		m.apps[req.Name] = a
-	}
-	m.stopInstance(ctx, a)
-	a.rec = rec
+	a = m.adopt(ctx, a, req.Name, rec)
 	startErr := m.start(ctx, a, target)
 
 	b.Reset()
