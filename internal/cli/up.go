@@ -64,6 +64,12 @@ func runUp(cmd *cobra.Command, opts *upOptions) error {
 		Logger:  logger,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Interrupted while starting: Start has already stopped what it
+			// started, which is the shutdown that was asked for.
+			logger.Info("interrupted while starting; stopped")
+			return nil
+		}
 		return err
 	}
 	out := cmd.OutOrStdout()
