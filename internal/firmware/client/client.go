@@ -358,6 +358,11 @@ func (c *Client) Notify(st protocol.AppStatus) {
 	c.signal(evStatus | evChanged)
 }
 
+// ReportMetrics has the client send a metrics report now, ahead of the
+// periodic one, for a change the device's monitor judged worth reporting.
+// It never blocks; while offline it does nothing.
+func (c *Client) ReportMetrics() { c.signal(evChanged) }
+
 // Run connects, enrolls if needed and serves sessions until ctx ends (it
 // then says goodbye and returns ctx's error) or the device is revoked
 // (ErrRevoked).

@@ -567,15 +567,10 @@ func (fw *Firmware) observe(ev appmgr.Event) {
 // afterTick asks the monitor whether the metrics changed beyond its
 // thresholds since the last report (an application's memory grew, free
 // memory fell) and, if so, has the client report before the next regular
-// report: the client follows every status it sends with a metrics report,
-// so the ticking application's current status carries it.
-func (fw *Firmware) afterTick(app string) {
-	c := fw.clientRef.Load()
-	if c == nil || fw.Monitoring.Due() != monitor.TriggerChange {
-		return
-	}
-	if st, ok := fw.Applications.Status(app); ok {
-		c.Notify(st.AppStatus())
+// report.
+func (fw *Firmware) afterTick() {
+	if c := fw.clientRef.Load(); c != nil && fw.Monitoring.Due() == monitor.TriggerChange {
+		c.ReportMetrics()
 	}
 }
 

@@ -31,7 +31,7 @@ type runner struct {
 
 	// ticked, when set, is called after every tick that leaves its
 	// application running, with no lock held.
-	ticked func(app string)
+	ticked func()
 
 	mu sync.Mutex
 	// apps are the started applications, and those that ended on their
@@ -115,7 +115,7 @@ func (i *instance) tick() {
 	}
 	i.mu.Unlock()
 	if running && i.r.ticked != nil {
-		i.r.ticked(i.name)
+		i.r.ticked()
 	}
 	if !running {
 		err := resultError(res)
