@@ -45,12 +45,12 @@ func TestApplicationCRUDAndDefaults(t *testing.T) {
 
 	got.Status = wasmbedv1.ApplicationStatus{
 		Phase:              wasmbedv1.ApplicationPhaseStopped,
-		DeployedDevices:    []string{"d1"},
 		TargetCount:        2,
+		UpdatedCount:       1,
+		FailedCount:        1,
 		ObservedGeneration: got.Generation,
-		Devices: []wasmbedv1.ApplicationDeviceStatus{
-			{Device: "d1", Phase: "Stopped"},
-			{Device: "d2", Phase: "Failed", Reason: "DeviceNotFound", Message: "no Device d2"},
+		FailingDevices: []wasmbedv1.FailingDevice{
+			{Device: "d2", Phase: wasmbedv1.DeviceApplicationPhaseRefused, Reason: "DoesNotFit", Message: "module budget exceeded"},
 		},
 		Conditions: []metav1.Condition{{
 			Type: wasmbedv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeviceNotFound",
@@ -69,7 +69,7 @@ func TestApplicationCRUDAndDefaults(t *testing.T) {
 		t.Fatalf("list: got %d applications, want 1", len(list.Items))
 	}
 	st := list.Items[0].Status
-	if st.Phase != wasmbedv1.ApplicationPhaseStopped || len(st.Devices) != 2 || st.Devices[1].Reason != "DeviceNotFound" {
+	if st.Phase != wasmbedv1.ApplicationPhaseStopped || st.UpdatedCount != 1 || len(st.FailingDevices) != 1 || st.FailingDevices[0].Reason != "DoesNotFit" {
 		t.Errorf("status after list: got %+v", st)
 	}
 

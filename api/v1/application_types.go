@@ -113,16 +113,14 @@ type ApplicationSpec struct {
 	Confidential bool `json:"confidential,omitempty"`
 }
 
-// ApplicationDeviceStatus is the rollout state of an application on one device.
-type ApplicationDeviceStatus struct {
+// FailingDevice names one target on which the application fails, and why.
+type FailingDevice struct {
 	// Device is the Device resource's name.
 	// +kubebuilder:validation:MaxLength=253
 	Device string `json:"device"`
 	// Phase is the application's phase on the device.
-	// +kubebuilder:validation:Enum=Pending;Deploying;Installed;Running;Stopped;Trapped;LimitExceeded;Failed;Refused
-	Phase string `json:"phase"`
-	// Reason is a CamelCase reason, for example DeviceNotFound, GatewayUnreachable,
-	// DeviceRefused or RuntimeTrap.
+	Phase DeviceApplicationPhase `json:"phase"`
+	// Reason is a CamelCase reason, for example DeviceRefused or StackExhausted.
 	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	Reason string `json:"reason,omitempty"`
@@ -130,35 +128,39 @@ type ApplicationDeviceStatus struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Version is the version on the device.
-	// +kubebuilder:validation:MaxLength=64
-	// +optional
-	Version string `json:"version,omitempty"`
-	// LastTransitionTime is when Phase last changed.
-	// +optional
-	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
 }
 
-// ApplicationStatus is the observed state of an Application.
+// MaxFailingDevices bounds ApplicationStatus.FailingDevices: the status of an
+// Application never grows with the fleet.
+const MaxFailingDevices = 10
+
+// ApplicationStatus is the observed state of an Application. It holds counts
+// and a bounded list only: the state of the application on each device is in
+// that device's DeviceApplication.
 type ApplicationStatus struct {
 	// Phase summarises the rollout.
 	// +optional
 	Phase ApplicationPhase `json:"phase,omitempty"`
-	// DeployedDevices lists the devices that run the current version.
-	// +listType=set
-	// +optional
-	DeployedDevices []string `json:"deployedDevices,omitempty"`
 	// TargetCount is the number of resolved target devices.
 	// +optional
 	TargetCount int32 `json:"targetCount,omitempty"`
+	// UpdatedCount is the number of targets that have the current version
+	// installed (the seed's deployedDevices, as a count).
+	// +optional
+	UpdatedCount int32 `json:"updatedCount,omitempty"`
 	// RunningCount is the number of targets that run the application.
 	// +optional
 	RunningCount int32 `json:"runningCount,omitempty"`
-	// Devices holds the per-device rollout state.
+	// FailedCount is the number of targets on which the application failed.
+	// +optional
+	FailedCount int32 `json:"failedCount,omitempty"`
+	// FailingDevices lists some of the failing targets with their reasons,
+	// at most MaxFailingDevices.
+	// +kubebuilder:validation:MaxItems=10
 	// +listType=map
 	// +listMapKey=device
 	// +optional
-	Devices []ApplicationDeviceStatus `json:"devices,omitempty"`
+	FailingDevices []FailingDevice `json:"failingDevices,omitempty"`
 	// LastDeployed is when the current version was last delivered to a device.
 	// +optional
 	LastDeployed *metav1.Time `json:"lastDeployed,omitempty"`
@@ -185,6 +187,7 @@ type ApplicationStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.runningCount`
 // +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.targetCount`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failedCount`,priority=1
 // +kubebuilder:printcolumn:name="Last Deployed",type=date,JSONPath=`.status.lastDeployed`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Application struct {

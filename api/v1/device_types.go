@@ -99,24 +99,6 @@ type FirmwareInfo struct {
 	ProtocolVersion int32 `json:"protocolVersion,omitempty"`
 }
 
-// DeviceApplicationStatus is the state of one application on a device.
-type DeviceApplicationStatus struct {
-	// Name is the Application resource's name.
-	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
-	// Version is the version running or installed on the device.
-	// +kubebuilder:validation:MaxLength=64
-	// +optional
-	Version string `json:"version,omitempty"`
-	// Phase is the application's phase on this device.
-	// +kubebuilder:validation:Enum=Installing;Installed;Running;Stopped;Trapped;LimitExceeded;Failed;Refused
-	Phase string `json:"phase"`
-	// Reason is a CamelCase reason for the phase, for example StackExhausted.
-	// +kubebuilder:validation:MaxLength=128
-	// +optional
-	Reason string `json:"reason,omitempty"`
-}
-
 // DeviceStatus is the observed state of a Device.
 type DeviceStatus struct {
 	// Phase is the device's lifecycle phase.
@@ -132,12 +114,6 @@ type DeviceStatus struct {
 	// LastSeen is when the device was last heard from, refreshed at a coarse period.
 	// +optional
 	LastSeen *metav1.Time `json:"lastSeen,omitempty"`
-	// Applications lists the applications on the device and their phases.
-	// +listType=map
-	// +listMapKey=name
-	// +kubebuilder:validation:MaxItems=64
-	// +optional
-	Applications []DeviceApplicationStatus `json:"applications,omitempty"`
 	// Firmware describes the firmware the device reported.
 	// +optional
 	Firmware *FirmwareInfo `json:"firmware,omitempty"`

@@ -27,7 +27,8 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &Device{}, &DeviceList{}, &Application{}, &ApplicationList{})
+	scheme.AddKnownTypes(GroupVersion, &Device{}, &DeviceList{}, &Application{}, &ApplicationList{},
+		&DeviceApplication{}, &DeviceApplicationList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }
