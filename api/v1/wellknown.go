@@ -1,0 +1,47 @@
+package v1
+
+// Names the platform's components agree on beyond the three resources: where
+// shared state lives, the Kubernetes signers that issue certificates, and the
+// annotations that carry context on CertificateSigningRequests.
+const (
+	// DefaultSystemNamespace holds the platform's own state: the signing key
+	// and CA Secrets (readable by the controller only), the session-ticket key
+	// Secret shared by gateway replicas, the gateways' Leases and the pairing
+	// window.
+	DefaultSystemNamespace = "wasmbed-system"
+
+	// LabelComponent marks objects by the component that owns them, with the
+	// values ComponentGateway and ComponentController.
+	LabelComponent = "wasmbed.github.io/component"
+	// ComponentGateway is the LabelComponent value of gateway objects: each
+	// gateway replica renews a Lease named after the replica, labelled so.
+	ComponentGateway = "gateway"
+	// ComponentController is the LabelComponent value of controller objects.
+	ComponentController = "controller"
+
+	// DeviceSignerName is the CertificateSigningRequest signer of device
+	// client certificates. Gateways request them at enrollment and renewal;
+	// the controller approves and signs them with the device CA.
+	DeviceSignerName = "wasmbed.github.io/device"
+	// GatewaySignerName is the CertificateSigningRequest signer of the
+	// short-lived gateway server certificates, signed by the controller with
+	// the gateway CA.
+	GatewaySignerName = "wasmbed.github.io/gateway"
+
+	// AnnotationDevice names, on a device CertificateSigningRequest, the
+	// Device ("namespace/name") the certificate is for.
+	AnnotationDevice = "wasmbed.github.io/device"
+	// AnnotationPurpose says why a device certificate is requested: the
+	// values PurposeEnroll and PurposeRenew.
+	AnnotationPurpose = "wasmbed.github.io/purpose"
+	// PurposeEnroll marks a certificate request made while enrolling a new
+	// device; the signer checks that the pairing window is open.
+	PurposeEnroll = "enroll"
+	// PurposeRenew marks a certificate request made over a device's live
+	// session; the signer checks the key against the Device.
+	PurposeRenew = "renew"
+
+	// PairingConfigMap is the name of the ConfigMap, in the system namespace,
+	// that holds the pairing window every gateway replica obeys.
+	PairingConfigMap = "wasmbed-pairing"
+)
