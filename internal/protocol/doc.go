@@ -71,34 +71,40 @@
 // # Usage
 //
 // Build one Codec per side and configuration and share it between sessions.
-// A Reader and a Writer frame one stream; a Conn combines them, allocates
-// message ids and correlates replies with requests:
+// A Reader and a Writer frame one stream. IDs numbers the requests a side
+// sends by the odd/even rule, and Calls routes each reply to the request
+// waiting for it, so one reader can serve a session while any goroutine
+// sends requests:
 //
 //	codec, err := protocol.NewCodec(protocol.Gateway, protocol.Limits{})
-//	...
-//	conn, err := protocol.NewConn(tlsConn, codec)
-//	go func() {
+//	r, w := protocol.NewReader(tlsConn, codec), protocol.NewWriter(tlsConn, codec)
+//	ids, _ := protocol.NewIDs(protocol.Gateway)
+//	var calls protocol.Calls
+//	go func() { // the session's reader
+//		defer calls.Close(io.EOF)
 //		for {
-//			env, err := conn.Receive()
+//			env, err := r.ReadEnvelope()
 //			if reply, ok := protocol.ReplyTo(err); ok {
-//				conn.Reply(reply.MessageID, reply.Message)
-//				if errors.Is(err, protocol.ErrFrameTooLarge) {
-//					return // the stream is unaligned: close it
-//				}
-//				continue
+//				w.WriteEnvelope(reply)
+//				return // a peer that sends bad frames loses its session
 //			}
 //			if err != nil {
 //				return
 //			}
+//			if protocol.Owns(protocol.Gateway, env.MessageID) && calls.Deliver(env) {
+//				continue // a reply to one of our requests
+//			}
 //			switch m := env.Message.(type) {
 //			case *protocol.Heartbeat:
-//				conn.Reply(env.MessageID, &protocol.HeartbeatAck{ServerTime: now})
+//				w.WriteEnvelope(protocol.Envelope{MessageID: env.MessageID, Message: &protocol.HeartbeatAck{ServerTime: now}})
 //			case *protocol.AppStatus:
 //				// unsolicited status change
 //			}
 //		}
 //	}()
-//	reply, err := conn.Request(ctx, &protocol.Deploy{App: "sensor", Sequence: 7, Artifact: a})
+//	call, err := calls.Register(ids.Next())
+//	w.WriteEnvelope(protocol.Envelope{MessageID: call.ID(), Message: &protocol.Deploy{App: "sensor", Sequence: 7, Artifact: a}})
+//	reply, err := call.Wait(ctx)
 //	// reply.Message is an *AppStatus; err is a *protocol.Error if the device refused.
 //
 // docs/protocol.md specifies the protocol in CDDL with an example of every

@@ -167,3 +167,23 @@ func (w *Writer) trim() {
 		w.buf = bytes.Buffer{}
 	}
 }
+
+// WriteFrame writes body, an already encoded envelope, as one frame. It does
+// not check the body; it exists for relaying frames and for tests that need
+// to send what Encode would refuse.
+func (w *Writer) WriteFrame(body []byte) error {
+	n := int64(len(body))
+	if limit := w.codec.limits.MaxFrameSize; n > limit {
+		return &LimitError{Limit: LimitFrameSize, Max: limit, Got: n}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer w.trim()
+	w.buf.Reset()
+	w.buf.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	w.buf.Write(body)
+	if _, err := w.w.Write(w.buf.Bytes()); err != nil {
+		return fmt.Errorf("protocol: write frame: %w", err)
+	}
+	return nil
+}

@@ -79,7 +79,10 @@ func heartbeatSession(tb testing.TB) *session {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &Client{cfg: Config{Link: lm, Telemetry: fixedTelemetry{}, Codec: DefaultCodec(), IOTimeout: time.Minute}, nextID: 1}
+	c := &Client{cfg: Config{Link: lm, Telemetry: fixedTelemetry{}, Codec: DefaultCodec(), IOTimeout: time.Minute}}
+	if err := c.ids.Init(protocol.Device); err != nil {
+		tb.Fatal(err)
+	}
 	tc := tlsPipe(tb)
 	return &session{c: c, tc: tc, w: protocol.NewWriter(tc, c.cfg.Codec)}
 }

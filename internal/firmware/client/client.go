@@ -264,7 +264,7 @@ type Client struct {
 	hbTimer  link.Timer
 	mTimer   link.Timer
 	interval time.Duration // heartbeat interval in force
-	nextID   uint64
+	ids      protocol.IDs // device-originated message ids
 
 	renew renewState // guarded by mu
 }
@@ -314,7 +314,9 @@ func New(cfg Config) (*Client, error) {
 		log:      cfg.Logger,
 		cache:    tls.NewLRUClientSessionCache(max(1, len(cfg.Link.Endpoints()))),
 		interval: cfg.HeartbeatInterval,
-		nextID:   1,
+	}
+	if err := c.ids.Init(protocol.Device); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -482,11 +484,5 @@ func (c *Client) handshake(ctx context.Context, lm *link.Manager, conn *link.Con
 	return tc, nil
 }
 
-// id returns the next device-originated message id (odd).
-func (c *Client) id() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id := c.nextID
-	c.nextID += 2
-	return id
-}
+// id returns the next device-originated message id.
+func (c *Client) id() uint64 { return c.ids.Next() }

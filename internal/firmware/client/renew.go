@@ -168,8 +168,7 @@ func (s *session) renewCheck(_ context.Context) error {
 		c.log.Error("certificate renewal request not built", "err", err)
 		return nil
 	}
-	id := c.nextID
-	c.nextID += 2
+	id := c.ids.Next()
 	c.renew.pending, c.renew.sent = id, now
 	attempts := c.renew.attempts
 	c.armRenewLocked(c.cfg.RenewTimeout)
