@@ -264,7 +264,7 @@ type Client struct {
 	hbTimer  link.Timer
 	mTimer   link.Timer
 	interval time.Duration // heartbeat interval in force
-	ids      protocol.IDs // device-originated message ids
+	ids      protocol.IDs  // device-originated message ids
 
 	renew renewState // guarded by mu
 }
