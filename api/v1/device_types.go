@@ -108,9 +108,11 @@ type DeviceStatus struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Gateway string `json:"gateway,omitempty"`
-	// ConnectedSince is when the current session started.
+	// ConnectedSince is when the current session started, to the
+	// microsecond: when a device reconnects to another gateway replica the
+	// newer session wins, and the replica holding the older one closes it.
 	// +optional
-	ConnectedSince *metav1.Time `json:"connectedSince,omitempty"`
+	ConnectedSince *metav1.MicroTime `json:"connectedSince,omitempty"`
 	// LastSeen is when the device was last heard from, refreshed at a coarse period.
 	// +optional
 	LastSeen *metav1.Time `json:"lastSeen,omitempty"`

@@ -173,8 +173,15 @@ type DeviceApplicationStatus struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Message string `json:"message,omitempty"`
+	// AttemptedSequence is the sequence of the last artifact the gateway
+	// delivered to the device: Phase and Reason report the outcome of
+	// delivering it. A rollout counts the device as updated or failed only
+	// when this equals spec.artifact.sequence.
+	// +optional
+	AttemptedSequence int64 `json:"attemptedSequence,omitempty"`
 	// Sequence is the artifact sequence installed on the device; zero when
-	// nothing is installed.
+	// nothing is installed. After a failed update the device falls back to
+	// its previous version: Sequence is then lower than AttemptedSequence.
 	// +optional
 	Sequence int64 `json:"sequence,omitempty"`
 	// Version is the application version installed on the device.
