@@ -57,7 +57,8 @@ type Renewer interface {
 type Limits struct {
 	// AcceptRate is how many connections per second each listener accepts,
 	// with AcceptBurst in reserve; beyond it new connections wait in the
-	// kernel's backlog. Default 2000/s, burst 200.
+	// kernel's backlog. Default 5000/s, burst 1000: about what two cores
+	// handshake.
 	AcceptRate  float64
 	AcceptBurst int
 	// MaxPendingConns caps connections accepted but not through their
@@ -101,10 +102,10 @@ func (l Limits) withDefaults() Limits {
 		}
 	}
 	if l.AcceptRate <= 0 {
-		l.AcceptRate = 2000
+		l.AcceptRate = 5000
 	}
 	if l.AcceptBurst <= 0 {
-		l.AcceptBurst = 200
+		l.AcceptBurst = 1000
 	}
 	if l.MaxPendingConns <= 0 {
 		l.MaxPendingConns = 4096
