@@ -36,7 +36,7 @@ func (a admission) VerifyArtifact(app string, data, sealed []byte) (appmgr.Reque
 	if err != nil {
 		return req, done, err
 	}
-	info, err := wasm.Inspect(req.Module)
+	info, err := wasm.Inspect(req.Module, a.prof.ModuleBounds)
 	if err != nil {
 		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonInvalidModule, text: "invalid module", err: err}
 	}

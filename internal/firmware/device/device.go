@@ -492,7 +492,7 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	fw.board = hal.NewSim(hc, d.prof.SimConfig())
 	// Applications read their configuration from the application manager
 	// (appmgr.RunSpec.Config), also while they initialise.
-	run := newRunner(d.cfg.Engine, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: hc, Publisher: discard{},
+	run := newRunner(d.cfg.Engine, d.prof.ModuleBounds, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: hc, Publisher: discard{},
 		Logger: d.log}, d.log)
 	fw.Monitoring = newMonitor(d.clock, d.prof, run, d.cfg.MetricsInterval)
 	fw.runner = run

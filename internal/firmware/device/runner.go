@@ -24,10 +24,11 @@ import (
 // instance owns no goroutine: each tick is a clock timer that runs one
 // wasmbed_tick and re-arms itself.
 type runner struct {
-	eng   *wasm.Engine
-	clock link.Clock
-	host  wasm.Host
-	log   *slog.Logger
+	eng    *wasm.Engine
+	bounds wasm.Bounds // the board profile's module bounds
+	clock  link.Clock
+	host   wasm.Host
+	log    *slog.Logger
 
 	// ticked, when set, is called after every tick that leaves its
 	// application running, with no lock held.
@@ -40,8 +41,8 @@ type runner struct {
 	apps []*instance
 }
 
-func newRunner(eng *wasm.Engine, clock link.Clock, host wasm.Host, log *slog.Logger) *runner {
-	return &runner{eng: eng, clock: clock, host: host, log: log}
+func newRunner(eng *wasm.Engine, bounds wasm.Bounds, clock link.Clock, host wasm.Host, log *slog.Logger) *runner {
+	return &runner{eng: eng, bounds: bounds, clock: clock, host: host, log: log}
 }
 
 // instance is a started application.
@@ -68,7 +69,7 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 		return nil, errors.New("no webassembly engine")
 	}
 	lim := wasmLimits(spec.Limits)
-	mod, err := r.eng.Compile(ctx, spec.Module, lim)
+	mod, err := r.eng.Compile(ctx, spec.Module, lim, r.bounds)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", appmgr.ErrInvalidModule, err)
 	}

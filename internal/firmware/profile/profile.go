@@ -63,6 +63,10 @@ type Profile struct {
 	MaxApps int
 	// MaxModuleBytes is the largest module the app slot accepts.
 	MaxModuleBytes uint64
+	// ModuleBounds caps the structure of the modules the board accepts
+	// (functions, body size, locals, nesting, branch tables, tables), so
+	// that installing any module it accepts takes bounded time and memory.
+	ModuleBounds wasm.Bounds
 	// GPIOPins, UARTPorts, SPIBuses and I2CBuses are the peripherals
 	// available to applications.
 	GPIOPins, UARTPorts, SPIBuses, I2CBuses int
@@ -92,6 +96,11 @@ var profiles = map[string]Profile{
 		PerAppOverheadBytes: 512,
 		MaxApps:             1,
 		MaxModuleBytes:      256 * 1024,
+		ModuleBounds: wasm.Bounds{
+			MaxFunctions: 1024, MaxFunctionBytes: 16 << 10, MaxLocals: 256, MaxTotalLocals: 8192,
+			MaxNesting: 64, MaxBranchTable: 256, MaxBranchWork: 1 << 22, MaxTableElements: 1024,
+			MaxTypes: 512, MaxImports: 64, MaxExports: 256, MaxGlobals: 512, MaxSegments: 256,
+		},
 		// 19 digital I/O pins on the Arduino-style headers, UART0 through
 		// the FTDI USB bridge, one QSPI controller on the headers, I2C in
 		// software on two GPIOs (the FE310-G000 has no I2C block).
@@ -119,6 +128,11 @@ var profiles = map[string]Profile{
 		PerAppOverheadBytes: 4 * 1024,
 		MaxApps:             4,
 		MaxModuleBytes:      512 * 1024,
+		ModuleBounds: wasm.Bounds{
+			MaxFunctions: 4096, MaxFunctionBytes: 32 << 10, MaxLocals: 1024, MaxTotalLocals: 32768,
+			MaxNesting: 128, MaxBranchTable: 1024, MaxBranchWork: 1 << 23, MaxTableElements: 4096,
+			MaxTypes: 1024, MaxImports: 64, MaxExports: 1024, MaxGlobals: 1024, MaxSegments: 1024,
+		},
 		// 34 GPIOs, 3 UARTs, 2 general-purpose SPI controllers (HSPI,
 		// VSPI), 2 I2C controllers.
 		GPIOPins:     34,
@@ -157,8 +171,9 @@ type Usage struct {
 	// App names the application (for error messages).
 	App string
 	// RAMBytes: linear memory (its footprint, or the whole memoryLimit if
-	// the module grows its memory), plus maxStackSize for the call stack.
-	// Profile.Admit adds the per-app runtime overhead.
+	// the module grows its memory), its tables (what they may hold), plus
+	// maxStackSize for the call stack. Profile.Admit adds the per-app
+	// runtime overhead.
 	RAMBytes uint64
 	// FlashBytes: the stored module.
 	FlashBytes uint64
@@ -175,7 +190,7 @@ func UsageOf(app string, info wasm.ModuleInfo, lim wasm.Limits) Usage {
 		}
 		mem = maxPages * wasm.PageSize
 	}
-	return Usage{App: app, RAMBytes: mem + uint64(lim.MaxStackSize), FlashBytes: uint64(info.Size)}
+	return Usage{App: app, RAMBytes: mem + info.TableBytes() + uint64(lim.MaxStackSize), FlashBytes: uint64(info.Size)}
 }
 
 // Resource names what an app did not fit in.

@@ -50,7 +50,7 @@ func TestLookup(t *testing.T) {
 
 func usage(t *testing.T, app string, lim wasm.Limits) Usage {
 	t.Helper()
-	info, err := wasm.Inspect(apps.MustLoad(app))
+	info, err := wasm.Inspect(apps.MustLoad(app), wasm.Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 )
@@ -67,11 +66,40 @@ type App struct {
 
 	inst                       api.Module
 	fInit, fTick, fStart       api.Function
-	gSP, gLimit, gTrap, gGrow  api.MutableGlobal
+	gSP, gFuel, gTrap, gGrow   api.MutableGlobal
 	tickInterval, initialTicks time.Duration
 	stats                      Stats
 	closed                     bool
+
+	// stackBudget is what $sp_left starts each execution with; quantum is
+	// the fuel between two polls of the clock (see instrument.go).
+	stackBudget, quantum uint32
+	// deadline ends the current execution; stop says why poll stopped it.
+	deadline time.Time
+	stop     stopCause
 }
+
+// stopCause is why the runtime's poll stopped an execution.
+type stopCause uint8
+
+const (
+	stopNone stopCause = iota
+	stopDeadline
+	stopCanceled
+)
+
+// Fuel quantum per engine mode: about a millisecond of guest code between
+// two reads of the clock.
+const (
+	compilerQuantum    = 1 << 20
+	interpreterQuantum = 1 << 16
+)
+
+// interpreterFrameCeiling is how many accounted frames an execution may
+// nest in interpreter mode, below wazero's own ceiling of 2,000 frames
+// (which counts host calls and the entry too), so that the runtime's own
+// stack check always fires first.
+const interpreterFrameCeiling = 1990
 
 // NewApp creates an app from mod (which stays owned by the caller and
 // must outlive the app). The app is stopped until Start.
@@ -82,8 +110,16 @@ func (e *Engine) NewApp(mod *Module, cfg AppConfig) (*App, error) {
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = DefaultTickInterval
 	}
-	return &App{e: e, mod: mod, name: cfg.Name, host: cfg.Host, lim: mod.lim,
-		tickInterval: cfg.TickInterval, initialTicks: cfg.TickInterval}, nil
+	a := &App{e: e, mod: mod, name: cfg.Name, host: cfg.Host, lim: mod.lim,
+		tickInterval: cfg.TickInterval, initialTicks: cfg.TickInterval,
+		stackBudget: mod.lim.MaxStackSize, quantum: compilerQuantum}
+	if e.mode == ModeInterpreter {
+		a.quantum = interpreterQuantum
+		if c := uint64(interpreterFrameCeiling) * uint64(mod.c.info.MinFrameBytes); c < uint64(a.stackBudget) {
+			a.stackBudget = uint32(c)
+		}
+	}
+	return a, nil
 }
 
 // Name returns the app's name.
@@ -156,7 +192,7 @@ func (a *App) Start(ctx context.Context) Result {
 		return a.hostError("start", ErrClosed)
 	}
 	cctx := context.WithValue(ctx, appKey{}, a)
-	inst, err := a.e.rt.InstantiateModule(cctx, a.mod.c.cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	inst, err := a.e.rt.InstantiateModule(cctx, a.mod.c.cm, instanceConfig)
 	if err != nil {
 		return a.hostError("instantiate", err)
 	}
@@ -167,14 +203,13 @@ func (a *App) Start(ctx context.Context) Result {
 	a.fTick = inst.ExportedFunction(ExportTick)
 	a.fStart = inst.ExportedFunction(ExportStart)
 	a.gSP, _ = inst.ExportedGlobal(exportSP).(api.MutableGlobal)
-	a.gLimit, _ = inst.ExportedGlobal(exportSPLimit).(api.MutableGlobal)
+	a.gFuel, _ = inst.ExportedGlobal(exportFuel).(api.MutableGlobal)
 	a.gTrap, _ = inst.ExportedGlobal(exportStackTrap).(api.MutableGlobal)
 	a.gGrow, _ = inst.ExportedGlobal(exportGrowFailed).(api.MutableGlobal)
-	if a.gSP == nil || a.gLimit == nil || a.gTrap == nil || a.gGrow == nil {
+	if a.gSP == nil || a.gFuel == nil || a.gTrap == nil || a.gGrow == nil {
 		_ = a.Stop(ctx)
 		return a.hostError("instantiate", errors.New("instrumentation globals missing"))
 	}
-	a.gLimit.Set(uint64(a.lim.MaxStackSize))
 
 	var res Result
 	switch a.Kind() {
@@ -214,7 +249,7 @@ func (a *App) Stop(ctx context.Context) error {
 	}
 	inst := a.inst
 	a.inst, a.fInit, a.fTick, a.fStart = nil, nil, nil, nil
-	a.gSP, a.gLimit, a.gTrap, a.gGrow = nil, nil, nil, nil
+	a.gSP, a.gFuel, a.gTrap, a.gGrow = nil, nil, nil, nil
 	if err := inst.Close(ctx); err != nil {
 		return fmt.Errorf("stop app %q: %w", a.name, err)
 	}
@@ -232,59 +267,30 @@ func (a *App) hostError(entry string, err error) Result {
 	return Result{Outcome: OutcomeHostError, Err: &ExecError{App: a.name, Entry: entry, Outcome: OutcomeHostError, Cause: err}}
 }
 
+// instanceConfig instantiates apps without a name (so any number can
+// coexist) and without running start functions (refused anyway).
+var instanceConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions()
+
 // exec calls fn under the app's limits and classifies the outcome.
 func (a *App) exec(ctx context.Context, fn api.Function, entry string) Result {
-	a.gSP.Set(0)
+	a.gSP.Set(uint64(a.stackBudget))
+	a.gFuel.Set(uint64(a.quantum))
 	a.gTrap.Set(0)
 	a.gGrow.Set(0)
-	cctx, cancel := context.WithTimeout(context.WithValue(ctx, appKey{}, a), a.lim.ExecutionTimeout)
+	a.stop = stopNone
 	start := time.Now()
-	err := fn.CallWithStack(cctx, nil)
+	a.deadline = start.Add(a.lim.ExecutionTimeout)
+	err := fn.CallWithStack(context.WithValue(ctx, appKey{}, a), nil)
 	d := time.Since(start)
-	cancel()
 
 	a.stats.Executions++
 	a.stats.CPUTime += d
 	a.stats.LastCPUTime = d
-	res := Result{Duration: d}
-
-	var exit *sys.ExitError
-	closed := errors.As(err, &exit)
-	var grew, stackTrap bool
-	if !closed && a.inst != nil {
-		grew = a.gGrow.Get() != 0
-		stackTrap = a.gTrap.Get() != 0
-	}
+	res := a.classify(err)
+	res.Duration = d
 	switch {
-	case err == nil && !grew:
-		res.Outcome = OutcomeCompleted
+	case res.Outcome == OutcomeCompleted:
 		return res
-	case err == nil && grew:
-		res.Outcome, res.Limit = OutcomeLimitExceeded, LimitMemory
-	case closed:
-		// The runtime closed the instance: the deadline passed (or the
-		// caller's context ended). It must be instantiated again.
-		a.inst = nil
-		_ = a.Stop(ctx)
-		if ctx.Err() == nil && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
-			res.Outcome, res.Limit = OutcomeLimitExceeded, LimitTime
-		} else {
-			res.Outcome = OutcomeHostError
-		}
-	default:
-		trap := classifyTrap(err)
-		switch {
-		case stackTrap || trap == TrapStackExhausted:
-			res.Outcome, res.Limit, res.Trap = OutcomeLimitExceeded, LimitStack, TrapStackExhausted
-		case trap == TrapOther:
-			res.Outcome = OutcomeHostError
-		case grew:
-			res.Outcome, res.Limit, res.Trap = OutcomeLimitExceeded, LimitMemory, trap
-		default:
-			res.Outcome, res.Trap = OutcomeTrapped, trap
-		}
-	}
-	switch {
 	case res.Outcome == OutcomeTrapped:
 		a.stats.Traps++
 	case res.Limit == LimitMemory:
@@ -296,8 +302,65 @@ func (a *App) exec(ctx context.Context, fn api.Function, entry string) Result {
 	case res.Outcome == OutcomeHostError:
 		a.stats.HostErrors++
 	}
-	res.Err = &ExecError{App: a.name, Entry: entry, Outcome: res.Outcome, Trap: res.Trap, Limit: res.Limit, Cause: err}
+	if a.stop != stopNone {
+		// Stopped by its deadline or its caller: the instance ends, as the
+		// app may have been stopped anywhere; Start makes a fresh one.
+		_ = a.Stop(ctx)
+	}
+	res.Err = &ExecError{App: a.name, Entry: entry, Outcome: res.Outcome, Trap: res.Trap, Limit: res.Limit,
+		Mechanism: res.Mechanism, Cause: err}
 	return res
+}
+
+// classify says how an execution that returned err ended, and which
+// mechanism ended or flagged it.
+func (a *App) classify(err error) Result {
+	grew := a.gGrow.Get() != 0
+	switch {
+	case err == nil && !grew:
+		return Result{Outcome: OutcomeCompleted}
+	case err == nil:
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitMemory, Mechanism: MechanismMemoryGrow}
+	case a.stop == stopDeadline:
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitTime, Mechanism: MechanismDeadline}
+	case a.stop == stopCanceled:
+		return Result{Outcome: OutcomeHostError, Mechanism: MechanismCanceled}
+	case a.gTrap.Get() != 0:
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitStack, Trap: TrapStackExhausted, Mechanism: MechanismStackAccounting}
+	}
+	trap := classifyTrap(err)
+	switch {
+	case trap == TrapStackExhausted:
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitStack, Trap: trap, Mechanism: MechanismEngineStack}
+	case trap == TrapOther:
+		return Result{Outcome: OutcomeHostError}
+	case grew:
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitMemory, Trap: trap, Mechanism: MechanismMemoryGrow}
+	}
+	return Result{Outcome: OutcomeTrapped, Trap: trap}
+}
+
+// poll is called by the instrumented code once per fuel quantum: it
+// returns the next quantum, or 0 to stop the execution when its deadline
+// has passed or its caller's context has ended.
+func (a *App) poll(ctx context.Context) uint32 {
+	switch {
+	case ctx.Err() != nil:
+		a.stop = stopCanceled
+	case !time.Now().Before(a.deadline):
+		a.stop = stopDeadline
+	default:
+		return a.quantum
+	}
+	return 0
+}
+
+// expire makes the guest poll at its next check, after a host call found
+// the deadline passed.
+func (a *App) expire() {
+	if a.gFuel != nil {
+		a.gFuel.Set(0)
+	}
 }
 
 // classifyTrap maps a wazero execution error to a Trap. wazero's trap

@@ -29,7 +29,7 @@ func BenchmarkCompile(b *testing.B) {
 					b.StopTimer()
 					e := newEngineNoCleanup(b, mode)
 					b.StartTimer()
-					m, err := e.Compile(b.Context(), bin, Limits{})
+					m, err := e.Compile(b.Context(), bin, Limits{}, Bounds{})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -60,7 +60,7 @@ func newEngineNoCleanup(b *testing.B, mode Mode) *Engine {
 func BenchmarkCompileCached(b *testing.B) {
 	e := newEngine(b, ModeAuto)
 	bin := sample(apps.Compute)
-	keep, err := e.Compile(b.Context(), bin, Limits{})
+	keep, err := e.Compile(b.Context(), bin, Limits{}, Bounds{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func BenchmarkCompileCached(b *testing.B) {
 	b.SetBytes(int64(len(bin)))
 	b.ReportAllocs()
 	for b.Loop() {
-		m, err := e.Compile(b.Context(), bin, Limits{})
+		m, err := e.Compile(b.Context(), bin, Limits{}, Bounds{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func BenchmarkCompileLarge(b *testing.B) {
 			b.SetBytes(int64(len(bin)))
 			b.ReportAllocs()
 			for b.Loop() {
-				m, err := decode(bin)
+				m, err := decode(bin, Bounds{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -142,7 +142,7 @@ func BenchmarkInstantiate(b *testing.B) {
 		b.Run(mode.String(), func(b *testing.B) {
 			e := newEngine(b, mode)
 			d := newDevice()
-			mod, err := e.Compile(b.Context(), sample(apps.Blinky), Limits{})
+			mod, err := e.Compile(b.Context(), sample(apps.Blinky), Limits{}, Bounds{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -89,9 +89,13 @@ type Limits struct {
 	// be started again.
 	ExecutionTimeout time.Duration
 	// MaxStackSize bounds the WebAssembly call stack, in bytes, as
-	// accounted by the instrumentation (see docs/app-abi.md).
+	// accounted by the instrumentation (see docs/app-abi.md); at most
+	// MaxStackLimit.
 	MaxStackSize uint32
 }
+
+// MaxStackLimit is the largest maxStackSize the runtime accounts.
+const MaxStackLimit = 64 << 20
 
 // WithDefaults returns l with zero fields replaced by the defaults.
 func (l Limits) WithDefaults() Limits {
@@ -128,6 +132,10 @@ type Config struct {
 	Cache wazero.CompilationCache
 	// MaxModuleSize refuses larger binaries (default DefaultMaxModuleSize).
 	MaxModuleSize int
+	// Bounds are the engine's ceiling on module structure (zero fields:
+	// DefaultBounds). Compile's bounds can only be tighter: a module is
+	// decoded once against these, then checked against each caller's.
+	Bounds Bounds
 	// Logger receives the engine's own diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -153,13 +161,22 @@ type cacheKey struct {
 	pages uint32
 }
 
+// compiled is one cached module. Checking and instrumenting (prep) and
+// compiling (cm) each happen once, the first time a caller needs them;
+// between the two, each caller checks the module against its own bounds
+// and stack limit, so a refusal costs no compilation.
 type compiled struct {
-	key   cacheKey
-	ready chan struct{} // closed when cm/info/err are set
-	cm    wazero.CompiledModule
-	info  ModuleInfo
-	err   error
-	refs  int
+	key  cacheKey
+	refs int // guarded by Engine.mu
+
+	prepOnce sync.Once
+	info     ModuleInfo
+	bin      []byte // instrumented binary, until compiled
+	prepErr  error
+
+	compileOnce sync.Once
+	cm          wazero.CompiledModule
+	compileErr  error
 }
 
 // NewEngine starts an engine.
@@ -189,12 +206,14 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxModuleSize <= 0 {
 		cfg.MaxModuleSize = DefaultMaxModuleSize
 	}
+	cfg.Bounds = cfg.Bounds.WithDefaults()
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// No WithCloseOnContextDone: the instrumentation's own time checks
+	// bound every execution (see instrument.go), at a fraction of the cost.
 	rc = rc.WithCoreFeatures(api.CoreFeaturesV2 &^ api.CoreFeatureSIMD).
-		WithCloseOnContextDone(true).
 		WithDebugInfoEnabled(false).
 		WithCompilationCache(cfg.Cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
@@ -228,15 +247,21 @@ func (e *Engine) Close(ctx context.Context) error {
 // ErrClosed is returned by an engine, module or app after Close/Release.
 var ErrClosed = errors.New("wasm engine or module closed")
 
-// Compile checks bin against the app model, host API and lim, instruments
-// it (see docs/app-abi.md) and compiles it, or returns the cached
-// compilation of the same binary under the same memory limit. Refusals
-// are *ModuleError, *ImportError or *LimitError (see the Err* sentinels).
+// Compile checks bin against the app model, the host API, the bounds b
+// (zero fields: the engine's) and lim, instruments it (see
+// docs/app-abi.md) and compiles it, or returns the cached compilation of
+// the same binary under the same memory limit. Refusals are
+// *ModuleError, *ImportError, *BoundError or *LimitError (see the Err*
+// sentinels); no module is compiled before it has passed every check.
 // Every Module returned must be released with Module.Release.
-func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits) (*Module, error) {
+func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits, b Bounds) (*Module, error) {
 	lim = lim.WithDefaults()
 	if len(bin) > e.cfg.MaxModuleSize {
 		return nil, modErr(ErrModuleTooLarge, -1, "%d bytes, limit %d", len(bin), e.cfg.MaxModuleSize)
+	}
+	if lim.MaxStackSize > MaxStackLimit {
+		return nil, &LimitError{Kind: LimitStack, Requested: uint64(lim.MaxStackSize), Limit: MaxStackLimit,
+			Detail: "maxStackSize above what the runtime accounts"}
 	}
 	key := cacheKey{hash: sha256.Sum256(bin), pages: lim.MemoryPages()}
 	e.mu.Lock()
@@ -245,64 +270,68 @@ func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits) (*Module, 
 		return nil, ErrClosed
 	}
 	c, ok := e.modules[key]
-	if ok {
-		c.refs++
-		e.mu.Unlock()
-		select {
-		case <-c.ready:
-		case <-ctx.Done():
-			e.release(ctx, c)
-			return nil, fmt.Errorf("compile wasm module: %w", ctx.Err())
-		}
-	} else {
-		c = &compiled{key: key, ready: make(chan struct{}), refs: 1}
+	if !ok {
+		c = &compiled{key: key}
 		e.modules[key] = c
-		e.mu.Unlock()
-		c.cm, c.info, c.err = e.compile(ctx, bin, key.pages)
-		close(c.ready)
-		if c.err != nil {
-			e.mu.Lock()
-			if e.modules[key] == c {
-				delete(e.modules, key)
-			}
-			e.mu.Unlock()
-		}
 	}
-	if c.err != nil {
+	c.refs++
+	e.mu.Unlock()
+
+	c.prepOnce.Do(func() { c.prepare(bin, e.cfg.Bounds) })
+	if err := c.admit(lim, b); err != nil {
 		e.release(ctx, c)
-		return nil, c.err
+		return nil, err
 	}
-	if c.info.MaxFrameBytes > lim.MaxStackSize {
+	c.compileOnce.Do(func() { c.cm, c.compileErr = e.compile(ctx, c) })
+	if c.compileErr != nil {
 		e.release(ctx, c)
-		return nil, &LimitError{Kind: LimitStack, Requested: uint64(c.info.MaxFrameBytes),
-			Limit: uint64(lim.MaxStackSize), Detail: "the largest function's call frame"}
+		return nil, c.compileErr
 	}
 	return &Module{e: e, c: c, lim: lim}, nil
 }
 
-func (e *Engine) compile(ctx context.Context, bin []byte, pages uint32) (wazero.CompiledModule, ModuleInfo, error) {
-	m, err := check(bin)
+// prepare decodes, checks and instruments the module.
+func (c *compiled) prepare(bin []byte, b Bounds) {
+	m, inst, err := prepare(bin, b, c.key.pages)
 	if err != nil {
-		return nil, ModuleInfo{}, err
+		c.prepErr = err
+		return
 	}
-	inst, err := m.instrument(pages)
-	if err != nil {
-		return nil, ModuleInfo{}, err
+	c.info, c.bin = m.info, inst.bin
+}
+
+// admit checks a prepared module against one caller's bounds and limits.
+func (c *compiled) admit(lim Limits, b Bounds) error {
+	if c.prepErr != nil {
+		return c.prepErr
 	}
-	m.info.MaxFrameBytes = inst.maxFrame
-	m.info.UsesMemoryGrow = inst.usesGrow
+	if b != (Bounds{}) {
+		if err := b.Check(c.info.Shape); err != nil {
+			return err
+		}
+	}
+	if c.info.MaxFrameBytes > lim.MaxStackSize {
+		return &LimitError{Kind: LimitStack, Requested: uint64(c.info.MaxFrameBytes),
+			Limit: uint64(lim.MaxStackSize), Detail: "the largest function's call frame"}
+	}
+	return nil
+}
+
+func (e *Engine) compile(ctx context.Context, c *compiled) (wazero.CompiledModule, error) {
 	start := time.Now()
-	cm, err := e.rt.CompileModule(ctx, inst.bin)
+	bin := c.bin
+	c.bin = nil
+	cm, err := e.rt.CompileModule(ctx, bin)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ModuleInfo{}, fmt.Errorf("compile wasm module: %w", ctx.Err())
+			return nil, fmt.Errorf("compile wasm module: %w", ctx.Err())
 		}
-		return nil, ModuleInfo{}, &ModuleError{Err: ErrInvalidModule, Detail: err.Error(), Offset: -1}
+		return nil, &ModuleError{Err: ErrInvalidModule, Detail: err.Error(), Offset: -1}
 	}
 	e.logger.LogAttrs(ctx, slog.LevelDebug, "wasm module compiled",
-		slog.Int("size", len(bin)), slog.Int("instrumentedSize", len(inst.bin)),
+		slog.Int("size", c.info.Size), slog.Int("instrumentedSize", len(bin)),
 		slog.Duration("took", time.Since(start)), slog.String("mode", e.mode.String()))
-	return cm, m.info, nil
+	return cm, nil
 }
 
 func (e *Engine) release(ctx context.Context, c *compiled) {

@@ -7,7 +7,8 @@ import (
 
 // Install-time errors. Every refusal returned by Inspect and Engine.Compile
 // matches exactly one of these with errors.Is; the concrete error is a
-// *ModuleError, *ImportError or *LimitError carrying the details.
+// *ModuleError, *ImportError, *BoundError or *LimitError carrying the
+// details.
 var (
 	// ErrInvalidModule: the bytes are not a valid WebAssembly module.
 	ErrInvalidModule = errors.New("invalid wasm module")
@@ -35,6 +36,14 @@ var (
 	// ErrLimit: the module cannot run within its limits (declared memory
 	// above memoryLimit, a single call frame above maxStackSize).
 	ErrLimit = errors.New("module exceeds app limits")
+	// ErrTooComplex: the module's structure exceeds the Bounds (functions,
+	// body size, locals, nesting, branch tables, tables, declared
+	// entities); *BoundError names the bound.
+	ErrTooComplex = errors.New("wasm module too complex")
+	// ErrUninstantiable: the module is valid but instantiating it would
+	// fail: an active data or element segment does not fit the initial
+	// memory or table.
+	ErrUninstantiable = errors.New("wasm module cannot be instantiated")
 )
 
 // ModuleError reports why a module was refused at install time.

@@ -91,7 +91,7 @@ func (d *device) host() Host {
 // startApp compiles bin, creates an app on d and starts it.
 func startApp(t testing.TB, e *Engine, d *device, name string, bin []byte, lim Limits) (*App, Result) {
 	t.Helper()
-	mod, err := e.Compile(t.Context(), bin, lim)
+	mod, err := e.Compile(t.Context(), bin, lim, Bounds{})
 	if err != nil {
 		t.Fatalf("Compile(%s): %v", name, err)
 	}

@@ -136,7 +136,9 @@ func apiTypes(vs []byte) []api.ValueType {
 
 type appKey struct{}
 
-// instantiateHost registers host API v1 in rt.
+// instantiateHost registers host API v1 and the runtime's own poll
+// function (module runtimeModule, imported only by instrumented code) in
+// rt.
 func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 	b := rt.NewHostModuleBuilder(HostModule)
 	for _, hf := range hostFuncs {
@@ -148,7 +150,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 					stack[0] = 0
 					return
 				}
-				a.stats.HostCalls++
+				a.hostCall()
 				stack[0] = uint64(a.clock().Now().UnixMilli())
 			}
 		} else {
@@ -159,14 +161,44 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 					stack[0] = api.EncodeI32(ErrnoNoSys)
 					return
 				}
-				a.stats.HostCalls++
+				a.hostCall()
 				stack[0] = api.EncodeI32(impl(ctx, a, a.memory(mod), stack))
 			}
 		}
 		b.NewFunctionBuilder().WithGoModuleFunction(fn, apiTypes(hf.typ.params), apiTypes(hf.typ.results)).Export(hf.name)
 	}
-	_, err := b.Instantiate(ctx)
+	if _, err := b.Instantiate(ctx); err != nil {
+		return err
+	}
+	rb := rt.NewHostModuleBuilder(runtimeModule)
+	rb.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(pollFunc), nil, []api.ValueType{api.ValueTypeI32}).Export(runtimePoll)
+	_, err := rb.Instantiate(ctx)
 	return err
+}
+
+// pollFunc is the runtime's poll (see App.poll). Instrumented code run
+// outside an App (tests) gets a fresh quantum every time.
+func pollFunc(ctx context.Context, _ api.Module, stack []uint64) {
+	a, _ := ctx.Value(appKey{}).(*App)
+	if a == nil {
+		stack[0] = initialFuel
+		return
+	}
+	stack[0] = uint64(a.poll(ctx))
+}
+
+// deadlineCheckEvery is how many host calls pass between two reads of the
+// clock: a guest calling the host in a tight loop spends most of its time
+// there, where its fuel does not run down.
+const deadlineCheckEvery = 16
+
+// hostCall counts a host call and, every deadlineCheckEvery calls, checks
+// the execution's deadline.
+func (a *App) hostCall() {
+	a.stats.HostCalls++
+	if a.stats.HostCalls%deadlineCheckEvery == 0 && !time.Now().Before(a.deadline) {
+		a.expire()
+	}
 }
 
 // view returns guest memory [ptr, ptr+n) without copying, after checking
@@ -241,7 +273,15 @@ func hSleep(ctx context.Context, a *App, _ api.Memory, s []uint64) int32 {
 	if d > MaxSleep {
 		return ErrnoInval
 	}
-	return errno(ctx, a.clock().Sleep(ctx, d))
+	// The sleep ends at the execution's deadline at the latest (on a wall
+	// clock); the guest is then stopped at its next check.
+	sctx, cancel := context.WithDeadline(ctx, a.deadline)
+	defer cancel()
+	err := a.clock().Sleep(sctx, d)
+	if err != nil {
+		a.expire()
+	}
+	return errno(ctx, err)
 }
 
 func hTickInterval(_ context.Context, a *App, _ api.Memory, s []uint64) int32 {

@@ -2,734 +2,417 @@ package wasm
 
 // The instrumenter rewrites a checked module before wazero compiles it, so
 // that the per-app limits hold whatever the engine (compiler or
-// interpreter) does:
+// interpreter) does, at a small and linear cost in code size:
 //
-//   - Stack: every call of a defined function f adds f's frame cost to an
-//     injected i32 global $sp, traps (after setting $stack_trap) when $sp
-//     exceeds $sp_limit, calls f and subtracts the cost again. Direct calls
-//     are wrapped inline at the call site; every other way into f (exports,
-//     element segments, ref.func, global initialisers, hence call_indirect
-//     and calls from the host) is redirected to a thunk doing the same
-//     around a call of f. The limit is a global set at instantiation, so
-//     one compiled module serves apps with different maxStackSize values.
+//   - Stack: every defined function f starts with a prologue that
+//     subtracts f's frame cost from an injected global $sp_left and ends
+//     with an epilogue adding it back; the body is wrapped in a block of
+//     f's result type and every return becomes a branch to it, so the
+//     epilogue runs on every way out. The host sets $sp_left to
+//     maxStackSize before each execution; a prologue that takes it below
+//     zero calls $slow, which sets $stack_trap and traps. Because the
+//     callee accounts for itself, calls through tables, from the host and
+//     from exports need no thunks and the function count grows by two or
+//     three.
+//   - Time: the same prologue subtracts the function's loop-free
+//     instruction count from an injected global $fuel, and every loop
+//     header subtracts the loop body's instruction count from a local
+//     batch, refilled from $fuel by $refill. When $fuel goes below zero,
+//     $slow calls the host's poll function (import "__wasmbed" "poll"),
+//     which compares the clock with the execution's deadline and the
+//     caller's context, and either refills $fuel or stops the execution
+//     (the guest then traps). So the clock is read once per fuel quantum,
+//     in loops and in loop-free call trees alike.
 //   - Memory: the memory section's maximum becomes min(declared max,
-//     memoryLimit pages), and every memory.grow is replaced by a call to an
-//     injected helper that performs the grow and raises $grow_failed when
-//     it returns -1, so refused growth is reported even if the app copes.
+//     memoryLimit pages), and every memory.grow is replaced by a call to
+//     $grow, which performs it and sets $grow_failed when it returns -1.
+//   - Tables: if the code grows tables, each defined table's maximum is
+//     rewritten so that all tables together stay within the bound on
+//     table elements.
 //
 // The injected globals are exported under reserved names (see
 // reservedExportPrefix) for the host to read and reset; the original code
-// cannot name them, since its global indices were validated before they
-// existed.
+// cannot name them, nor the injected functions and types, since its
+// indices were checked against the original module's ranges. Custom
+// sections (names, debug information) are not passed on.
 //
 // Frame cost of f, in bytes (see docs/app-abi.md):
 //
-//	cost(f)      = 8*(params + locals + maxOperandHeight + 2) + 16   // direct call
-//	thunkCost(f) = cost(f) + 8*(params + max(params, results+2)) + 16 // through the thunk
+//	cost(f) = 8*(params + locals + 3 + maxOperandHeight + 2) + 16
 //
-// where maxOperandHeight is computed by simulating f's operand stack and
-// the 2 extra slots cover the accounting sequence itself.
+// where maxOperandHeight is computed by simulating f's operand stack, the
+// 3 are the injected locals and the 2 extra slots cover the values the
+// instrumentation pushes.
 
 const (
 	reservedExportPrefix = "__wasmbed"
-	exportSP             = "__wasmbed_sp"
-	exportSPLimit        = "__wasmbed_sp_limit"
+	exportSP             = "__wasmbed_sp_left"
+	exportFuel           = "__wasmbed_fuel"
 	exportStackTrap      = "__wasmbed_stack_trap"
 	exportGrowFailed     = "__wasmbed_grow_failed"
 
+	// runtimeModule is the import module of the runtime's own host
+	// function, poll. Guest imports are checked against HostModule, so a
+	// guest cannot import it.
+	runtimeModule = "__wasmbed"
+	runtimePoll   = "poll"
+
 	slotBytes          = 8
 	frameOverheadBytes = 16
-	maxLocals          = 50000
 	maxFrameCost       = 1 << 30
+
+	// refillBatch is how much fuel a loop takes from $fuel at a time.
+	refillBatch = 1024
+	// initialStackLeft and initialFuel are the injected globals' values at
+	// instantiation; the host sets both before every execution.
+	initialStackLeft = 1 << 30
+	initialFuel      = 1 << 20
 )
 
 type instrumented struct {
-	bin       []byte
-	frameCost []uint32 // per defined function, through its thunk
-	maxFrame  uint32
-	usesGrow  bool
+	bin []byte
+	// maxFrame and minFrame are the largest and smallest frame costs.
+	maxFrame, minFrame uint32
+	usesGrow           bool
+	// tableElements are the elements the tables may hold.
+	tableElements uint32
 }
 
-// accounting holds what the rewriting pass needs to emit stack
-// accounting: the injected globals and every defined function's cost for
-// a direct call and through its thunk.
-type accounting struct {
-	sp, limit, trap uint32
-	cost, thunkCost []uint32
-	nImp            uint32
+// layout says where the instrumenter puts what it adds.
+type layout struct {
+	nImp                     uint32 // imported functions of the original module
+	poll                     uint32 // the runtime's poll import, after the others
+	slow, refill, grow       uint32 // injected functions, after the defined ones
+	gSP, gFuel, gTrap, gGrow uint32 // injected globals, after the others
+	types                    []funcType
+	nTypes                   int // types of the original module
 }
 
-// enter appends: $sp += cost; if $sp > $sp_limit { $stack_trap = 1; unreachable }.
-func (a *accounting) enter(b []byte, cost uint32) []byte {
-	b = appendU32(append(b, 0x23), a.sp)
-	b = appendS64(append(b, 0x41), int64(cost))
-	b = appendU32(append(b, 0x6a, 0x24), a.sp) // i32.add, global.set
-	b = appendU32(append(b, 0x23), a.sp)
-	b = appendU32(append(b, 0x23), a.limit)
-	b = append(b, 0x4b, 0x04, 0x40, 0x41, 1, 0x24) // i32.gt_u, if, i32.const 1, global.set
-	b = appendU32(b, a.trap)
-	return append(b, 0x00, 0x0b) // unreachable, end
+// fn maps a function index of the original module to the instrumented
+// one: the poll import shifts the defined functions by one.
+func (l *layout) fn(x uint32) uint32 {
+	if x >= l.nImp {
+		return x + 1
+	}
+	return x
 }
 
-// leave appends: $sp -= cost.
-func (a *accounting) leave(b []byte, cost uint32) []byte {
-	b = appendU32(append(b, 0x23), a.sp)
-	b = appendS64(append(b, 0x41), int64(cost))
-	return appendU32(append(b, 0x6b, 0x24), a.sp) // i32.sub, global.set
+// typeIndex returns the index of the function type params -> results,
+// adding it after the module's types if it has none.
+func (l *layout) typeIndex(params, results []byte) uint32 {
+	for i, t := range l.types {
+		if t.equal(params, results) {
+			return uint32(i)
+		}
+	}
+	l.types = append(l.types, funcType{params: params, results: results})
+	return uint32(len(l.types) - 1)
 }
 
-type funcAnalysis struct {
-	body     []byte // rewritten body, locals included, without size prefix
-	maxH     uint32
-	nLocals  uint64
-	usesGrow bool
+// blockType encodes the type of a block without parameters producing
+// results.
+func (l *layout) blockType(results []byte) []byte {
+	switch len(results) {
+	case 0:
+		return []byte{0x40}
+	case 1:
+		return []byte{results[0]}
+	}
+	return appendS64(nil, int64(l.typeIndex(nil, results)))
 }
 
-// instrument rewrites m for memLimitPages pages of memory at most.
+// instrument rewrites m for at most memLimitPages pages of memory.
 func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
-	nImp := m.nImpFuncs
 	nDef := uint32(len(m.bodies))
-	helperIdx := nImp + 2*nDef
-	remap := func(x uint32) uint32 {
-		if x >= nImp && x < nImp+nDef {
-			return x + nDef
-		}
-		return x
+	gBase := m.nImpGlobals + m.nGlobals
+	l := &layout{
+		nImp: m.nImpFuncs, poll: m.nImpFuncs,
+		slow: m.nImpFuncs + 1 + nDef, refill: m.nImpFuncs + 2 + nDef, grow: m.nImpFuncs + 3 + nDef,
+		gSP: gBase, gFuel: gBase + 1, gTrap: gBase + 2, gGrow: gBase + 3,
+		types: append([]funcType(nil), m.types...), nTypes: len(m.types),
 	}
-
-	// Pass 1 measures every function's frame; pass 2 rewrites the bodies
-	// with the callees' costs inlined at direct call sites.
-	gBase := m.nImpGlobal + m.nGlobals
-	acc := &accounting{sp: gBase, limit: gBase + 1, trap: gBase + 2,
-		cost: make([]uint32, nDef), thunkCost: make([]uint32, nDef), nImp: nImp}
-	res := &instrumented{frameCost: acc.thunkCost}
-	for i := uint32(0); i < nDef; i++ {
-		fa, err := m.analyse(nImp+i, m.bodies[i], remap, helperIdx, nil)
-		if err != nil {
-			return nil, err
-		}
-		res.usesGrow = res.usesGrow || fa.usesGrow
-		t := m.types[m.funcTypes[nImp+i]]
-		np, nr := uint64(len(t.params)), uint64(len(t.results))
-		// +2 slots: the accounting sequence at call sites pushes two values.
-		cost := slotBytes*(np+fa.nLocals+uint64(fa.maxH)+2) + frameOverheadBytes
-		thunk := cost + slotBytes*(np+max(np, nr+2)) + frameOverheadBytes
-		if thunk > maxFrameCost {
-			return nil, modErr(ErrLimit, m.bodies[i].start, "function %d needs a %d-byte frame", nImp+i, thunk)
-		}
-		acc.cost[i], acc.thunkCost[i] = uint32(cost), uint32(thunk)
-		res.maxFrame = max(res.maxFrame, uint32(thunk))
-	}
+	res := &instrumented{minFrame: maxFrameCost}
 	bodies := make([][]byte, nDef)
-	for i := uint32(0); i < nDef; i++ {
-		fa, err := m.analyse(nImp+i, m.bodies[i], remap, helperIdx, acc)
+	usesTableGrow := false
+	for i := range nDef {
+		w, err := m.walkFunction(i, l)
 		if err != nil {
 			return nil, err
 		}
-		bodies[i] = fa.body
+		bodies[i] = w.body
+		res.maxFrame = max(res.maxFrame, w.cost)
+		res.minFrame = min(res.minFrame, w.cost)
+		res.usesGrow = res.usesGrow || w.grow
+		usesTableGrow = usesTableGrow || w.tableGrow
 	}
-	if res.usesGrow && !m.info.HasMemory {
+	if nDef == 0 {
+		res.minFrame = 0
+	}
+	if m.memImported {
+		return nil, modErr(ErrUnsupportedFeature, -1, "imported memory (memory limits apply to a memory the module defines)")
+	}
+	if res.usesGrow && !m.hasMem {
 		return nil, modErr(ErrInvalidModule, -1, "memory.grow without a memory")
 	}
-
-	// Type section: find or add (i32)->(i32) for the grow helper.
-	var typeSec []byte
-	growType := uint32(0)
-	if res.usesGrow {
-		found := false
-		for i, t := range m.types {
-			if t.equal([]byte{valI32}, []byte{valI32}) {
-				growType, found = uint32(i), true
-				break
-			}
-		}
-		if !found {
-			growType = uint32(len(m.types))
-			typeSec = appendU32(typeSec, uint32(len(m.types)+1))
-			if s := m.find(secType); s != nil {
-				pr := &reader{b: m.b[:s.end], off: s.start}
-				pr.u32()
-				typeSec = append(typeSec, m.b[pr.off:s.end]...)
-			}
-			typeSec = append(typeSec, 0x60, 1, valI32, 1, valI32)
-		}
+	memSec, err := m.memorySection(memLimitPages)
+	if err != nil {
+		return nil, err
+	}
+	tableSec, elems := m.tableSection(usesTableGrow)
+	res.tableElements = elems
+	elemSec, err := m.elementSection(l)
+	if err != nil {
+		return nil, err
 	}
 
-	// Function section: originals, thunks, helper.
-	var funcSec []byte
-	nFuncs := 2 * nDef
-	if res.usesGrow {
-		nFuncs++
-	}
-	funcSec = appendU32(funcSec, nFuncs)
-	for k := 0; k < 2; k++ {
-		for i := uint32(0); i < nDef; i++ {
-			funcSec = appendU32(funcSec, m.funcTypes[nImp+i])
-		}
-	}
-	if res.usesGrow {
-		funcSec = appendU32(funcSec, growType)
-	}
-
-	// Memory section.
-	var memSec []byte
-	if m.info.HasMemory {
-		lim := m.memLimits
-		if lim.min > memLimitPages {
-			return nil, &LimitError{Kind: LimitMemory, Requested: uint64(lim.min) * PageSize,
-				Limit: uint64(memLimitPages) * PageSize, Detail: "declared minimum memory"}
-		}
-		newMax := memLimitPages
-		if lim.hasMax && lim.max < newMax {
-			newMax = lim.max
-		}
-		memSec = appendU32(appendU32(append(memSec, 1, 1), lim.min), newMax)
-	}
-
-	// Global section: originals (ref.func remapped) + injected globals.
-	var globalSec []byte
-	globalSec = appendU32(globalSec, m.nGlobals+4)
-	if s := m.find(secGlobal); s != nil {
-		gr := &reader{b: m.b[:s.end], off: s.start}
-		n := gr.u32()
-		for i := uint32(0); i < n && gr.err == nil; i++ {
-			globalSec = append(globalSec, gr.byte(), gr.byte())
-			m.constExpr(gr, &globalSec, remap)
-		}
-		if gr.err != nil {
-			return nil, gr.err
-		}
-	}
-	for k := 0; k < 4; k++ {
-		globalSec = append(globalSec, valI32, 1, 0x41, 0, 0x0b) // (mut i32) (i32.const 0)
-	}
-	gGrow := gBase + 3
-
-	// Export section: originals (functions redirected) + injected globals.
-	var exportSec []byte
-	exportSec = appendU32(exportSec, uint32(len(m.info.Exports))+4)
-	for _, e := range m.info.Exports {
-		idx := e.Index
-		if e.Kind == ExternFunc {
-			idx = remap(idx)
-		}
-		exportSec = appendName(exportSec, e.Name)
-		exportSec = appendU32(append(exportSec, byte(e.Kind)), idx)
-	}
-	for k, name := range []string{exportSP, exportSPLimit, exportStackTrap, exportGrowFailed} {
-		exportSec = appendName(exportSec, name)
-		exportSec = appendU32(append(exportSec, byte(ExternGlobal)), gBase+uint32(k))
-	}
-
-	// Element section.
-	var elemSec []byte
-	if s := m.find(secElement); s != nil {
-		var err error
-		if elemSec, err = m.rewriteElements(s, remap); err != nil {
-			return nil, err
-		}
-	}
-
-	// Code section: rewritten bodies, thunks, helper.
-	var codeSec []byte
-	codeSec = appendU32(codeSec, nFuncs)
-	for _, b := range bodies {
-		codeSec = appendU32(codeSec, uint32(len(b)))
-		codeSec = append(codeSec, b...)
-	}
-	var thunk []byte
-	for i := uint32(0); i < nDef; i++ {
-		t := m.types[m.funcTypes[nImp+i]]
-		cost := acc.thunkCost[i]
-		thunk = acc.enter(append(thunk[:0], 0), cost) // no locals
-		for p := range t.params {
-			thunk = appendU32(append(thunk, 0x20), uint32(p))
-		}
-		thunk = appendU32(append(thunk, 0x10), nImp+i)
-		thunk = append(acc.leave(thunk, cost), 0x0b)
-		codeSec = appendU32(codeSec, uint32(len(thunk)))
-		codeSec = append(codeSec, thunk...)
-	}
-	if res.usesGrow {
-		h := []byte{1, 1, valI32, 0x20, 0, 0x40, 0, 0x22, 1, 0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 1, 0x24}
-		h = appendU32(h, gGrow)
-		h = append(h, 0x0b, 0x20, 1, 0x0b)
-		codeSec = appendU32(codeSec, uint32(len(h)))
-		codeSec = append(codeSec, h...)
-	}
-
-	repl := map[byte][]byte{secGlobal: globalSec, secExport: exportSec}
-	if typeSec != nil {
-		repl[secType] = typeSec
-	}
-	if nDef > 0 {
-		repl[secFunction] = funcSec
-		repl[secCode] = codeSec
+	pollType := l.typeIndex(nil, []byte{valI32})
+	slowType := l.typeIndex(nil, nil)
+	i32Type := l.typeIndex([]byte{valI32}, []byte{valI32})
+	sections := map[byte][]byte{
+		secImport:   m.importSection(pollType),
+		secFunction: m.functionSection(slowType, i32Type, res.usesGrow),
+		secGlobal:   m.globalSection(l),
+		secExport:   m.exportSection(l),
+		secCode:     codeSection(bodies, l, res.usesGrow),
+		// Last: the walks and the sections above may have added types.
+		secType: m.typeSection(l),
 	}
 	if memSec != nil {
-		repl[secMemory] = memSec
+		sections[secMemory] = memSec
+	}
+	if tableSec != nil {
+		sections[secTable] = tableSec
 	}
 	if elemSec != nil {
-		repl[secElement] = elemSec
+		sections[secElement] = elemSec
 	}
-
-	out := make([]byte, 0, len(m.b)+len(codeSec)/2+256)
-	out = append(out, m.b[:8]...)
-	emit := func(id byte, payload []byte) {
-		out = append(out, id)
-		out = appendU32(out, uint32(len(payload)))
-		out = append(out, payload...)
+	if m.info.HasStart {
+		sections[secStart] = appendU32(nil, l.fn(m.startFunc))
 	}
-	emitted := map[byte]bool{}
-	// emitMissing writes the replacement sections the input lacks whose
-	// rank is below rank.
-	emitMissing := func(rank int) {
-		for _, id := range []byte{secType, secGlobal, secExport} {
-			if p, ok := repl[id]; ok && !emitted[id] && m.find(id) == nil && sectionRank[id] < rank {
-				emit(id, p)
-				emitted[id] = true
-			}
-		}
-	}
-	for _, s := range m.sections {
-		if s.id == secCustom {
-			if s.name == "name" || s.name == abiSectionName {
-				emit(secCustom, m.b[s.start:s.end])
-			}
-			continue
-		}
-		emitMissing(sectionRank[s.id])
-		if p, ok := repl[s.id]; ok {
-			emit(s.id, p)
-		} else {
-			emit(s.id, m.b[s.start:s.end])
-		}
-		emitted[s.id] = true
-	}
-	emitMissing(1 << 30)
-	res.bin = out
+	res.bin = m.assemble(sections)
 	return res, nil
 }
 
-func appendName(b []byte, s string) []byte {
-	return append(appendU32(b, uint32(len(s))), s...)
-}
-
-func (m *module) find(id byte) *section {
-	for i := range m.sections {
-		if m.sections[i].id == id {
-			return &m.sections[i]
+// assemble writes the module: each known section in order, replaced by
+// its rewritten payload where there is one.
+func (m *module) assemble(sections map[byte][]byte) []byte {
+	size := 8
+	for _, p := range sections {
+		size += len(p) + 6
+	}
+	for _, s := range m.sections {
+		if _, ok := sections[s.id]; !ok {
+			size += s.end - s.start + 6
 		}
 	}
-	return nil
+	out := make([]byte, 0, size)
+	out = append(out, m.b[:8]...)
+	for _, id := range sectionOrder {
+		if p, ok := sections[id]; ok {
+			out = appendSection(out, id, p)
+		} else if s := m.find(id); s != nil {
+			out = appendSection(out, id, m.b[s.start:s.end])
+		}
+	}
+	return out
 }
 
-func (m *module) rewriteElements(s *section, remap func(uint32) uint32) ([]byte, error) {
-	r := &reader{b: m.b[:s.end], off: s.start}
+// vectorBody returns the payload of section id after its count, and the
+// count.
+func (m *module) vectorBody(id byte) ([]byte, uint32) {
+	r := m.payload(id)
+	if r == nil {
+		return nil, 0
+	}
+	n := r.u32()
+	return r.b[r.off:], n
+}
+
+func (m *module) typeSection(l *layout) []byte {
+	orig, n := m.vectorBody(secType)
+	out := appendU32(nil, uint32(len(l.types)))
+	out = append(out, orig...)
+	for _, t := range l.types[n:] {
+		out = appendU32(append(out, 0x60), uint32(len(t.params)))
+		out = append(out, t.params...)
+		out = appendU32(out, uint32(len(t.results)))
+		out = append(out, t.results...)
+	}
+	return out
+}
+
+func (m *module) importSection(pollType uint32) []byte {
+	orig, n := m.vectorBody(secImport)
+	out := appendU32(nil, n+1)
+	out = append(out, orig...)
+	out = appendName(out, runtimeModule)
+	out = appendName(out, runtimePoll)
+	return appendU32(append(out, byte(ExternFunc)), pollType)
+}
+
+func (m *module) functionSection(slowType, i32Type uint32, grow bool) []byte {
+	orig, n := m.vectorBody(secFunction)
+	helpers := uint32(2)
+	if grow {
+		helpers++
+	}
+	out := appendU32(nil, n+helpers)
+	out = append(out, orig...)
+	out = appendU32(appendU32(out, slowType), i32Type)
+	if grow {
+		out = appendU32(out, i32Type)
+	}
+	return out
+}
+
+// memorySection caps the defined memory's maximum at limitPages.
+func (m *module) memorySection(limitPages uint32) ([]byte, error) {
+	if !m.info.HasMemory {
+		return nil, nil
+	}
+	if m.mem.min > limitPages {
+		return nil, &LimitError{Kind: LimitMemory, Requested: uint64(m.mem.min) * PageSize,
+			Limit: uint64(limitPages) * PageSize, Detail: "declared minimum memory"}
+	}
+	newMax := limitPages
+	if m.mem.hasMax && m.mem.max < newMax {
+		newMax = m.mem.max
+	}
+	return appendU32(appendU32([]byte{1, 1}, m.mem.min), newMax), nil
+}
+
+// tableSection returns, for a module that grows tables, the table section
+// with each defined table's maximum capped so that the tables together
+// hold at most MaxTableElements, and the elements the tables may hold.
+func (m *module) tableSection(grows bool) ([]byte, uint32) {
+	if !grows {
+		return nil, m.shape.TableElements
+	}
+	budget := m.bounds.MaxTableElements - m.shape.TableElements
+	total := m.shape.TableElements
 	var out []byte
-	n := r.count(2)
-	out = appendU32(out, n)
-	funcIdxVec := func() {
-		k := r.count(1)
-		out = appendU32(out, k)
-		for j := uint32(0); j < k && r.err == nil; j++ {
-			x := r.u32()
-			if r.err == nil && x >= uint32(len(m.funcTypes)) {
-				r.fail(ErrInvalidModule, "element function index %d out of range", x)
-			}
-			out = appendU32(out, remap(x))
+	n := uint32(0)
+	for _, t := range m.tables {
+		if t.imported {
+			continue
 		}
-	}
-	exprVec := func() {
-		k := r.count(1)
-		out = appendU32(out, k)
-		for j := uint32(0); j < k && r.err == nil; j++ {
-			m.constExpr(r, &out, remap)
+		n++
+		declared := uint32(0xffffffff)
+		if t.lim.hasMax {
+			declared = t.lim.max
 		}
+		eff := t.lim.min + min(declared-t.lim.min, budget)
+		budget -= eff - t.lim.min
+		total += eff - t.lim.min
+		out = appendU32(appendU32(append(out, t.elem, 1), t.lim.min), eff)
 	}
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		flag := r.u32()
-		out = appendU32(out, flag)
-		switch flag {
-		case 0:
-			m.constExpr(r, &out, nil)
-			funcIdxVec()
-		case 1, 3:
-			out = append(out, r.byte())
-			funcIdxVec()
-		case 2:
-			out = appendU32(out, r.u32())
-			m.constExpr(r, &out, nil)
-			out = append(out, r.byte())
-			funcIdxVec()
-		case 4:
-			m.constExpr(r, &out, nil)
-			exprVec()
-		case 5, 7:
-			out = append(out, r.byte())
-			exprVec()
-		case 6:
-			out = appendU32(out, r.u32())
-			m.constExpr(r, &out, nil)
-			out = append(out, r.byte())
-			exprVec()
-		default:
-			r.fail(ErrInvalidModule, "element segment flag %d", flag)
-		}
+	if n == 0 {
+		return nil, total
 	}
-	if r.err == nil && r.off != s.end {
-		r.fail(ErrInvalidModule, "element section trailing bytes")
+	return append(appendU32(nil, n), out...), total
+}
+
+func (m *module) elementSection(l *layout) ([]byte, error) {
+	r := m.payload(secElement)
+	if r == nil {
+		return nil, nil
 	}
+	var out []byte
+	m.walkElements(r, &out, l.fn)
 	if r.err != nil {
 		return nil, r.err
 	}
 	return out, nil
 }
 
-type ctrlFrame struct {
-	start, params, results uint32
-	unreachable            bool
+// globalSection appends the injected globals: $sp_left, $fuel,
+// $stack_trap and $grow_failed, all mutable i32.
+func (m *module) globalSection(l *layout) []byte {
+	out := appendU32(nil, m.nGlobals+4)
+	if r := m.payload(secGlobal); r != nil {
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			out = append(out, r.byte(), r.byte())
+			m.constExpr(r, &out, l.fn)
+		}
+	}
+	for _, v := range []int64{initialStackLeft, initialFuel, 0, 0} {
+		out = appendS64(append(out, valI32, 1, 0x41), v)
+		out = append(out, 0x0b)
+	}
+	return out
 }
 
-// analyse walks the body of function fidx: it computes the maximum
-// operand-stack height and the number of locals, and returns the body with
-// calls and ref.func redirected through remap and memory.grow replaced by
-// a call to helperIdx.
-//
-// With acc nil (measuring pass) the returned body is meaningless. With acc,
-// direct calls of defined functions are wrapped inline in the callee's
-// accounting (as a thunk would, without the extra call).
-func (m *module) analyse(fidx uint32, body section, remap func(uint32) uint32, helperIdx uint32, acc *accounting) (*funcAnalysis, error) {
-	r := &reader{b: m.b[:body.end], off: body.start}
-	fa := &funcAnalysis{}
-	nDecl := r.count(2)
-	for i := uint32(0); i < nDecl && r.err == nil; i++ {
-		fa.nLocals += uint64(r.u32())
-		vt := r.byte()
-		if r.err == nil && !isValType(vt) {
-			r.fail(ErrUnsupportedFeature, "function %d: local of type %#x", fidx, vt)
+// exportSection redirects exported functions and exports the injected
+// globals under reserved names.
+func (m *module) exportSection(l *layout) []byte {
+	out := appendU32(nil, uint32(len(m.info.Exports))+4)
+	for _, e := range m.info.Exports {
+		idx := e.Index
+		if e.Kind == ExternFunc {
+			idx = l.fn(idx)
 		}
-		if fa.nLocals > maxLocals {
-			r.fail(ErrLimit, "function %d declares more than %d locals", fidx, maxLocals)
-		}
+		out = appendName(out, e.Name)
+		out = appendU32(append(out, byte(e.Kind)), idx)
 	}
-	if r.err != nil {
-		return nil, r.err
+	for k, name := range []string{exportSP, exportFuel, exportStackTrap, exportGrowFailed} {
+		out = appendName(out, name)
+		out = appendU32(append(out, byte(ExternGlobal)), l.gSP+uint32(k))
 	}
-	out := make([]byte, 0, body.end-body.start+8)
-	out = append(out, m.b[body.start:r.off]...)
-	pending := r.off
-	subst := func(at int, op byte, idx uint32) {
-		out = append(out, m.b[pending:at]...)
-		out = appendU32(append(out, op), idx)
-		pending = r.off
-	}
-
-	ft := m.types[m.funcTypes[fidx]]
-	stack := []ctrlFrame{{results: uint32(len(ft.results))}}
-	var h uint32
-	push := func(n uint32) {
-		h += n
-		fa.maxH = max(fa.maxH, h)
-	}
-	pop := func(n uint32) {
-		f := &stack[len(stack)-1]
-		switch {
-		case h-f.start >= n:
-			h -= n
-		case f.unreachable:
-			h = f.start
-		default:
-			r.fail(ErrInvalidModule, "function %d: operand stack underflow", fidx)
-		}
-	}
-	unreach := func() {
-		f := &stack[len(stack)-1]
-		h = f.start
-		f.unreachable = true
-	}
-	blockType := func() (uint32, uint32) {
-		if r.eof() {
-			r.fail(ErrInvalidModule, "unexpected end of input")
-			return 0, 0
-		}
-		c := r.b[r.off]
-		switch {
-		case c == 0x40:
-			r.off++
-			return 0, 0
-		case isValType(c):
-			r.off++
-			return 0, 1
-		case c == valV128:
-			r.fail(ErrUnsupportedFeature, "function %d: v128 (SIMD)", fidx)
-			return 0, 0
-		}
-		ti := r.signed(33)
-		if r.err == nil && (ti < 0 || ti >= int64(len(m.types))) {
-			r.fail(ErrInvalidModule, "function %d: block type %d out of range", fidx, ti)
-			return 0, 0
-		}
-		if r.err != nil {
-			return 0, 0
-		}
-		t := m.types[ti]
-		return uint32(len(t.params)), uint32(len(t.results))
-	}
-	memarg := func() {
-		if a := r.u32(); a >= 64 {
-			r.fail(ErrUnsupportedFeature, "function %d: memory index in memarg (multiple memories)", fidx)
-		}
-		r.u32()
-	}
-	memIdx0 := func() {
-		if b := r.byte(); b != 0 {
-			r.fail(ErrUnsupportedFeature, "function %d: memory index %d (multiple memories)", fidx, b)
-		}
-	}
-	// Indices are checked against the original module: after
-	// instrumentation, indices just past the original ranges name the
-	// injected globals, thunks and helper, which guest code must not reach.
-	globalIdx := func() {
-		if g := r.u32(); r.err == nil && g >= m.nImpGlobal+m.nGlobals {
-			r.fail(ErrInvalidModule, "function %d: global index %d out of range", fidx, g)
-		}
-	}
-	funcRef := func() uint32 {
-		x := r.u32()
-		if r.err == nil && x >= uint32(len(m.funcTypes)) {
-			r.fail(ErrInvalidModule, "function %d: function index %d out of range", fidx, x)
-			return 0
-		}
-		return x
-	}
-
-	for r.err == nil {
-		if r.eof() {
-			r.fail(ErrInvalidModule, "function %d: body without end", fidx)
-			break
-		}
-		at := r.off
-		op := r.byte()
-		switch {
-		case op == 0x00: // unreachable
-			unreach()
-		case op == 0x01: // nop
-		case op == 0x02 || op == 0x03: // block, loop
-			p, res := blockType()
-			pop(p)
-			stack = append(stack, ctrlFrame{start: h, params: p, results: res})
-			push(p)
-		case op == 0x04: // if
-			p, res := blockType()
-			pop(1)
-			pop(p)
-			stack = append(stack, ctrlFrame{start: h, params: p, results: res})
-			push(p)
-		case op == 0x05: // else
-			f := &stack[len(stack)-1]
-			h = f.start + f.params
-			f.unreachable = false
-		case op == 0x0b: // end
-			f := stack[len(stack)-1]
-			if len(stack) == 1 {
-				if r.off != body.end {
-					r.fail(ErrInvalidModule, "function %d: code after end", fidx)
-					break
-				}
-				out = append(out, m.b[pending:r.off]...)
-				fa.body = out
-				return fa, nil
-			}
-			stack = stack[:len(stack)-1]
-			h = f.start
-			push(f.results)
-		case op == 0x0c: // br
-			r.u32()
-			unreach()
-		case op == 0x0d: // br_if
-			r.u32()
-			pop(1)
-		case op == 0x0e: // br_table
-			n := r.count(1)
-			for i := uint32(0); i <= n && r.err == nil; i++ {
-				r.u32()
-			}
-			pop(1)
-			unreach()
-		case op == 0x0f: // return
-			unreach()
-		case op == 0x10: // call
-			x := funcRef()
-			if r.err != nil {
-				break
-			}
-			t := m.types[m.funcTypes[x]]
-			pop(uint32(len(t.params)))
-			push(uint32(len(t.results)))
-			if y := remap(x); y != x && acc != nil {
-				cost := acc.cost[x-acc.nImp]
-				out = acc.enter(append(out, m.b[pending:at]...), cost)
-				out = acc.leave(appendU32(append(out, 0x10), x), cost)
-				pending = r.off
-			}
-		case op == 0x11: // call_indirect
-			ti := r.u32()
-			r.u32()
-			if r.err == nil && ti >= uint32(len(m.types)) {
-				r.fail(ErrInvalidModule, "function %d: type index %d out of range", fidx, ti)
-			}
-			if r.err != nil {
-				break
-			}
-			t := m.types[ti]
-			pop(1)
-			pop(uint32(len(t.params)))
-			push(uint32(len(t.results)))
-		case op == 0x12 || op == 0x13:
-			r.fail(ErrUnsupportedFeature, "function %d: tail calls", fidx)
-		case op == 0x1a: // drop
-			pop(1)
-		case op == 0x1b: // select
-			pop(3)
-			push(1)
-		case op == 0x1c: // select t*
-			n := r.count(1)
-			r.bytes(n)
-			pop(3)
-			push(1)
-		case op == 0x20: // local.get
-			r.u32()
-			push(1)
-		case op == 0x21: // local.set
-			r.u32()
-			pop(1)
-		case op == 0x22: // local.tee
-			r.u32()
-			pop(1)
-			push(1)
-		case op == 0x23: // global.get
-			globalIdx()
-			push(1)
-		case op == 0x24: // global.set
-			globalIdx()
-			pop(1)
-		case op == 0x25: // table.get
-			r.u32()
-			pop(1)
-			push(1)
-		case op == 0x26: // table.set
-			r.u32()
-			pop(2)
-		case op >= 0x28 && op <= 0x35: // loads
-			memarg()
-			pop(1)
-			push(1)
-		case op >= 0x36 && op <= 0x3e: // stores
-			memarg()
-			pop(2)
-		case op == 0x3f: // memory.size
-			memIdx0()
-			push(1)
-		case op == 0x40: // memory.grow
-			memIdx0()
-			pop(1)
-			push(1)
-			fa.usesGrow = true
-			subst(at, 0x10, helperIdx)
-		case op == 0x41:
-			r.signed(32)
-			push(1)
-		case op == 0x42:
-			r.signed(64)
-			push(1)
-		case op == 0x43:
-			r.bytes(4)
-			push(1)
-		case op == 0x44:
-			r.bytes(8)
-			push(1)
-		case op == 0x45 || op == 0x50: // eqz
-			pop(1)
-			push(1)
-		case op >= 0x46 && op <= 0x4f, op >= 0x51 && op <= 0x66: // comparisons
-			pop(2)
-			push(1)
-		case op >= 0x67 && op <= 0x69, op >= 0x79 && op <= 0x7b, op >= 0x8b && op <= 0x91,
-			op >= 0x99 && op <= 0x9f, op >= 0xa7 && op <= 0xc4: // unary, conversions, sign extension
-			pop(1)
-			push(1)
-		case op >= 0x6a && op <= 0x78, op >= 0x7c && op <= 0x8a, op >= 0x92 && op <= 0x98,
-			op >= 0xa0 && op <= 0xa6: // binary
-			pop(2)
-			push(1)
-		case op == 0xd0: // ref.null
-			if t := r.byte(); r.err == nil && t != valFuncref && t != valExternref {
-				r.fail(ErrInvalidModule, "function %d: ref.null type %#x", fidx, t)
-			}
-			push(1)
-		case op == 0xd1: // ref.is_null
-			pop(1)
-			push(1)
-		case op == 0xd2: // ref.func
-			x := funcRef()
-			push(1)
-			if y := remap(x); r.err == nil && y != x {
-				subst(at, 0xd2, y)
-			}
-		case op == 0xfc:
-			m.analyseFC(r, fidx, pop, push, memIdx0)
-		case op == 0xfd:
-			r.fail(ErrUnsupportedFeature, "function %d: SIMD instructions", fidx)
-		case op == 0xfe:
-			r.fail(ErrUnsupportedFeature, "function %d: atomic instructions (threads)", fidx)
-		default:
-			r.fail(ErrInvalidModule, "function %d: unknown opcode %#x", fidx, op)
-		}
-	}
-	return nil, r.err
+	return out
 }
 
-func (m *module) analyseFC(r *reader, fidx uint32, pop, push func(uint32), memIdx0 func()) {
-	sub := r.u32()
-	switch sub {
-	case 0, 1, 2, 3, 4, 5, 6, 7: // trunc_sat
-		pop(1)
-		push(1)
-	case 8: // memory.init
-		r.u32()
-		memIdx0()
-		pop(3)
-	case 9: // data.drop
-		r.u32()
-	case 10: // memory.copy
-		memIdx0()
-		memIdx0()
-		pop(3)
-	case 11: // memory.fill
-		memIdx0()
-		pop(3)
-	case 12: // table.init
-		r.u32()
-		r.u32()
-		pop(3)
-	case 13: // elem.drop
-		r.u32()
-	case 14: // table.copy
-		r.u32()
-		r.u32()
-		pop(3)
-	case 15: // table.grow
-		r.u32()
-		pop(2)
-		push(1)
-	case 16: // table.size
-		r.u32()
-		push(1)
-	case 17: // table.fill
-		r.u32()
-		pop(3)
-	default:
-		r.fail(ErrUnsupportedFeature, "function %d: opcode 0xfc %d", fidx, sub)
+// codeSection writes the rewritten bodies and the helpers' bodies.
+func codeSection(bodies [][]byte, l *layout, grow bool) []byte {
+	helpers := [][]byte{slowBody(l), refillBody(l)}
+	if grow {
+		helpers = append(helpers, growBody(l))
 	}
+	size := 5
+	for _, b := range bodies {
+		size += len(b) + 5
+	}
+	out := make([]byte, 0, size+128)
+	out = appendU32(out, uint32(len(bodies)+len(helpers)))
+	for _, b := range append(bodies, helpers...) {
+		out = appendU32(out, uint32(len(b)))
+		out = append(out, b...)
+	}
+	return out
+}
+
+// slowBody is $slow: () -> (). It traps after setting $stack_trap when
+// $sp_left is negative, and when $fuel is, asks the host: poll returns
+// the next quantum, or 0 to stop the execution (a trap).
+func slowBody(l *layout) []byte {
+	b := []byte{1, 1, valI32}
+	b = appendU32(append(b, 0x23), l.gSP)
+	b = append(b, 0x41, 0, 0x48, 0x04, 0x40, 0x41, 1, 0x24) // i32.const 0; i32.lt_s; if; i32.const 1; global.set
+	b = appendU32(b, l.gTrap)
+	b = append(b, 0x00, 0x0b) // unreachable; end
+	b = appendU32(append(b, 0x23), l.gFuel)
+	b = append(b, 0x41, 0, 0x48, 0x04, 0x40) // i32.const 0; i32.lt_s; if
+	b = appendU32(append(b, 0x10), l.poll)
+	b = append(b, 0x22, 0, 0x45, 0x04, 0x40, 0x00, 0x0b) // local.tee 0; i32.eqz; if; unreachable; end
+	b = appendU32(append(b, 0x20, 0, 0x24), l.gFuel)     // local.get 0; global.set $fuel
+	return append(b, 0x0b, 0x0b)
+}
+
+// refillBody is $refill: (n i32) -> i32. It takes n from $fuel (calling
+// $slow when that goes negative) and returns n.
+func refillBody(l *layout) []byte {
+	b := []byte{1, 1, valI32}
+	b = appendU32(append(b, 0x23), l.gFuel)
+	b = appendU32(append(b, 0x20, 0, 0x6b, 0x22, 1, 0x24), l.gFuel) // local.get 0; i32.sub; local.tee 1; global.set
+	b = append(b, 0x20, 1, 0x41, 0, 0x48, 0x04, 0x40)               // local.get 1; i32.const 0; i32.lt_s; if
+	b = appendU32(append(b, 0x10), l.slow)
+	return append(b, 0x0b, 0x20, 0, 0x0b) // end; local.get 0; end
+}
+
+// growBody is $grow: (delta i32) -> i32, memory.grow that sets
+// $grow_failed when it returns -1.
+func growBody(l *layout) []byte {
+	b := []byte{1, 1, valI32, 0x20, 0, 0x40, 0, 0x22, 1, 0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 1, 0x24}
+	b = appendU32(b, l.gGrow)
+	return append(b, 0x0b, 0x20, 1, 0x0b)
 }

@@ -47,12 +47,12 @@ func TestInjectedIndicesUnreachable(t *testing.T) {
 		{"atomics", tickModule(0xfe, 0x03, 0x0b)},                                   // atomic.fence
 	}
 	e := newEngine(t, ModeInterpreter)
-	if _, err := e.Compile(t.Context(), tickModule(0x0b), Limits{}); err != nil {
+	if _, err := e.Compile(t.Context(), tickModule(0x0b), Limits{}, Bounds{}); err != nil {
 		t.Fatalf("Compile(empty tick): %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.Compile(t.Context(), tt.bin, Limits{})
+			_, err := e.Compile(t.Context(), tt.bin, Limits{}, Bounds{})
 			var me *ModuleError
 			if !errors.As(err, &me) {
 				t.Fatalf("Compile: got %v, want a *ModuleError", err)
@@ -126,7 +126,7 @@ func FuzzInstrument(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, bin []byte) {
-		m, err := check(bin)
+		m, err := decode(bin, Bounds{})
 		if err != nil {
 			requireTyped(t, err)
 			return
@@ -144,7 +144,7 @@ func FuzzInstrument(f *testing.F) {
 		if outErr == nil {
 			_ = out.Close(t.Context())
 		}
-		if origErr == nil && outErr != nil && m.memLimits.min <= 4 {
+		if origErr == nil && outErr != nil && m.mem.min <= 4 {
 			t.Fatalf("instrumentation broke a valid module: %v", outErr)
 		}
 		if origErr != nil && outErr == nil {

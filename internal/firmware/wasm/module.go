@@ -74,13 +74,29 @@ type ModuleInfo struct {
 	UsesMemoryGrow bool
 	// HasStart reports a start section (refused by the app model).
 	HasStart bool
-	// MaxFrameBytes is the largest stack cost of one call of any defined
-	// function, as accounted against maxStackSize.
+	// MaxFrameBytes and MinFrameBytes are the largest and smallest stack
+	// cost of one call of a defined function, as accounted against
+	// maxStackSize.
 	MaxFrameBytes uint32
+	MinFrameBytes uint32
 	// HeapBase is the value of the exported __heap_base global (the end of
 	// static data and stack in C programs), or 0.
 	HeapBase uint32
+	// TableElements is how many elements the module's tables may hold:
+	// their declared minimums, or, for a module that executes table.grow,
+	// their maximums as capped by the bounds.
+	TableElements uint32
+	// Shape is the module's structure, as measured against Bounds.
+	Shape Shape
 }
+
+// TableBytes is the RAM the module's tables may take, in bytes (one
+// reference per element).
+func (i *ModuleInfo) TableBytes() uint64 { return uint64(i.TableElements) * tableElementBytes }
+
+// tableElementBytes is what a table element costs in the runtime (a
+// pointer-sized reference).
+const tableElementBytes = 8
 
 // MemoryFootprint is the RAM the app needs on a device, in bytes: the
 // declared minimum memory, or, for a module that never grows its memory
@@ -98,72 +114,69 @@ func (i *ModuleInfo) MemoryFootprint() uint64 {
 	return full
 }
 
-// Inspect decodes and checks bin against the app model and host API
-// without compiling it: imports, exports, start section, features, ABI
-// version and frame sizes. It returns a *ModuleError, *ImportError or
-// *LimitError describing the first problem found. Engine.Compile runs the
-// same checks, then compiles (which fully validates the code).
-func Inspect(bin []byte) (*ModuleInfo, error) {
-	m, err := check(bin)
+// Inspect decodes and checks bin against the app model, the host API and
+// b (zero fields take DefaultBounds) without compiling it: imports,
+// exports, start section, features, ABI version, structure, data and
+// element segments, and frame sizes. It returns a *ModuleError,
+// *ImportError, *BoundError or *LimitError describing the first problem
+// found. Engine.Compile runs the same checks, then compiles (which
+// validates the code's types in full).
+func Inspect(bin []byte, b Bounds) (*ModuleInfo, error) {
+	m, _, err := prepare(bin, b, maxPages)
 	if err != nil {
 		return nil, err
 	}
-	inst, err := m.instrument(maxPages)
-	if err != nil {
-		return nil, err
-	}
-	m.info.MaxFrameBytes = inst.maxFrame
-	m.info.UsesMemoryGrow = inst.usesGrow
 	return &m.info, nil
 }
 
-// check decodes bin and applies the app-model checks.
-func check(bin []byte) (*module, error) {
-	m, err := decode(bin)
+// prepare decodes, checks and instruments bin for memLimitPages pages of
+// memory at most, and completes the module's info.
+func prepare(bin []byte, b Bounds, memLimitPages uint32) (*module, *instrumented, error) {
+	m, err := decode(bin, b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if err := m.checkAppModel(); err != nil {
+		return nil, nil, err
+	}
+	inst, err := m.instrument(memLimitPages)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.info.MaxFrameBytes, m.info.MinFrameBytes = inst.maxFrame, inst.minFrame
+	m.info.UsesMemoryGrow = inst.usesGrow
+	m.info.TableElements = inst.tableElements
+	m.info.Shape = m.shape
+	return m, inst, nil
+}
+
+// checkAppModel applies the app model's rules to a decoded module.
+func (m *module) checkAppModel() error {
 	info := &m.info
 	if info.ABIVersion != 0 && info.ABIVersion != ABIVersion {
-		return nil, modErr(ErrUnsupportedABI, -1, "module built for app abi %d, runtime implements %d", info.ABIVersion, ABIVersion)
+		return modErr(ErrUnsupportedABI, -1, "module built for app abi %d, runtime implements %d", info.ABIVersion, ABIVersion)
 	}
 	if info.HasStart {
-		return nil, modErr(ErrStartSection, -1, "export %s instead", ExportInit)
+		return modErr(ErrStartSection, -1, "export %s instead", ExportInit)
 	}
 	for _, imp := range info.Imports {
 		if err := checkImport(imp); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	seen := map[string]bool{}
 	for _, e := range info.Exports {
-		if seen[e.Name] {
-			return nil, modErr(ErrInvalidModule, -1, "duplicate export %q", e.Name)
-		}
 		seen[e.Name] = true
 		if strings.HasPrefix(e.Name, reservedExportPrefix) {
-			return nil, modErr(ErrBadExport, -1, "export name %q uses the reserved prefix %q", e.Name, reservedExportPrefix)
-		}
-		switch e.Kind {
-		case ExternFunc:
-			if e.Index >= uint32(len(m.funcTypes)) {
-				return nil, modErr(ErrInvalidModule, -1, "export %q: function index %d out of range", e.Name, e.Index)
-			}
-		case ExternGlobal:
-			if e.Index >= m.nImpGlobal+m.nGlobals {
-				return nil, modErr(ErrInvalidModule, -1, "export %q: global index %d out of range", e.Name, e.Index)
-			}
+			return modErr(ErrBadExport, -1, "export name %q uses the reserved prefix %q", e.Name, reservedExportPrefix)
 		}
 		switch e.Name {
 		case ExportInit, ExportTick, ExportStart:
 			if e.Kind != ExternFunc {
-				return nil, modErr(ErrBadExport, -1, "export %q is a %s, want a func", e.Name, e.Kind)
-			}
-			if e.Index >= uint32(len(m.funcTypes)) {
-				return nil, modErr(ErrInvalidModule, -1, "export %q: function index %d out of range", e.Name, e.Index)
+				return modErr(ErrBadExport, -1, "export %q is a %s, want a func", e.Name, e.Kind)
 			}
 			if t := m.types[m.funcTypes[e.Index]]; len(t.params) != 0 || len(t.results) != 0 {
-				return nil, modErr(ErrBadExport, -1, "export %q has type %s, want ()->()", e.Name, typeString(t))
+				return modErr(ErrBadExport, -1, "export %q has type %s, want ()->()", e.Name, typeString(t))
 			}
 		case "__heap_base":
 			if e.Kind == ExternGlobal {
@@ -177,10 +190,10 @@ func check(bin []byte) (*module, error) {
 	case seen[ExportStart]:
 		info.Kind = AppRunOnce
 	default:
-		return nil, modErr(ErrNoEntryPoint, -1, "export %s (periodic app) or %s (run-to-completion app)", ExportTick, ExportStart)
+		return modErr(ErrNoEntryPoint, -1, "export %s (periodic app) or %s (run-to-completion app)", ExportTick, ExportStart)
 	}
 	info.HasInit = seen[ExportInit]
-	return m, nil
+	return nil
 }
 
 func checkImport(imp Import) error {
@@ -208,30 +221,24 @@ func checkImport(imp Import) error {
 // globalI32 returns the initial value of global idx if it is a defined
 // global initialised with i32.const, else 0.
 func (m *module) globalI32(idx uint32) uint32 {
-	if idx < m.nImpGlobal {
+	if idx < m.nImpGlobals {
 		return 0
 	}
-	s := m.find(secGlobal)
-	if s == nil {
+	r := m.payload(secGlobal)
+	if r == nil {
 		return 0
 	}
-	r := &reader{b: m.b[:s.end], off: s.start}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		vt := r.byte()
 		r.byte()
-		start := r.off
-		m.constExpr(r, nil, nil)
-		if i == idx-m.nImpGlobal {
-			e := &reader{b: m.b[:r.off], off: start}
-			if vt == valI32 && e.byte() == 0x41 {
-				v := e.signed(32)
-				if e.byte() == 0x0b && e.err == nil && v >= 0 {
-					return uint32(v)
-				}
+		if i == idx-m.nImpGlobals {
+			if v, ok := m.offsetExpr(r, vt); ok && v >= 0 {
+				return uint32(v)
 			}
 			return 0
 		}
+		m.constExpr(r, nil, nil)
 	}
 	return 0
 }

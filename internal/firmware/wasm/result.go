@@ -64,7 +64,8 @@ const (
 	// TrapIndirectCallType: call_indirect with a mismatching signature.
 	TrapIndirectCallType
 	// TrapStackExhausted: the call stack grew past maxStackSize (or the
-	// engine's own ceiling); reported with OutcomeLimitExceeded/LimitStack.
+	// engine's own ceiling); reported with OutcomeLimitExceeded/LimitStack
+	// and the Mechanism that fired.
 	TrapStackExhausted
 	// TrapOther: any other trap.
 	TrapOther
@@ -110,6 +111,41 @@ func (k LimitKind) String() string {
 	return "unknown"
 }
 
+// Mechanism names what ended or flagged an execution, so that a limit
+// reported can be traced to the check that enforced it.
+type Mechanism uint8
+
+// Mechanisms.
+const (
+	MechanismNone Mechanism = iota
+	// MechanismStackAccounting: the instrumentation's stack accounting
+	// found the accounted stack past maxStackSize (LimitStack).
+	MechanismStackAccounting
+	// MechanismEngineStack: the engine's own call-stack ceiling stopped
+	// the guest (LimitStack). The accounting is meant to fire first; this
+	// is reported apart so that tests and operators can tell.
+	MechanismEngineStack
+	// MechanismDeadline: the instrumentation's time checks found
+	// executionTimeout passed (LimitTime).
+	MechanismDeadline
+	// MechanismMemoryGrow: the instrumented memory.grow saw a grow refused
+	// past memoryLimit (LimitMemory).
+	MechanismMemoryGrow
+	// MechanismCanceled: the caller's context ended the execution
+	// (OutcomeHostError).
+	MechanismCanceled
+)
+
+var mechanismNames = [...]string{"none", "stack-accounting", "engine-stack", "deadline", "memory-grow", "canceled"}
+
+// String returns the mechanism's name.
+func (m Mechanism) String() string {
+	if int(m) < len(mechanismNames) {
+		return mechanismNames[m]
+	}
+	return "unknown"
+}
+
 // Result is the outcome of one execution of an app.
 type Result struct {
 	Outcome Outcome
@@ -117,6 +153,8 @@ type Result struct {
 	Trap Trap
 	// Limit is set for OutcomeLimitExceeded.
 	Limit LimitKind
+	// Mechanism is what enforced the limit, or stopped the execution.
+	Mechanism Mechanism
 	// Err is nil for OutcomeCompleted and an *ExecError otherwise.
 	Err error
 	// Duration is the host CPU (wall) time the execution took.
@@ -145,6 +183,8 @@ type ExecError struct {
 	Outcome Outcome
 	Trap    Trap
 	Limit   LimitKind
+	// Mechanism is what enforced the limit or stopped the execution.
+	Mechanism Mechanism
 	// Cause is the runtime's error (with the guest stack trace), if any.
 	Cause error
 }
@@ -155,10 +195,11 @@ func (e *ExecError) Error() string {
 	case OutcomeTrapped:
 		what = "trapped: " + e.Trap.String()
 	case OutcomeLimitExceeded:
-		what = "exceeded " + e.Limit.String() + " limit"
+		what = "exceeded " + e.Limit.String() + " limit (" + e.Mechanism.String()
 		if e.Trap != TrapNone {
-			what += " (" + e.Trap.String() + ")"
+			what += ", " + e.Trap.String()
 		}
+		what += ")"
 	default:
 		what = e.Outcome.String()
 	}

@@ -64,7 +64,7 @@ func TestCompileRefusals(t *testing.T) {
 		e := newEngine(t, mode)
 		for _, tt := range tests {
 			t.Run(mode.String()+"/"+tt.name, func(t *testing.T) {
-				mod, err := e.Compile(t.Context(), tt.bin, tt.lim)
+				mod, err := e.Compile(t.Context(), tt.bin, tt.lim, Bounds{})
 				if err == nil {
 					mod.Release(t.Context())
 					t.Fatalf("Compile: got nil error, want %v", tt.want)
@@ -429,11 +429,11 @@ func TestRunOnceApp(t *testing.T) {
 func TestCompileCache(t *testing.T) {
 	e := newEngine(t, ModeInterpreter)
 	bin := sample(apps.Blinky)
-	m1, err := e.Compile(t.Context(), bin, Limits{})
+	m1, err := e.Compile(t.Context(), bin, Limits{}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := e.Compile(t.Context(), bytes.Clone(bin), Limits{MaxStackSize: 1024, ExecutionTimeout: time.Second})
+	m2, err := e.Compile(t.Context(), bytes.Clone(bin), Limits{MaxStackSize: 1024, ExecutionTimeout: time.Second}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func TestCompileCache(t *testing.T) {
 	if m2.Limits().MaxStackSize != 1024 {
 		t.Errorf("handle limits: got %+v, want MaxStackSize 1024", m2.Limits())
 	}
-	m3, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: 2 * PageSize})
+	m3, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: 2 * PageSize}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +488,7 @@ func TestInspect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.app, func(t *testing.T) {
-			info, err := Inspect(sample(tt.app))
+			info, err := Inspect(sample(tt.app), Bounds{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -511,7 +511,7 @@ func TestHostErrnoWithoutPeripherals(t *testing.T) {
 	// A device with no board, publisher or config: host calls answer
 	// ENOSYS and the app keeps running (sensor logs and returns).
 	e := newEngine(t, ModeInterpreter)
-	mod, err := e.Compile(t.Context(), sample(apps.Sensor), Limits{})
+	mod, err := e.Compile(t.Context(), sample(apps.Sensor), Limits{}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +545,7 @@ func TestConcurrentDevices(t *testing.T) {
 				return
 			}
 			bin := bins[g%len(bins)]
-			mod, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: uint64(1+g%2) * PageSize})
+			mod, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: uint64(1+g%2) * PageSize}, Bounds{})
 			if err != nil {
 				errs <- err
 				return
