@@ -145,7 +145,7 @@ func (w *funcWalk) step(at int, op byte) bool {
 	case op >= 0xd0 && op <= 0xd2:
 		w.reference(at, op)
 	case op == 0xfc:
-		w.prefixed()
+		w.prefixed(at)
 	case op == 0xfd:
 		w.r.fail(ErrUnsupportedFeature, "function %d: SIMD instructions", w.fidx)
 	case op == 0xfe:
@@ -369,10 +369,13 @@ func (w *funcWalk) globalIdx() {
 	}
 }
 
-func (w *funcWalk) tableIdx() {
-	if t := w.r.u32(); w.r.err == nil && t >= uint32(len(w.m.tables)) {
+func (w *funcWalk) tableIdx() uint32 {
+	t := w.r.u32()
+	if w.r.err == nil && t >= uint32(len(w.m.tables)) {
 		w.r.fail(ErrInvalidModule, "function %d: table %d out of range", w.fidx, t)
+		return 0
 	}
+	return t
 }
 
 func (w *funcWalk) parametric(op byte) {
@@ -390,16 +393,24 @@ func (w *funcWalk) parametric(op byte) {
 	}
 }
 
+// localIdx reads a local index and checks it against the function's own
+// parameters and locals, so guest code cannot name the injected locals.
+func (w *funcWalk) localIdx() {
+	if x := w.r.u32(); w.r.err == nil && uint64(x) >= uint64(len(w.ft.params))+w.locals {
+		w.r.fail(ErrInvalidModule, "function %d: local index %d out of range", w.fidx, x)
+	}
+}
+
 func (w *funcWalk) variable(op byte) {
 	switch op {
 	case 0x20: // local.get
-		w.r.u32()
+		w.localIdx()
 		w.push(1)
 	case 0x21: // local.set
-		w.r.u32()
+		w.localIdx()
 		w.pop(1)
 	case 0x22: // local.tee
-		w.r.u32()
+		w.localIdx()
 		w.pop(1)
 		w.push(1)
 	case 0x23: // global.get
@@ -503,7 +514,7 @@ func (w *funcWalk) reference(at int, op byte) {
 
 // prefixed handles the 0xfc instructions: saturating truncation, bulk
 // memory and table instructions.
-func (w *funcWalk) prefixed() {
+func (w *funcWalk) prefixed(at int) {
 	r := &w.r
 	switch sub := r.u32(); sub {
 	case 0, 1, 2, 3, 4, 5, 6, 7: // trunc_sat
@@ -532,11 +543,14 @@ func (w *funcWalk) prefixed() {
 		w.tableIdx()
 		w.tableIdx()
 		w.pop(3)
-	case 15: // table.grow
-		w.tableIdx()
+	case 15: // table.grow: a call of the table's grow helper
+		t := w.tableIdx()
 		w.pop(2)
 		w.push(1)
 		w.usesTableGrow = true
+		if r.err == nil {
+			w.replaceIndexed(at, 0x10, w.l.tableGrow(t))
+		}
 	case 16: // table.size
 		w.tableIdx()
 		w.push(1)

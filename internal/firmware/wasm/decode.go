@@ -477,7 +477,8 @@ func (m *module) decodeData(r *reader) {
 		size := r.u32()
 		at := r.off
 		r.bytes(size)
-		if r.err == nil && flag != 1 && constant {
+		// An imported memory may be larger than its import declares.
+		if r.err == nil && flag != 1 && constant && !m.memImported {
 			end := uint64(uint32(offset)) + uint64(size)
 			if have := uint64(m.mem.min) * PageSize; end > have {
 				r.err = modErr(ErrUninstantiable, at, "data segment %d covers bytes [%d, %d) of a %d-byte memory", i, uint32(offset), end, have)
@@ -554,7 +555,7 @@ func (m *module) walkElements(r *reader, out *[]byte, fn func(uint32) uint32) {
 			emit(k)
 		}
 		count := m.elemVector(r, exprs, out, fn)
-		if r.err == nil && active && constant {
+		if r.err == nil && active && constant && !m.tables[table].imported {
 			if end := uint64(uint32(offset)) + uint64(count); end > uint64(m.tables[table].lim.min) {
 				r.err = modErr(ErrUninstantiable, r.off, "element segment %d covers elements [%d, %d) of a table of %d", i, uint32(offset), end, m.tables[table].lim.min)
 				r.off = len(r.b)

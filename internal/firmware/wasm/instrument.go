@@ -26,9 +26,11 @@ package wasm
 //   - Memory: the memory section's maximum becomes min(declared max,
 //     memoryLimit pages), and every memory.grow is replaced by a call to
 //     $grow, which performs it and sets $grow_failed when it returns -1.
-//   - Tables: if the code grows tables, each defined table's maximum is
-//     rewritten so that all tables together stay within the bound on
-//     table elements.
+//   - Tables: every table.grow is replaced by a call to a helper for its
+//     table, which refuses (returns -1, as the spec allows) a growth that
+//     would take all tables together past the bound on table elements,
+//     tracked in an injected global, and sets $table_grow_failed when a
+//     growth fails.
 //
 // The injected globals are exported under reserved names (see
 // reservedExportPrefix) for the host to read and reset; the original code
@@ -50,6 +52,7 @@ const (
 	exportFuel           = "__wasmbed_fuel"
 	exportStackTrap      = "__wasmbed_stack_trap"
 	exportGrowFailed     = "__wasmbed_grow_failed"
+	exportTableGrow      = "__wasmbed_table_grow_failed"
 
 	// runtimeModule is the import module of the runtime's own host
 	// function, poll. Guest imports are checked against HostModule, so a
@@ -78,15 +81,30 @@ type instrumented struct {
 	tableElements uint32
 }
 
-// layout says where the instrumenter puts what it adds.
+// layout says where the instrumenter puts what it adds: after the
+// imports, the poll import; after the defined functions, $slow, $refill,
+// one table grow helper per table and, last, $grow if the code uses
+// memory.grow; after the globals, the injected ones.
 type layout struct {
-	nImp                     uint32 // imported functions of the original module
-	poll                     uint32 // the runtime's poll import, after the others
-	slow, refill, grow       uint32 // injected functions, after the defined ones
-	gSP, gFuel, gTrap, gGrow uint32 // injected globals, after the others
-	types                    []funcType
-	nTypes                   int // types of the original module
+	nImp               uint32 // imported functions of the original module
+	poll               uint32
+	slow, refill, grow uint32
+	tgrow              uint32 // the first table grow helper
+	gSP, gFuel, gTrap  uint32
+	gGrow, gTGrow      uint32
+	gTableElems        uint32 // not exported: the tables' elements
+	types              []funcType
 }
+
+// injectedGlobals is how many globals the instrumenter adds, of which the
+// first injectedExports are exported.
+const (
+	injectedGlobals = 6
+	injectedExports = 5
+)
+
+// tableGrow returns the index of table t's grow helper.
+func (l *layout) tableGrow(t uint32) uint32 { return l.tgrow + t }
 
 // fn maps a function index of the original module to the instrumented
 // one: the poll import shifts the defined functions by one.
@@ -124,12 +142,14 @@ func (l *layout) blockType(results []byte) []byte {
 // instrument rewrites m for at most memLimitPages pages of memory.
 func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 	nDef := uint32(len(m.bodies))
+	nTables := uint32(len(m.tables))
 	gBase := m.nImpGlobals + m.nGlobals
+	first := m.nImpFuncs + 1 + nDef // the first injected function
 	l := &layout{
 		nImp: m.nImpFuncs, poll: m.nImpFuncs,
-		slow: m.nImpFuncs + 1 + nDef, refill: m.nImpFuncs + 2 + nDef, grow: m.nImpFuncs + 3 + nDef,
-		gSP: gBase, gFuel: gBase + 1, gTrap: gBase + 2, gGrow: gBase + 3,
-		types: append([]funcType(nil), m.types...), nTypes: len(m.types),
+		slow: first, refill: first + 1, tgrow: first + 2, grow: first + 2 + nTables,
+		gSP: gBase, gFuel: gBase + 1, gTrap: gBase + 2, gGrow: gBase + 3, gTGrow: gBase + 4, gTableElems: gBase + 5,
+		types: append([]funcType(nil), m.types...),
 	}
 	res := &instrumented{minFrame: maxFrameCost}
 	bodies := make([][]byte, nDef)
@@ -158,30 +178,25 @@ func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
 	if err != nil {
 		return nil, err
 	}
-	tableSec, elems := m.tableSection(usesTableGrow)
-	res.tableElements = elems
+	res.tableElements = m.tableElements(usesTableGrow)
 	elemSec, err := m.elementSection(l)
 	if err != nil {
 		return nil, err
 	}
 
-	pollType := l.typeIndex(nil, []byte{valI32})
-	slowType := l.typeIndex(nil, nil)
-	i32Type := l.typeIndex([]byte{valI32}, []byte{valI32})
 	sections := map[byte][]byte{
-		secImport:   m.importSection(pollType),
-		secFunction: m.functionSection(slowType, i32Type, res.usesGrow),
+		secImport:   m.importSection(l.typeIndex(nil, []byte{valI32})),
+		secFunction: m.functionSection(l, res.usesGrow),
 		secGlobal:   m.globalSection(l),
 		secExport:   m.exportSection(l),
-		secCode:     codeSection(bodies, l, res.usesGrow),
-		// Last: the walks and the sections above may have added types.
-		secType: m.typeSection(l),
+		secCode:     m.codeSection(bodies, l, res.usesGrow),
+	}
+	// Last: the walks and the sections above may have added types.
+	if len(l.types) > len(m.types) {
+		sections[secType] = m.typeSection(l)
 	}
 	if memSec != nil {
 		sections[secMemory] = memSec
-	}
-	if tableSec != nil {
-		sections[secTable] = tableSec
 	}
 	if elemSec != nil {
 		sections[secElement] = elemSec
@@ -250,17 +265,20 @@ func (m *module) importSection(pollType uint32) []byte {
 	return appendU32(append(out, byte(ExternFunc)), pollType)
 }
 
-func (m *module) functionSection(slowType, i32Type uint32, grow bool) []byte {
+func (m *module) functionSection(l *layout, grow bool) []byte {
 	orig, n := m.vectorBody(secFunction)
-	helpers := uint32(2)
-	if grow {
-		helpers++
+	i32Type := l.typeIndex([]byte{valI32}, []byte{valI32})
+	types := []uint32{l.typeIndex(nil, nil), i32Type}
+	for _, t := range m.tables {
+		types = append(types, l.typeIndex([]byte{t.elem, valI32}, []byte{valI32}))
 	}
-	out := appendU32(nil, n+helpers)
-	out = append(out, orig...)
-	out = appendU32(appendU32(out, slowType), i32Type)
 	if grow {
-		out = appendU32(out, i32Type)
+		types = append(types, i32Type)
+	}
+	out := appendU32(nil, n+uint32(len(types)))
+	out = append(out, orig...)
+	for _, t := range types {
+		out = appendU32(out, t)
 	}
 	return out
 }
@@ -281,35 +299,21 @@ func (m *module) memorySection(limitPages uint32) ([]byte, error) {
 	return appendU32(appendU32([]byte{1, 1}, m.mem.min), newMax), nil
 }
 
-// tableSection returns, for a module that grows tables, the table section
-// with each defined table's maximum capped so that the tables together
-// hold at most MaxTableElements, and the elements the tables may hold.
-func (m *module) tableSection(grows bool) ([]byte, uint32) {
+// tableElements returns how many elements the tables may hold: their
+// minimums, or for a module that grows tables, up to the bound (or their
+// declared maximums, if lower).
+func (m *module) tableElements(grows bool) uint32 {
 	if !grows {
-		return nil, m.shape.TableElements
+		return m.shape.TableElements
 	}
-	budget := m.bounds.MaxTableElements - m.shape.TableElements
-	total := m.shape.TableElements
-	var out []byte
-	n := uint32(0)
+	total := uint64(0)
 	for _, t := range m.tables {
-		if t.imported {
-			continue
+		if !t.lim.hasMax {
+			return m.bounds.MaxTableElements
 		}
-		n++
-		declared := uint32(0xffffffff)
-		if t.lim.hasMax {
-			declared = t.lim.max
-		}
-		eff := t.lim.min + min(declared-t.lim.min, budget)
-		budget -= eff - t.lim.min
-		total += eff - t.lim.min
-		out = appendU32(appendU32(append(out, t.elem, 1), t.lim.min), eff)
+		total += uint64(t.lim.max)
 	}
-	if n == 0 {
-		return nil, total
-	}
-	return append(appendU32(nil, n), out...), total
+	return uint32(min(total, uint64(m.bounds.MaxTableElements)))
 }
 
 func (m *module) elementSection(l *layout) ([]byte, error) {
@@ -326,9 +330,10 @@ func (m *module) elementSection(l *layout) ([]byte, error) {
 }
 
 // globalSection appends the injected globals: $sp_left, $fuel,
-// $stack_trap and $grow_failed, all mutable i32.
+// $stack_trap, $grow_failed, $table_grow_failed and $table_elements, all
+// mutable i32.
 func (m *module) globalSection(l *layout) []byte {
-	out := appendU32(nil, m.nGlobals+4)
+	out := appendU32(nil, m.nGlobals+injectedGlobals)
 	if r := m.payload(secGlobal); r != nil {
 		n := r.u32()
 		for i := uint32(0); i < n && r.err == nil; i++ {
@@ -336,7 +341,7 @@ func (m *module) globalSection(l *layout) []byte {
 			m.constExpr(r, &out, l.fn)
 		}
 	}
-	for _, v := range []int64{initialStackLeft, initialFuel, 0, 0} {
+	for _, v := range []int64{initialStackLeft, initialFuel, 0, 0, 0, int64(m.shape.TableElements)} {
 		out = appendS64(append(out, valI32, 1, 0x41), v)
 		out = append(out, 0x0b)
 	}
@@ -346,7 +351,7 @@ func (m *module) globalSection(l *layout) []byte {
 // exportSection redirects exported functions and exports the injected
 // globals under reserved names.
 func (m *module) exportSection(l *layout) []byte {
-	out := appendU32(nil, uint32(len(m.info.Exports))+4)
+	out := appendU32(nil, uint32(len(m.info.Exports))+injectedExports)
 	for _, e := range m.info.Exports {
 		idx := e.Index
 		if e.Kind == ExternFunc {
@@ -355,7 +360,7 @@ func (m *module) exportSection(l *layout) []byte {
 		out = appendName(out, e.Name)
 		out = appendU32(append(out, byte(e.Kind)), idx)
 	}
-	for k, name := range []string{exportSP, exportFuel, exportStackTrap, exportGrowFailed} {
+	for k, name := range []string{exportSP, exportFuel, exportStackTrap, exportGrowFailed, exportTableGrow} {
 		out = appendName(out, name)
 		out = appendU32(append(out, byte(ExternGlobal)), l.gSP+uint32(k))
 	}
@@ -363,8 +368,11 @@ func (m *module) exportSection(l *layout) []byte {
 }
 
 // codeSection writes the rewritten bodies and the helpers' bodies.
-func codeSection(bodies [][]byte, l *layout, grow bool) []byte {
+func (m *module) codeSection(bodies [][]byte, l *layout, grow bool) []byte {
 	helpers := [][]byte{slowBody(l), refillBody(l)}
+	for t := range m.tables {
+		helpers = append(helpers, tableGrowBody(l, uint32(t), m.bounds.MaxTableElements))
+	}
 	if grow {
 		helpers = append(helpers, growBody(l))
 	}
@@ -415,4 +423,31 @@ func growBody(l *layout) []byte {
 	b := []byte{1, 1, valI32, 0x20, 0, 0x40, 0, 0x22, 1, 0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 1, 0x24}
 	b = appendU32(b, l.gGrow)
 	return append(b, 0x0b, 0x20, 1, 0x0b)
+}
+
+// tableGrowBody is table t's grow helper: (ref, n i32) -> i32. It refuses
+// a growth that would take the tables past bound elements, performs the
+// others, and sets $table_grow_failed when it returns -1.
+//
+//	global.get $table_elements; i64.extend_i32_u; local.get 1; i64.extend_i32_u; i64.add
+//	i64.const bound; i64.gt_u
+//	if  i32.const 1; global.set $table_grow_failed; i32.const -1; return  end
+//	local.get 0; local.get 1; table.grow t; local.tee 2; i32.const -1; i32.eq
+//	if  i32.const 1; global.set $table_grow_failed
+//	else  global.get $table_elements; local.get 1; i32.add; global.set $table_elements  end
+//	local.get 2
+func tableGrowBody(l *layout, t, bound uint32) []byte {
+	b := []byte{1, 1, valI32}
+	b = appendU32(append(b, 0x23), l.gTableElems)
+	b = append(b, 0xad, 0x20, 1, 0xad, 0x7c, 0x42)
+	b = appendS64(b, int64(bound))
+	b = append(b, 0x56, 0x04, 0x40, 0x41, 1, 0x24)
+	b = appendU32(b, l.gTGrow)
+	b = append(b, 0x41, 0x7f, 0x0f, 0x0b)
+	b = appendU32(append(b, 0x20, 0, 0x20, 1, 0xfc, 15), t)
+	b = append(b, 0x22, 2, 0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 1, 0x24)
+	b = appendU32(b, l.gTGrow)
+	b = appendU32(append(b, 0x05, 0x23), l.gTableElems)
+	b = appendU32(append(b, 0x20, 1, 0x6a, 0x24), l.gTableElems)
+	return append(b, 0x0b, 0x20, 2, 0x0b)
 }
