@@ -66,7 +66,8 @@ type App struct {
 
 	inst                       api.Module
 	fInit, fTick, fStart       api.Function
-	gSP, gFuel, gTrap, gGrow   api.MutableGlobal
+	gSP, gFuel, gTrap          api.MutableGlobal
+	gGrow, gTGrow              api.MutableGlobal
 	tickInterval, initialTicks time.Duration
 	stats                      Stats
 	closed                     bool
@@ -206,7 +207,8 @@ func (a *App) Start(ctx context.Context) Result {
 	a.gFuel, _ = inst.ExportedGlobal(exportFuel).(api.MutableGlobal)
 	a.gTrap, _ = inst.ExportedGlobal(exportStackTrap).(api.MutableGlobal)
 	a.gGrow, _ = inst.ExportedGlobal(exportGrowFailed).(api.MutableGlobal)
-	if a.gSP == nil || a.gFuel == nil || a.gTrap == nil || a.gGrow == nil {
+	a.gTGrow, _ = inst.ExportedGlobal(exportTableGrow).(api.MutableGlobal)
+	if a.gSP == nil || a.gFuel == nil || a.gTrap == nil || a.gGrow == nil || a.gTGrow == nil {
 		_ = a.Stop(ctx)
 		return a.hostError("instantiate", errors.New("instrumentation globals missing"))
 	}
@@ -249,7 +251,7 @@ func (a *App) Stop(ctx context.Context) error {
 	}
 	inst := a.inst
 	a.inst, a.fInit, a.fTick, a.fStart = nil, nil, nil, nil
-	a.gSP, a.gFuel, a.gTrap, a.gGrow = nil, nil, nil, nil
+	a.gSP, a.gFuel, a.gTrap, a.gGrow, a.gTGrow = nil, nil, nil, nil, nil
 	if err := inst.Close(ctx); err != nil {
 		return fmt.Errorf("stop app %q: %w", a.name, err)
 	}
@@ -277,6 +279,7 @@ func (a *App) exec(ctx context.Context, fn api.Function, entry string) Result {
 	a.gFuel.Set(uint64(a.quantum))
 	a.gTrap.Set(0)
 	a.gGrow.Set(0)
+	a.gTGrow.Set(0)
 	a.stop = stopNone
 	start := time.Now()
 	a.deadline = start.Add(a.lim.ExecutionTimeout)
@@ -315,12 +318,20 @@ func (a *App) exec(ctx context.Context, fn api.Function, entry string) Result {
 // classify says how an execution that returned err ended, and which
 // mechanism ended or flagged it.
 func (a *App) classify(err error) Result {
-	grew := a.gGrow.Get() != 0
+	// A refused memory.grow or table.grow counts against memoryLimit (the
+	// tables are part of the app's RAM).
+	grew := MechanismNone
 	switch {
-	case err == nil && !grew:
+	case a.gGrow.Get() != 0:
+		grew = MechanismMemoryGrow
+	case a.gTGrow.Get() != 0:
+		grew = MechanismTableGrow
+	}
+	switch {
+	case err == nil && grew == MechanismNone:
 		return Result{Outcome: OutcomeCompleted}
 	case err == nil:
-		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitMemory, Mechanism: MechanismMemoryGrow}
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitMemory, Mechanism: grew}
 	case a.stop == stopDeadline:
 		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitTime, Mechanism: MechanismDeadline}
 	case a.stop == stopCanceled:
@@ -334,8 +345,8 @@ func (a *App) classify(err error) Result {
 		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitStack, Trap: trap, Mechanism: MechanismEngineStack}
 	case trap == TrapOther:
 		return Result{Outcome: OutcomeHostError}
-	case grew:
-		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitMemory, Trap: trap, Mechanism: MechanismMemoryGrow}
+	case grew != MechanismNone:
+		return Result{Outcome: OutcomeLimitExceeded, Limit: LimitMemory, Trap: trap, Mechanism: grew}
 	}
 	return Result{Outcome: OutcomeTrapped, Trap: trap}
 }

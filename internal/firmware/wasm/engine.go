@@ -156,9 +156,12 @@ type Engine struct {
 	closed  bool
 }
 
+// cacheKey identifies a compilation: the binary and the two limits the
+// instrumentation bakes in, memory pages and the bound on table elements.
 type cacheKey struct {
-	hash  [32]byte
-	pages uint32
+	hash   [32]byte
+	pages  uint32
+	tables uint32
 }
 
 // compiled is one cached module. Checking and instrumenting (prep) and
@@ -250,7 +253,8 @@ var ErrClosed = errors.New("wasm engine or module closed")
 // Compile checks bin against the app model, the host API, the bounds b
 // (zero fields: the engine's) and lim, instruments it (see
 // docs/app-abi.md) and compiles it, or returns the cached compilation of
-// the same binary under the same memory limit. Refusals are
+// the same binary under the same memory limit and bound on table
+// elements. Refusals are
 // *ModuleError, *ImportError, *BoundError or *LimitError (see the Err*
 // sentinels); no module is compiled before it has passed every check.
 // Every Module returned must be released with Module.Release.
@@ -263,7 +267,11 @@ func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits, b Bounds) 
 		return nil, &LimitError{Kind: LimitStack, Requested: uint64(lim.MaxStackSize), Limit: MaxStackLimit,
 			Detail: "maxStackSize above what the runtime accounts"}
 	}
-	key := cacheKey{hash: sha256.Sum256(bin), pages: lim.MemoryPages()}
+	tables := e.cfg.Bounds.MaxTableElements
+	if b.MaxTableElements > 0 {
+		tables = min(tables, b.MaxTableElements)
+	}
+	key := cacheKey{hash: sha256.Sum256(bin), pages: lim.MemoryPages(), tables: tables}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -292,6 +300,7 @@ func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits, b Bounds) 
 
 // prepare decodes, checks and instruments the module.
 func (c *compiled) prepare(bin []byte, b Bounds) {
+	b.MaxTableElements = c.key.tables
 	m, inst, err := prepare(bin, b, c.key.pages)
 	if err != nil {
 		c.prepErr = err

@@ -92,7 +92,7 @@ type ModuleInfo struct {
 
 // TableBytes is the RAM the module's tables may take, in bytes (one
 // reference per element).
-func (i *ModuleInfo) TableBytes() uint64 { return uint64(i.TableElements) * tableElementBytes }
+func (i ModuleInfo) TableBytes() uint64 { return uint64(i.TableElements) * tableElementBytes }
 
 // tableElementBytes is what a table element costs in the runtime (a
 // pointer-sized reference).
@@ -103,7 +103,7 @@ const tableElementBytes = 8
 // and exports __heap_base, just its static data and stack (the device
 // runtime then reserves only what the module can use, as MCU runtimes
 // that shrink unused linear memory do).
-func (i *ModuleInfo) MemoryFootprint() uint64 {
+func (i ModuleInfo) MemoryFootprint() uint64 {
 	if !i.HasMemory {
 		return 0
 	}

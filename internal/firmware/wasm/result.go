@@ -134,9 +134,13 @@ const (
 	// MechanismCanceled: the caller's context ended the execution
 	// (OutcomeHostError).
 	MechanismCanceled
+	// MechanismTableGrow: the instrumented table.grow saw a growth refused
+	// past the bound on table elements, or the table's own maximum
+	// (LimitMemory: tables are part of the app's RAM).
+	MechanismTableGrow
 )
 
-var mechanismNames = [...]string{"none", "stack-accounting", "engine-stack", "deadline", "memory-grow", "canceled"}
+var mechanismNames = [...]string{"none", "stack-accounting", "engine-stack", "deadline", "memory-grow", "canceled", "table-grow"}
 
 // String returns the mechanism's name.
 func (m Mechanism) String() string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"hash/crc32"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -86,32 +85,6 @@ func TestCompileRefusals(t *testing.T) {
 	}
 }
 
-func TestMemoryGrowPastLimit(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode.String(), func(t *testing.T) {
-			e := newEngine(t, mode)
-			a, res := startApp(t, e, newDevice(), "memhog", sample(apps.MemHog), Limits{MemoryLimit: 4 * PageSize})
-			if !res.OK() {
-				t.Fatalf("Start: got %v, want completed", res)
-			}
-			res = a.Tick(t.Context())
-			if res.Outcome != OutcomeLimitExceeded || res.Limit != LimitMemory {
-				t.Fatalf("Tick: got %v (%v), want limit-exceeded(memory)", res, res.Err)
-			}
-			st := a.Stats()
-			if st.MemoryBytes != 4*PageSize {
-				t.Errorf("memory: got %d bytes, want %d", st.MemoryBytes, 4*PageSize)
-			}
-			if st.MemoryLimitHits != 1 {
-				t.Errorf("MemoryLimitHits: got %d, want 1", st.MemoryLimitHits)
-			}
-			if !a.Running() {
-				t.Errorf("Running: got false, want true (a refused grow does not stop the app)")
-			}
-		})
-	}
-}
-
 func TestMultiValueAndBulkMemory(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -127,110 +100,6 @@ func TestMultiValueAndBulkMemory(t *testing.T) {
 				t.Fatalf("Tick: got %v (%v), want limit-exceeded(memory) without trap", res, res.Err)
 			}
 		})
-	}
-}
-
-func TestTimeoutStopsOnlyTheLoopingApp(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode.String(), func(t *testing.T) {
-			e := newEngine(t, mode)
-			d := newDevice()
-			loop, res := startApp(t, e, d, "loop", sample(apps.Loop), Limits{ExecutionTimeout: 50 * time.Millisecond})
-			if !res.OK() {
-				t.Fatalf("loop Start: got %v", res)
-			}
-			blinky, res := startApp(t, e, d, "blinky", sample(apps.Blinky), Limits{MaxStackSize: 4096})
-			if !res.OK() {
-				t.Fatalf("blinky Start: got %v", res)
-			}
-
-			var wg sync.WaitGroup
-			var blinkyResults []Result
-			wg.Go(func() {
-				for range 20 {
-					blinkyResults = append(blinkyResults, blinky.Tick(t.Context()))
-				}
-			})
-			res = loop.Tick(t.Context())
-			wg.Wait()
-
-			if res.Outcome != OutcomeLimitExceeded || res.Limit != LimitTime {
-				t.Fatalf("loop Tick: got %v (%v), want limit-exceeded(time)", res, res.Err)
-			}
-			if loop.Running() {
-				t.Errorf("loop Running: got true after a timeout, want false")
-			}
-			if r := loop.Tick(t.Context()); r.Outcome != OutcomeHostError || !errors.Is(r.Err, ErrNotRunning) {
-				t.Errorf("Tick after timeout: got %v (%v), want host-error ErrNotRunning", r, r.Err)
-			}
-			for i, r := range blinkyResults {
-				if !r.OK() {
-					t.Errorf("blinky tick %d: got %v (%v), want completed", i, r, r.Err)
-				}
-			}
-			if got := d.sim.Toggles(5); got != 20 {
-				t.Errorf("blinky toggles: got %d, want 20", got)
-			}
-			// The timed-out app can be restarted: a fresh instance.
-			if r := loop.Start(t.Context()); !r.OK() {
-				t.Fatalf("loop restart: got %v", r)
-			}
-			if r := loop.Tick(t.Context()); r.Limit != LimitTime {
-				t.Errorf("loop Tick after restart: got %v, want limit-exceeded(time)", r)
-			}
-			if st := loop.Stats(); st.Starts != 2 || st.Timeouts != 2 {
-				t.Errorf("loop stats: got starts=%d timeouts=%d, want 2 and 2", st.Starts, st.Timeouts)
-			}
-		})
-	}
-}
-
-func TestStackExhaustion(t *testing.T) {
-	tests := []struct {
-		name  string
-		bin   []byte
-		limit uint32
-		modes []Mode
-	}{
-		{name: "recursion 64KiB", bin: sample(apps.Recursion), limit: 64 * 1024, modes: modes},
-		{name: "recursion 4KiB", bin: sample(apps.Recursion), limit: 4 * 1024, modes: modes},
-		{name: "indirect recursion 64KiB", bin: testdata(t, "indirect"), limit: 64 * 1024, modes: modes},
-		// Past the interpreter's own 2,000-frame ceiling: wazero's stack
-		// overflow is reported the same way.
-		{name: "recursion 16MiB interpreter ceiling", bin: sample(apps.Recursion), limit: 16 << 20, modes: []Mode{ModeInterpreter}},
-	}
-	for _, tt := range tests {
-		for _, mode := range tt.modes {
-			t.Run(mode.String()+"/"+tt.name, func(t *testing.T) {
-				e := newEngine(t, mode)
-				a, res := startApp(t, e, newDevice(), "rec", tt.bin, Limits{MaxStackSize: tt.limit})
-				if !res.OK() {
-					t.Fatalf("Start: got %v (%v)", res, res.Err)
-				}
-				// Warm up once, then measure a second bomb.
-				a.Tick(t.Context())
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				res = a.Tick(t.Context())
-				runtime.ReadMemStats(&after)
-				if res.Outcome != OutcomeLimitExceeded || res.Limit != LimitStack || res.Trap != TrapStackExhausted {
-					t.Fatalf("Tick: got %v (%v), want limit-exceeded(stack) stack-exhausted", res, res.Err)
-				}
-				if tt.limit <= 64*1024 {
-					if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
-						t.Errorf("heap allocated during the bomb: got %d bytes, want < 4 MiB", grew)
-					}
-				}
-				if st := a.Stats(); st.StackExhaustions != 2 {
-					t.Errorf("StackExhaustions: got %d, want 2", st.StackExhaustions)
-				}
-				// The app survives and can run again (another bomb).
-				if r := a.Tick(t.Context()); r.Limit != LimitStack {
-					t.Errorf("third Tick: got %v, want limit-exceeded(stack)", r)
-				}
-			})
-		}
 	}
 }
 
