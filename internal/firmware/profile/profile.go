@@ -98,7 +98,7 @@ var profiles = map[string]Profile{
 		MaxModuleBytes:      256 * 1024,
 		ModuleBounds: wasm.Bounds{
 			MaxFunctions: 1024, MaxFunctionBytes: 16 << 10, MaxLocals: 256, MaxTotalLocals: 8192,
-			MaxNesting: 64, MaxBranchTable: 256, MaxBranchWork: 1 << 22, MaxTableElements: 1024,
+			MaxNesting: 64, MaxBranchTable: 256, MaxCompileWork: 1 << 22, MaxTableElements: 1024,
 			MaxTypes: 512, MaxImports: 64, MaxExports: 256, MaxGlobals: 512, MaxSegments: 256,
 		},
 		// 19 digital I/O pins on the Arduino-style headers, UART0 through
@@ -130,7 +130,7 @@ var profiles = map[string]Profile{
 		MaxModuleBytes:      512 * 1024,
 		ModuleBounds: wasm.Bounds{
 			MaxFunctions: 4096, MaxFunctionBytes: 32 << 10, MaxLocals: 1024, MaxTotalLocals: 32768,
-			MaxNesting: 128, MaxBranchTable: 1024, MaxBranchWork: 1 << 23, MaxTableElements: 4096,
+			MaxNesting: 128, MaxBranchTable: 1024, MaxCompileWork: 1 << 23, MaxTableElements: 4096,
 			MaxTypes: 1024, MaxImports: 64, MaxExports: 1024, MaxGlobals: 1024, MaxSegments: 1024,
 		},
 		// 34 GPIOs, 3 UARTs, 2 general-purpose SPI controllers (HSPI,

@@ -109,7 +109,7 @@ func BenchmarkCompileLarge(b *testing.B) {
 			b.SetBytes(int64(len(bin)))
 			b.ReportAllocs()
 			for b.Loop() {
-				m, err := decode(bin, Bounds{})
+				m, err := decode(bin, specBounds)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -185,13 +185,19 @@ func retainedPerApp(b *testing.B, e *Engine, mod *Module, d *device) uint64 {
 	return (after.HeapAlloc - before.HeapAlloc) / n
 }
 
+// computeLimits are the limits BenchmarkComputeTick runs under: all three
+// enforced, the timeout generous enough for the interpreter on a loaded
+// machine.
+var computeLimits = Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 10 * time.Second, MaxStackSize: 16 << 10}
+
 // BenchmarkComputeTick runs one tick of the compute app (CRC-32 of 4 KiB,
-// fib(24), xorshift) per iteration.
+// fib(24), xorshift) per iteration through the device runtime, with the
+// memory, time and stack limits enforced, against the same work in Go.
 func BenchmarkComputeTick(b *testing.B) {
 	for _, mode := range modes {
 		b.Run(mode.String(), func(b *testing.B) {
 			e := newEngine(b, mode)
-			a, res := startApp(b, e, newDevice(), "compute", sample(apps.Compute), Limits{ExecutionTimeout: 10 * time.Second})
+			a, res := startApp(b, e, newDevice(), "compute", sample(apps.Compute), computeLimits)
 			if !res.OK() {
 				b.Fatal(res.Err)
 			}
@@ -206,6 +212,7 @@ func BenchmarkComputeTick(b *testing.B) {
 	}
 	b.Run("native-go", func(b *testing.B) {
 		b.SetBytes(4096)
+		b.ReportAllocs()
 		for b.Loop() {
 			_ = computeReference()
 		}
@@ -222,7 +229,7 @@ func BenchmarkHostCall(b *testing.B) {
 			if err := d.sim.Board().GPIO.Configure(5, hal.PinOutput); err != nil {
 				b.Fatal(err)
 			}
-			a, res := startApp(b, e, d, "hostcalls", testdata(b, "hostcalls"), Limits{})
+			a, res := startApp(b, e, d, "hostcalls", testdata(b, "hostcalls"), Limits{ExecutionTimeout: 10 * time.Second})
 			if !res.OK() {
 				b.Fatal(res.Err)
 			}
@@ -237,49 +244,85 @@ func BenchmarkHostCall(b *testing.B) {
 	}
 }
 
-// BenchmarkStackAccounting compares recursive fib(25) (242,785 calls) in
-// the instrumented module run through App.Tick with the same module
-// compiled and called without instrumentation.
-func BenchmarkStackAccounting(b *testing.B) {
-	bin := testdata(b, "fib")
-	for _, mode := range modes {
-		b.Run(mode.String()+"/instrumented", func(b *testing.B) {
-			e := newEngine(b, mode)
-			a, res := startApp(b, e, newDevice(), "fib", bin, Limits{ExecutionTimeout: 10 * time.Second})
-			if !res.OK() {
-				b.Fatal(res.Err)
-			}
-			for b.Loop() {
-				if res := a.Tick(b.Context()); !res.OK() {
+// BenchmarkInstrumentation compares a tick of the compute app and of
+// recursive fib(25) (242,785 calls) run through App.Tick, instrumented,
+// with the same module run by wazero without instrumentation: "raw"
+// without any limit, "close-on-done" with wazero's own termination checks
+// (WithCloseOnContextDone), which the runtime used before.
+func BenchmarkInstrumentation(b *testing.B) {
+	for _, prog := range []struct {
+		name  string
+		bin   []byte
+		calls float64
+	}{
+		{"compute", sample(apps.Compute), 0},
+		{"fib", testdata(b, "fib"), 242785},
+	} {
+		for _, mode := range modes {
+			b.Run(prog.name+"/"+mode.String()+"/instrumented", func(b *testing.B) {
+				e := newEngine(b, mode)
+				a, res := startApp(b, e, newDevice(), prog.name, prog.bin, computeLimits)
+				if !res.OK() {
 					b.Fatal(res.Err)
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/242785, "ns/call")
-		})
-		b.Run(mode.String()+"/raw", func(b *testing.B) {
-			if mode == ModeCompiler && !compilerSupported() {
-				b.Skip("compiler not supported")
-			}
-			rc := wazero.NewRuntimeConfigInterpreter()
-			if mode == ModeCompiler {
-				rc = wazero.NewRuntimeConfigCompiler()
-			}
-			rt := wazero.NewRuntimeWithConfig(b.Context(), rc.WithCloseOnContextDone(true).
-				WithCoreFeatures(api.CoreFeaturesV2&^api.CoreFeatureSIMD))
-			defer rt.Close(b.Context())
-			mod, err := rt.Instantiate(b.Context(), bin)
-			if err != nil {
-				b.Fatal(err)
-			}
-			fn := mod.ExportedFunction(ExportTick)
-			for b.Loop() {
-				ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
-				if err := fn.CallWithStack(ctx, nil); err != nil {
-					b.Fatal(err)
+				for b.Loop() {
+					if res := a.Tick(b.Context()); !res.OK() {
+						b.Fatal(res.Err)
+					}
 				}
-				cancel()
+				reportPerCall(b, prog.calls)
+			})
+			for _, closeOnDone := range []bool{false, true} {
+				name := "raw"
+				if closeOnDone {
+					name = "close-on-done"
+				}
+				b.Run(prog.name+"/"+mode.String()+"/"+name, func(b *testing.B) {
+					fn := rawTick(b, mode, prog.bin, closeOnDone)
+					for b.Loop() {
+						ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
+						if err := fn.CallWithStack(ctx, nil); err != nil {
+							b.Fatal(err)
+						}
+						cancel()
+					}
+					reportPerCall(b, prog.calls)
+				})
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/242785, "ns/call")
-		})
+		}
 	}
+}
+
+func reportPerCall(b *testing.B, calls float64) {
+	if calls > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/calls, "ns/call")
+	}
+}
+
+// rawTick instantiates bin in a plain wazero runtime, runs its init and
+// returns its tick function.
+func rawTick(b *testing.B, mode Mode, bin []byte, closeOnDone bool) api.Function {
+	if mode == ModeCompiler && !compilerSupported() {
+		b.Skip("compiler not supported")
+	}
+	rc := wazero.NewRuntimeConfigInterpreter()
+	if mode == ModeCompiler {
+		rc = wazero.NewRuntimeConfigCompiler()
+	}
+	rt := wazero.NewRuntimeWithConfig(b.Context(), rc.WithCloseOnContextDone(closeOnDone).
+		WithCoreFeatures(api.CoreFeaturesV2&^api.CoreFeatureSIMD))
+	b.Cleanup(func() { _ = rt.Close(context.Background()) })
+	if err := instantiateHost(b.Context(), rt); err != nil {
+		b.Fatal(err)
+	}
+	mod, err := rt.InstantiateWithConfig(b.Context(), bin, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if init := mod.ExportedFunction(ExportInit); init != nil {
+		if _, err := init.Call(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return mod.ExportedFunction(ExportTick)
 }

@@ -47,6 +47,12 @@ type funcWalk struct {
 // temporaries for the prologue and the loop-check fuel batch.
 const injectedLocals = 3
 
+// localWork weighs a function's locals against its branches in the
+// compile work (see Bounds.MaxCompileWork): with l locals live across
+// branches, wazero's compiler spends about 18×l times as much per branch
+// as a branch costs with none.
+const localWork = 18
+
 // walked is the result of walking one function.
 type walked struct {
 	body            []byte // complete rewritten body, without its size
@@ -608,9 +614,9 @@ func (w *funcWalk) patchLoopWeight(f ctrlFrame) {
 // return branches to, epilogue.
 func (w *funcWalk) finish() (*walked, error) {
 	s := &w.m.shape
-	s.BranchWork += w.branches * w.branches
-	if s.BranchWork > w.m.bounds.MaxBranchWork {
-		return nil, &BoundError{Bound: BoundBranchWork, Value: s.BranchWork, Limit: w.m.bounds.MaxBranchWork, Offset: w.r.off}
+	s.CompileWork += w.branches * (w.branches + localWork*(uint64(len(w.ft.params))+w.locals+injectedLocals))
+	if s.CompileWork > w.m.bounds.MaxCompileWork {
+		return nil, &BoundError{Bound: BoundCompileWork, Value: s.CompileWork, Limit: w.m.bounds.MaxCompileWork, Offset: w.r.off}
 	}
 	np := uint64(len(w.ft.params))
 	// +2 slots: the instrumentation pushes two values above the code's own.

@@ -141,7 +141,7 @@ func repeat(n int, b ...byte) []byte { return bytes.Repeat(b, n) }
 
 func TestInstallationBounded(t *testing.T) {
 	b := Bounds{MaxFunctions: 100, MaxFunctionBytes: 1000, MaxLocals: 50, MaxTotalLocals: 200, MaxNesting: 8,
-		MaxBranchTable: 16, MaxBranchWork: 10000, MaxTableElements: 64, MaxTypes: 8, MaxImports: 4, MaxExports: 4,
+		MaxBranchTable: 16, MaxCompileWork: 10000, MaxTableElements: 64, MaxTypes: 8, MaxImports: 4, MaxExports: 4,
 		MaxGlobals: 4, MaxSegments: 4}
 	br := func(n int) []byte { // one br_table with n targets
 		return cat([]byte{0x41, 0, 0x0e}, leb(uint32(n)), repeat(n+1, 0), []byte{0x0b})
@@ -157,8 +157,10 @@ func TestInstallationBounded(t *testing.T) {
 		{"total locals", functions(5, 50, 0x0b), BoundTotalLocals},
 		{"nesting", functions(1, 0, append(append(repeat(9, 0x02, 0x40), repeat(9, 0x0b)...), 0x0b)...), BoundNesting},
 		{"branch table", functions(1, 0, br(17)...), BoundBranchTable},
-		// 101 branches in a function: 10,201 > 10,000.
-		{"branch work", functions(1, 0, append(repeat(99, 0x41, 0, 0x04, 0x40, 0x0b), 0x0b)...), BoundBranchWork},
+		// 101 branches, 3 locals: 101 × (101 + 18×3) = 15,655 > 10,000.
+		{"compile work from branches", functions(1, 0, append(repeat(99, 0x41, 0, 0x04, 0x40, 0x0b), 0x0b)...), BoundCompileWork},
+		// 22 branches, 48 locals: 22 × (22 + 18×48) = 19,492.
+		{"compile work from locals", functions(1, 45, append(repeat(20, 0x41, 0, 0x04, 0x40, 0x0b), 0x0b)...), BoundCompileWork},
 		{"table elements", wasmModule(tickType, tickFunc, sec(secTable, 1, valFuncref, 0, 65), tickExport, tickCode), BoundTableElements},
 		{"types", wasmModule(sec(secType, cat([]byte{9}, repeat(9, 0x60, 0, 0))...), tickFunc, tickExport, tickCode), BoundTypes},
 	}

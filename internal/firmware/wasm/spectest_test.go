@@ -42,7 +42,7 @@ var specSubset = []string{
 
 // specBounds are generous enough for the spec suite's modules.
 var specBounds = Bounds{MaxFunctions: 100000, MaxFunctionBytes: 1 << 20, MaxLocals: 100000, MaxTotalLocals: 1 << 20,
-	MaxNesting: 10000, MaxBranchTable: 1 << 20, MaxBranchWork: 1 << 40, MaxTableElements: 1 << 20,
+	MaxNesting: 10000, MaxBranchTable: 1 << 20, MaxCompileWork: 1 << 40, MaxTableElements: 1 << 20,
 	MaxTypes: 100000, MaxImports: 100000, MaxExports: 100000, MaxGlobals: 100000, MaxSegments: 100000}
 
 type specFile struct {
