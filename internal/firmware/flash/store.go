@@ -182,18 +182,54 @@ type pending struct {
 	key  string
 }
 
+// mount rebuilds the store's state from the chip, in phases: find the
+// blocks with a valid header, find the log tail named by the newest
+// commit, replay the live log, then check what the replay left.
 func (s *Store) mount() error {
-	bs := s.geo.BlockSize
-	bp := getBuf(bs)
+	bp := getBuf(s.geo.BlockSize)
 	defer putBuf(bp)
 	blk := *bp
 
+	valid, maxSeq, err := s.findBlocks(blk)
+	if err != nil {
+		return err
+	}
+	tail, err := s.findTail(valid, blk)
+	if err != nil {
+		return err
+	}
+	rp := &replayer{s: s, first: true}
+	end, clean, err := rp.replay(valid, tail, blk)
+	if err != nil {
+		return err
+	}
+	if s.head >= 0 && clean {
+		s.pos = end
+	}
+	s.settleTornWrite(end)
+	s.tail = tail
+	// A damaged commit could name a tail beyond every block; new blocks
+	// must still land at or above it, or the next mount would drop them.
+	s.nextSeq = max(maxSeq+1, tail)
+	s.nextTxn = rp.maxTxn + 1
+	s.checkValues()
+	if s.stats.CorruptRecords > 0 || s.stats.TornRecords > 0 || s.stats.DroppedTxns > 0 || s.stats.InvalidBlocks > 0 {
+		s.log.Warn("flash mount recovered", "corruptRecords", s.stats.CorruptRecords, "tornRecords", s.stats.TornRecords,
+			"droppedTxns", s.stats.DroppedTxns, "invalidBlocks", s.stats.InvalidBlocks)
+	}
+	return nil
+}
+
+// findBlocks reads every block header and returns the blocks with a valid
+// one, in log order, and the highest sequence number.
+func (s *Store) findBlocks(blk []byte) ([]located, uint32, error) {
+	bs := s.geo.BlockSize
 	var valid []located
 	var maxSeq uint32
 	for b := range s.geo.Blocks {
 		hdr := blk[:blockHdrSize]
 		if _, err := s.chip.ReadAt(hdr, int64(b)*int64(bs)); err != nil {
-			return err
+			return nil, 0, err
 		}
 		if seq, ok := decodeBlockHdr(hdr); ok {
 			valid = append(valid, located{b, seq})
@@ -205,13 +241,17 @@ func (s *Store) mount() error {
 	slices.SortFunc(valid, func(a, b located) int {
 		return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.idx, b.idx))
 	})
+	return valid, maxSeq, nil
+}
 
-	// Pass 1: the newest commit record names the log tail.
-	var tail uint32
+// findTail returns the log tail the newest commit record names (0 if
+// none): blocks below it hold no live data.
+func (s *Store) findTail(valid []located, blk []byte) (uint32, error) {
 	for i := len(valid) - 1; i >= 0; i-- {
 		if err := s.readBlock(valid[i].idx, blk); err != nil {
-			return err
+			return 0, err
 		}
+		var tail uint32
 		found := false
 		s.scan(valid[i].idx, blk, false, func(_ uint32, h recHdr, _, _ []byte, ok bool) {
 			if ok && h.kind == kindCommit {
@@ -219,90 +259,107 @@ func (s *Store) mount() error {
 			}
 		})
 		if found {
-			break
+			return tail, nil
 		}
 	}
+	return 0, nil
+}
 
-	// Pass 2: replay the live log in order, applying committed transactions.
-	var (
-		pend    []pending
-		pendTxn uint64
-		broken  bool
-		maxTxn  uint64
-		// partial marks the transaction open at the start of the live
-		// log: its first records may lie in blocks below the tail, whose
-		// live fragments compaction has already rewritten.
-		partial bool
-		first   = true
-	)
-	drop := func() {
-		if len(pend) > 0 || broken {
-			s.stats.DroppedTxns++
-		}
-		pend, broken, pendTxn, partial = pend[:0], false, 0, false
-	}
-	onRecord := func(addr uint32, h recHdr, key, _ []byte, ok bool) {
-		maxTxn = max(maxTxn, h.txn)
-		if h.txn != pendTxn {
-			drop()
-			pendTxn = h.txn
-			partial = first
-		}
-		first = false
-		if !ok {
-			broken = true
-			return
-		}
-		if h.kind != kindCommit {
-			pend = append(pend, pending{addr: addr, h: h, key: string(key)})
-			return
-		}
-		if broken || int(h.a) < len(pend) || (!partial && int(h.a) != len(pend)) {
-			drop()
-			return
-		}
-		for _, p := range pend {
-			if p.h.kind == kindDelete {
-				delete(s.index, p.key)
-				continue
-			}
-			s.applyFrag(p.key, p.h.ver, p.h.a, frag{addr: p.addr, off: p.h.b, n: p.h.dataLen})
-		}
-		pend, pendTxn, partial = pend[:0], 0, false
-	}
-	end, clean := bs, false
+// replayer applies the committed transactions of the live log, in order,
+// to a store's index.
+type replayer struct {
+	s       *Store
+	pend    []pending
+	pendTxn uint64
+	broken  bool
+	maxTxn  uint64
+	// partial marks the transaction open at the start of the live log: its
+	// first records may lie in blocks below the tail, whose live fragments
+	// compaction has already rewritten.
+	partial bool
+	first   bool
+}
+
+// replay scans the blocks of the live log (sequence at or above tail) and
+// returns where the last one's records end and whether the rest of it is
+// erased.
+func (rp *replayer) replay(valid []located, tail uint32, blk []byte) (end int, clean bool, err error) {
+	s := rp.s
+	end = s.geo.BlockSize
 	for _, v := range valid {
 		if v.seq < tail {
 			continue
 		}
 		if err := s.readBlock(v.idx, blk); err != nil {
-			return err
+			return 0, false, err
 		}
 		s.live[int32(v.idx)] = v.seq
 		s.head = v.idx
-		end, clean = s.scan(v.idx, blk, true, onRecord)
-		first = false
+		end, clean = s.scan(v.idx, blk, true, rp.record)
+		rp.first = false
 	}
-	drop()
-	if s.head >= 0 && clean {
-		s.pos = end
-	}
-	// A damaged record at the very end of the log is the write a power
-	// loss interrupted, not corruption.
-	if s.stats.CorruptRecords > 0 && s.lastBad.block == s.head && s.lastBad.next == end {
-		s.stats.CorruptRecords--
-		s.stats.TornRecords++
-		if n := len(s.corrupts); n > 0 && s.corrupts[n-1].Block == s.head && s.corrupts[n-1].Offset == s.lastBad.off {
-			s.corrupts = s.corrupts[:n-1]
-		}
-	}
-	s.tail = tail
-	// A damaged commit could name a tail beyond every block; new blocks
-	// must still land at or above it, or the next mount would drop them.
-	s.nextSeq = max(maxSeq+1, tail)
-	s.nextTxn = maxTxn + 1
+	rp.drop()
+	return end, clean, nil
+}
 
-	// Every value must be complete; a hole means a damaged log.
+// drop discards the open transaction, counting it if it held anything.
+func (rp *replayer) drop() {
+	if len(rp.pend) > 0 || rp.broken {
+		rp.s.stats.DroppedTxns++
+	}
+	rp.pend, rp.broken, rp.pendTxn, rp.partial = rp.pend[:0], false, 0, false
+}
+
+// record handles one record of the log: it opens a transaction, collects
+// its records, and applies them at its commit record if the transaction
+// is whole.
+func (rp *replayer) record(addr uint32, h recHdr, key, _ []byte, ok bool) {
+	rp.maxTxn = max(rp.maxTxn, h.txn)
+	if h.txn != rp.pendTxn {
+		rp.drop()
+		rp.pendTxn = h.txn
+		rp.partial = rp.first
+	}
+	rp.first = false
+	if !ok {
+		rp.broken = true
+		return
+	}
+	if h.kind != kindCommit {
+		rp.pend = append(rp.pend, pending{addr: addr, h: h, key: string(key)})
+		return
+	}
+	if rp.broken || int(h.a) < len(rp.pend) || (!rp.partial && int(h.a) != len(rp.pend)) {
+		rp.drop()
+		return
+	}
+	for _, p := range rp.pend {
+		if p.h.kind == kindDelete {
+			delete(rp.s.index, p.key)
+			continue
+		}
+		rp.s.applyFrag(p.key, p.h.ver, p.h.a, frag{addr: p.addr, off: p.h.b, n: p.h.dataLen})
+	}
+	rp.pend, rp.pendTxn, rp.partial = rp.pend[:0], 0, false
+}
+
+// settleTornWrite counts a damaged record at the very end of the log as
+// the write a power loss interrupted, not as corruption.
+func (s *Store) settleTornWrite(end int) {
+	if s.stats.CorruptRecords == 0 || s.lastBad.block != s.head || s.lastBad.next != end {
+		return
+	}
+	s.stats.CorruptRecords--
+	s.stats.TornRecords++
+	if n := len(s.corrupts); n > 0 && s.corrupts[n-1].Block == s.head && s.corrupts[n-1].Offset == s.lastBad.off {
+		s.corrupts = s.corrupts[:n-1]
+	}
+}
+
+// checkValues drops every value with a hole (a damaged log) and sums the
+// live bytes of the others.
+func (s *Store) checkValues() {
+	bs := s.geo.BlockSize
 	for key, e := range s.index {
 		var next uint32
 		for _, f := range e.frags {
@@ -318,11 +375,6 @@ func (s *Store) mount() error {
 		}
 		s.liveBytes += e.bytes(len(key))
 	}
-	if s.stats.CorruptRecords > 0 || s.stats.TornRecords > 0 || s.stats.DroppedTxns > 0 || s.stats.InvalidBlocks > 0 {
-		s.log.Warn("flash mount recovered", "corruptRecords", s.stats.CorruptRecords, "tornRecords", s.stats.TornRecords,
-			"droppedTxns", s.stats.DroppedTxns, "invalidBlocks", s.stats.InvalidBlocks)
-	}
-	return nil
 }
 
 func (s *Store) readBlock(b int, blk []byte) error {
@@ -712,37 +764,62 @@ func (s *Store) alloc() error {
 // compact relocates the live records of the oldest block to the head and
 // commits a new log tail past it, freeing the block.
 func (s *Store) compact() error {
-	t := -1
-	var tseq uint32
-	for b, q := range s.live {
-		if t < 0 || q < tseq || (q == tseq && int(b) < t) {
-			t, tseq = int(b), q
-		}
-	}
-	if t < 0 {
+	t, tseq, ok := s.oldestBlock()
+	if !ok {
 		return ErrNoSpace
 	}
 	if t == s.head {
 		s.pos = s.geo.BlockSize // seal: relocated records go to a fresh block
 	}
-	bs := s.geo.BlockSize
-	bp := getBuf(bs)
+	bp := getBuf(s.geo.BlockSize)
 	defer putBuf(bp)
 	blk := *bp
 	if err := s.readBlock(t, blk); err != nil {
 		s.failed = err
 		return err
 	}
-	type live struct {
-		key  string
-		h    recHdr
-		addr uint32
-		data []byte
+	lives := s.liveRecords(t, blk)
+	txn := s.nextTxn
+	newTail := tseq + 1
+	moves, count, err := s.relocate(txn, lives)
+	if err != nil {
+		return err
 	}
-	var (
-		lives []live
-		ops   []batchOp
-	)
+	if _, err := s.writeRecord(recHdr{kind: kindCommit, a: count, b: newTail, txn: txn}, "", nil); err != nil {
+		return err
+	}
+	s.applyMoves(moves)
+	delete(s.live, int32(t))
+	s.tail = newTail
+	s.stats.Compactions++
+	return nil
+}
+
+// oldestBlock returns the block of the live log with the lowest sequence
+// number.
+func (s *Store) oldestBlock() (t int, seq uint32, ok bool) {
+	t = -1
+	for b, q := range s.live {
+		if t < 0 || q < seq || (q == seq && int(b) < t) {
+			t, seq = int(b), q
+		}
+	}
+	return t, seq, t >= 0
+}
+
+// liveRecord is a record of a block being compacted that still holds part
+// of a current value.
+type liveRecord struct {
+	key  string
+	h    recHdr
+	addr uint32
+	data []byte
+}
+
+// liveRecords returns the records of block t (contents blk) that hold
+// part of a current value.
+func (s *Store) liveRecords(t int, blk []byte) []liveRecord {
+	var lives []liveRecord
 	s.scan(t, blk, false, func(addr uint32, h recHdr, key, data []byte, ok bool) {
 		if !ok || h.kind != kindPut {
 			return
@@ -753,66 +830,85 @@ func (s *Store) compact() error {
 		}
 		for _, f := range e.frags {
 			if f.addr == addr {
-				lives = append(lives, live{key: string(key), h: h, addr: addr, data: data})
-				ops = append(ops, batchOp{key: string(key), value: data})
+				lives = append(lives, liveRecord{key: string(key), h: h, addr: addr, data: data})
 				return
 			}
 		}
 	})
-	txn := s.nextTxn
-	newTail := tseq + 1
-	type moved struct {
-		key   string
-		old   uint32
-		frags []frag
-	}
-	var moves []moved
-	count := uint32(0)
+	return lives
+}
+
+// moved is a fragment relocated by compaction: the record at old now
+// lives in frags.
+type moved struct {
+	key   string
+	old   uint32
+	frags []frag
+}
+
+// relocate writes the live records in transaction txn and returns where
+// they went and how many records it wrote. Records keep their size when
+// they fit the head or one fresh block; only a block written by something
+// else can be fuller, and its records are split.
+func (s *Store) relocate(txn uint64, lives []liveRecord) ([]moved, uint32, error) {
+	bs := s.geo.BlockSize
 	total := recOverhead // the commit record
 	for _, l := range lives {
 		total += l.h.size()
 	}
-	if total <= bs-blockHdrSize {
-		// Records keep their size: they fit the head, or one fresh block.
-		if s.head < 0 || s.pos+total > bs {
-			if s.freeBlocks() < 1 {
-				return fmt.Errorf("compaction needs a free block: %w", ErrNoSpace)
-			}
-			s.nextTxn++
-			if err := s.alloc(); err != nil {
-				return err
-			}
-		} else {
-			s.nextTxn++
-		}
-		for _, l := range lives {
-			h := l.h
-			h.txn = txn
-			addr, err := s.writeRecord(h, l.key, l.data)
-			if err != nil {
-				return err
-			}
-			count++
-			moves = append(moves, moved{key: l.key, old: l.addr, frags: []frag{{addr: addr, off: h.b, n: h.dataLen}}})
-		}
-	} else {
-		// Only a block written by something else can be this full; split.
-		if need := s.plan(ops); need > s.freeBlocks() {
-			return fmt.Errorf("compaction needs %d blocks, %d free: %w", need, s.freeBlocks(), ErrNoSpace)
+	if total > bs-blockHdrSize {
+		return s.relocateSplit(txn, lives)
+	}
+	if s.head < 0 || s.pos+total > bs {
+		if s.freeBlocks() < 1 {
+			return nil, 0, fmt.Errorf("compaction needs a free block: %w", ErrNoSpace)
 		}
 		s.nextTxn++
-		for _, l := range lives {
-			frags, err := s.writeValue(txn, l.h.ver, l.key, l.h.a, l.h.b, l.data)
-			if err != nil {
-				return err
-			}
-			count += uint32(len(frags))
-			moves = append(moves, moved{key: l.key, old: l.addr, frags: frags})
+		if err := s.alloc(); err != nil {
+			return nil, 0, err
 		}
+	} else {
+		s.nextTxn++
 	}
-	if _, err := s.writeRecord(recHdr{kind: kindCommit, a: count, b: newTail, txn: txn}, "", nil); err != nil {
-		return err
+	moves := make([]moved, 0, len(lives))
+	for _, l := range lives {
+		h := l.h
+		h.txn = txn
+		addr, err := s.writeRecord(h, l.key, l.data)
+		if err != nil {
+			return nil, 0, err
+		}
+		moves = append(moves, moved{key: l.key, old: l.addr, frags: []frag{{addr: addr, off: h.b, n: h.dataLen}}})
 	}
+	return moves, uint32(len(moves)), nil
+}
+
+// relocateSplit relocates records that do not fit one block together,
+// splitting them as new values are.
+func (s *Store) relocateSplit(txn uint64, lives []liveRecord) ([]moved, uint32, error) {
+	ops := make([]batchOp, len(lives))
+	for i, l := range lives {
+		ops[i] = batchOp{key: l.key, value: l.data}
+	}
+	if need := s.plan(ops); need > s.freeBlocks() {
+		return nil, 0, fmt.Errorf("compaction needs %d blocks, %d free: %w", need, s.freeBlocks(), ErrNoSpace)
+	}
+	s.nextTxn++
+	moves := make([]moved, 0, len(lives))
+	count := uint32(0)
+	for _, l := range lives {
+		frags, err := s.writeValue(txn, l.h.ver, l.key, l.h.a, l.h.b, l.data)
+		if err != nil {
+			return nil, 0, err
+		}
+		count += uint32(len(frags))
+		moves = append(moves, moved{key: l.key, old: l.addr, frags: frags})
+	}
+	return moves, count, nil
+}
+
+// applyMoves points the index at the relocated fragments.
+func (s *Store) applyMoves(moves []moved) {
 	for _, m := range moves {
 		e := s.index[m.key]
 		s.liveBytes -= e.bytes(len(m.key))
@@ -820,10 +916,6 @@ func (s *Store) compact() error {
 		e.frags = slices.Replace(e.frags, i, i+1, m.frags...)
 		s.liveBytes += e.bytes(len(m.key))
 	}
-	delete(s.live, int32(t))
-	s.tail = newTail
-	s.stats.Compactions++
-	return nil
 }
 
 // Get returns a copy of key's value.
