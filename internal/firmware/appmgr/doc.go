@@ -1,7 +1,11 @@
 // Package appmgr is the device's application manager: it installs,
 // starts, stops, updates and removes the WebAssembly applications of one
-// device, enforces the device's resource limits, keeps the applications in
-// flash and reports every state change.
+// device, keeps them in flash and reports every state change. It does not
+// decide whether an application fits the device: the board profile does,
+// before a request reaches the manager (see the device's admission), and
+// the runtime enforces each application's limits; the manager refuses
+// only what it cannot take whatever the device (a bad name, a module that
+// does not match its digest, an older version, a full flash).
 //
 // # Slots and updates
 //

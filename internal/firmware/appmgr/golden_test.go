@@ -31,19 +31,19 @@ func render(st Status) string {
 }
 
 // TestTransitionsGolden runs a scripted device history — installs, an
-// update, a failing update with fallback, traps, limits, refusals, a power
-// cut in the middle of an update and reboots — and compares every result,
-// event and flash key with testdata/transitions.golden.
+// update, a failing update with fallback, traps, limits, refusals (an
+// older version, a full flash), a power cut in the middle of an update and
+// reboots — and compares every result, event and flash key with
+// testdata/transitions.golden.
 func TestTransitionsGolden(t *testing.T) {
 	chip, _ := flash.NewMem(testGeo)
 	f := flash.NewFaulty(chip)
-	limits := Limits{MaxApps: 3, MemoryBytes: 128 << 10, FlashBytes: 32 << 10}
 	var out strings.Builder
-	d := boot(t, f, limits)
+	d := boot(t, f)
 	ctx := context.Background()
 	reboot := func() {
 		f.PowerOn()
-		d = boot(t, f, limits)
+		d = boot(t, f)
 	}
 	type step struct {
 		name string
@@ -68,12 +68,8 @@ func TestTransitionsGolden(t *testing.T) {
 			d.runner.fail["v3"] = &LimitError{Resource: protocol.ResourceMemory, Detail: "declared 4 pages above limit"}
 			return d.mgr.Install(ctx, req("sensor", "v3", 4, 3200, true))
 		}},
-		{"install third app over memory", func() (Status, error) {
-			r := req("big", "v1", 5, 100, true)
-			r.Limits.MemoryBytes = 96 << 10
-			return d.mgr.Install(ctx, r)
-		}},
-		{"install over flash", func() (Status, error) { return d.mgr.Install(ctx, req("huge", "v1", 6, 30<<10, true)) }},
+		{"install an older sensor", func() (Status, error) { return d.mgr.Install(ctx, req("sensor", "v0", 2, 3000, true)) }},
+		{"install over flash", func() (Status, error) { return d.mgr.Install(ctx, req("huge", "v1", 6, 40<<10, true)) }},
 		{"stop sensor", func() (Status, error) { return d.mgr.Stop(ctx, "sensor") }},
 		{"power cut while blink v2 starts on trial", func() (Status, error) {
 			d.runner.onStart = func(spec RunSpec) {

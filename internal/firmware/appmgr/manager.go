@@ -22,8 +22,6 @@ type Config struct {
 	Store *flash.Store
 	// Runner starts applications. Required.
 	Runner Runner
-	// Limits is the device's budget for applications.
-	Limits Limits
 	// Observer receives every state change, in order, outside the
 	// manager's lock, from one goroutine at a time; it may call back into
 	// the manager. Optional.
@@ -38,7 +36,6 @@ type Manager struct {
 	mu     sync.Mutex
 	store  *flash.Store
 	runner Runner
-	limits Limits
 	log    *slog.Logger
 	apps   map[string]*app
 	queue  []Event
@@ -85,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, errors.New("appmgr: Store and Runner are required")
 	}
 	m := &Manager{
-		store: cfg.Store, runner: cfg.Runner, limits: cfg.Limits,
+		store: cfg.Store, runner: cfg.Runner,
 		log: cfg.Logger, observe: cfg.Observer, apps: make(map[string]*app),
 		configs: make(map[string]*appConfig),
 	}
@@ -383,54 +380,20 @@ func (m *Manager) refuse(name string, r Refusal, format string, args ...any) err
 	return err
 }
 
-// usage sums the flash held by module slots and the memory limits of the
-// applications other than skip.
-func (m *Manager) usage(skip string) (flashBytes int64, memory uint64) {
-	for name, a := range m.apps {
-		for _, s := range a.rec.Slots {
-			flashBytes += int64(s.Size)
-		}
-		if name == skip {
-			continue
-		}
-		s := a.rec.Active
-		if a.rec.Pending >= 0 {
-			s = a.rec.Pending
-		}
-		if s >= 0 {
-			memory += a.rec.Slots[s].Memory
-		}
-	}
-	return flashBytes, memory
-}
-
+// check refuses a request the manager cannot take whatever the device:
+// a bad name, a module that does not match its digest, an older version.
+// Whether the application fits the device is the board profile's
+// decision, taken before (see the device's admission); the flash store
+// refuses what does not fit in it.
 func (m *Manager) check(req *Request) error {
-	l := m.limits
 	switch {
 	case len(req.Name) == 0 || len(req.Name) > protocol.MaxNameLen:
 		return m.refuse(req.Name, RefusedName, "name length %d outside [1, %d]", len(req.Name), protocol.MaxNameLen)
 	case sha256.Sum256(req.Module) != req.SHA256:
 		return m.refuse(req.Name, RefusedHash, "")
-	case l.MaxModuleBytes > 0 && len(req.Module) > l.MaxModuleBytes:
-		return m.refuse(req.Name, RefusedModuleTooLarge, "%d bytes, limit %d", len(req.Module), l.MaxModuleBytes)
-	case l.MaxAppMemory > 0 && req.Limits.MemoryBytes > l.MaxAppMemory:
-		return m.refuse(req.Name, RefusedAppMemory, "%d bytes, limit %d", req.Limits.MemoryBytes, l.MaxAppMemory)
-	case l.MaxStackBytes > 0 && req.Limits.StackBytes > l.MaxStackBytes:
-		return m.refuse(req.Name, RefusedAppStack, "%d bytes, limit %d", req.Limits.StackBytes, l.MaxStackBytes)
 	}
-	a := m.apps[req.Name]
-	if a == nil && l.MaxApps > 0 && len(m.apps) >= l.MaxApps {
-		return m.refuse(req.Name, RefusedTooManyApps, "limit %d", l.MaxApps)
-	}
-	if a != nil && a.rec.Active >= 0 && req.Sequence < a.rec.Slots[a.rec.Active].Sequence {
+	if a := m.apps[req.Name]; a != nil && a.rec.Active >= 0 && req.Sequence < a.rec.Slots[a.rec.Active].Sequence {
 		return m.refuse(req.Name, RefusedOlder, "sequence %d, installed %d", req.Sequence, a.rec.Slots[a.rec.Active].Sequence)
-	}
-	fl, mem := m.usage(req.Name)
-	if l.MemoryBytes > 0 && mem+req.Limits.MemoryBytes > l.MemoryBytes {
-		return m.refuse(req.Name, RefusedMemory, "%d bytes in use, %d asked, limit %d", mem, req.Limits.MemoryBytes, l.MemoryBytes)
-	}
-	if l.FlashBytes > 0 && fl+int64(len(req.Module)) > l.FlashBytes {
-		return m.refuse(req.Name, RefusedFlash, "%d bytes in use, %d asked, limit %d", fl, len(req.Module), l.FlashBytes)
 	}
 	return nil
 }
@@ -487,31 +450,48 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	if rec.Active == 0 {
 		target = 1
 	}
-	rec.Slots[target] = slotInfo{
+	rec.Slots[target] = newSlot(&req)
+	if !req.Start {
+		return m.installStopped(ctx, a, &req, rec, target)
+	}
+	return m.installOnTrial(ctx, a, &req, rec, target)
+}
+
+func newSlot(req *Request) slotInfo {
+	return slotInfo{
 		Version: req.Version, Sequence: req.Sequence, SHA256: slices.Clone(req.SHA256[:]), Size: uint32(len(req.Module)),
 		Memory: req.Limits.MemoryBytes, Timeout: int64(req.Limits.ExecutionTimeout), Stack: req.Limits.StackBytes,
 	}
+}
+
+// installStopped installs without a trial: the new version is active at
+// once and the old one erased, in one commit.
+func (m *Manager) installStopped(ctx context.Context, a *app, req *Request, rec record, target int8) (Status, error) {
 	var b flash.Batch
 	b.Put(slotKey(int(target), req.Name), req.Module)
-	if !req.Start {
-		b.Append(req.Extra)
-		// No trial: the new version is active at once, the old one erased.
-		old := rec.Active
-		rec.Active, rec.Pending, rec.Run, rec.Stopped = target, -1, false, false
-		if old >= 0 {
-			rec.Slots[old] = slotInfo{}
-			b.Delete(slotKey(int(old), req.Name))
-		}
-		b.Put(metaKey(req.Name), encode(rec))
-		if err := m.commit(req.Name, &b); err != nil {
-			return m.failed(req.Name, err)
-		}
-		a = m.adopt(ctx, a, req.Name, rec)
-		a.setState(protocol.StateInstalled, "")
-		m.emit(EventInstalled, a.status())
-		return a.status(), nil
+	b.Append(req.Extra)
+	old := rec.Active
+	rec.Active, rec.Pending, rec.Run, rec.Stopped = target, -1, false, false
+	if old >= 0 {
+		rec.Slots[old] = slotInfo{}
+		b.Delete(slotKey(int(old), req.Name))
 	}
+	b.Put(metaKey(req.Name), encode(rec))
+	if err := m.commit(req.Name, &b); err != nil {
+		return m.failed(req.Name, err)
+	}
+	a = m.adopt(ctx, a, req.Name, rec)
+	a.setState(protocol.StateInstalled, "")
+	m.emit(EventInstalled, a.status())
+	return a.status(), nil
+}
 
+// installOnTrial installs in two commits around a start: (1) the module
+// and the record naming its slot on trial; (2) the outcome, the new
+// version promoted or its slot erased.
+func (m *Manager) installOnTrial(ctx context.Context, a *app, req *Request, rec record, target int8) (Status, error) {
+	var b flash.Batch
+	b.Put(slotKey(int(target), req.Name), req.Module)
 	oldRun, oldStopped := rec.Run, rec.Stopped
 	rec.Pending, rec.Run, rec.Stopped = target, true, false
 	b.Put(metaKey(req.Name), encode(rec))
@@ -521,9 +501,9 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 	a = m.adopt(ctx, a, req.Name, rec)
 	startErr := m.start(ctx, a, target)
 
-	b.Reset()
 	next := rec
 	next.Pending = -1
+	b.Reset()
 	if startErr == nil || rec.Active < 0 {
 		// Promote: the new version started, or there is nothing to fall
 		// back to (a first install keeps its module and reports the failure).
@@ -555,11 +535,18 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 		m.emit(EventStarted, a.status())
 		return a.status(), nil
 	}
+	return m.fallBack(ctx, a, req, rec, next, startErr)
+}
+
+// fallBack reports a version that failed to start and, if there was one,
+// restores the previous version (next, already committed) and restarts it
+// if it was meant to run.
+func (m *Manager) fallBack(ctx context.Context, a *app, req *Request, trial, next record, startErr error) (Status, error) {
 	a.setErr(startErr)
 	failed := a.status()
 	m.emit(EventFailed, failed)
 	a.rec = next
-	if rec.Active < 0 {
+	if trial.Active < 0 {
 		return failed, &StartError{Failed: failed, Err: startErr}
 	}
 	m.log.Warn("app update failed, falling back", "app", a.name, "failed", req.Sequence, "sequence", next.Slots[next.Active].Sequence, "err", startErr)

@@ -121,7 +121,7 @@ func TestPowerCutEveryStep(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				d := boot(t, base, Limits{})
+				d := boot(t, base)
 				if sc.setup != nil {
 					sc.setup(t, d)
 				}
@@ -195,50 +195,63 @@ func checkRunning(t testing.TB, d *device) {
 }
 
 // TestPowerCutDuringRecovery cuts power at every step of an update and
-// then again at every write step of the boot that repairs it, and checks
-// the invariants after a third, uninterrupted boot.
+// then again at every write step of the boot that repairs it, with both
+// tear modes, and checks the invariants after a third, uninterrupted
+// boot.
 func TestPowerCutDuringRecovery(t *testing.T) {
-	base, _ := flash.NewMem(testGeo)
-	d := boot(t, base, Limits{})
-	mustInstall(t, d, req("app", "v1", 1, 1900, true))
-	mustInstall(t, d, req("other", "v1", 2, 500, false))
-	d.mgr.Shutdown(t.Context())
-	checked := 0
-	for n := int64(0); ; n++ {
-		img := base.Clone()
-		f := flash.NewFaulty(img)
-		f.SetTear(flash.TearHalf)
-		d := bootWith(t, f, nil)
-		f.FailAfter(n)
-		_, _ = d.mgr.Install(t.Context(), req("app", "v2", 3, 2300, true))
-		if !f.Off() {
-			break
-		}
-		f.PowerOn()
-		crashed := img.Clone()
-		for m := int64(0); ; m++ {
-			img2 := crashed.Clone()
-			f2 := flash.NewFaulty(img2)
-			f2.SetTear(flash.TearHalf)
-			s, err := flash.Mount(f2, flash.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			f2.FailAfter(m)
-			_, err = Open(t.Context(), Config{Store: s, Runner: newRunner()})
-			cut := f2.Off()
-			f2.PowerOn()
-			after := bootWith(t, img2, nil)
-			checkInvariants(t, after.store, map[string][]string{"app": {"v1", "v2"}, "other": {"v1"}})
-			checkRunning(t, after)
-			checked++
-			if !cut {
-				if err != nil {
-					t.Fatalf("update cut %d, recovery uncut: %v", n, err)
+	for _, tear := range []flash.Tear{flash.TearNone, flash.TearHalf} {
+		t.Run(fmt.Sprintf("tear%d", tear), func(t *testing.T) {
+			base, _ := flash.NewMem(testGeo)
+			d := boot(t, base)
+			mustInstall(t, d, req("app", "v1", 1, 1900, true))
+			mustInstall(t, d, req("other", "v1", 2, 500, false))
+			d.mgr.Shutdown(t.Context())
+			checked := 0
+			for n := int64(0); ; n++ {
+				img := base.Clone()
+				f := flash.NewFaulty(img)
+				f.SetTear(tear)
+				d := bootWith(t, f, nil)
+				f.FailAfter(n)
+				_, _ = d.mgr.Install(t.Context(), req("app", "v2", 3, 2300, true))
+				if !f.Off() {
+					break
 				}
-				break
+				f.PowerOn()
+				checked += repairCuts(t, img, tear, n)
 			}
+			t.Logf("%d double faults checked", checked)
+		})
+	}
+}
+
+// repairCuts boots the image an update cut at step n left, cutting power
+// at every write step of the repair in turn, and checks the invariants
+// after an uninterrupted boot; it returns the cuts checked.
+func repairCuts(t *testing.T, crashed *flash.MemChip, tear flash.Tear, n int64) int {
+	t.Helper()
+	checked := 0
+	for m := int64(0); ; m++ {
+		img := crashed.Clone()
+		f := flash.NewFaulty(img)
+		f.SetTear(tear)
+		s, err := flash.Mount(f, flash.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.FailAfter(m)
+		_, err = Open(t.Context(), Config{Store: s, Runner: newRunner()})
+		cut := f.Off()
+		f.PowerOn()
+		after := bootWith(t, img, nil)
+		checkInvariants(t, after.store, map[string][]string{"app": {"v1", "v2"}, "other": {"v1"}})
+		checkRunning(t, after)
+		checked++
+		if !cut {
+			if err != nil {
+				t.Fatalf("update cut %d, recovery uncut: %v", n, err)
+			}
+			return checked
 		}
 	}
-	t.Logf("%d double faults checked", checked)
 }

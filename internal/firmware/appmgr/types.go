@@ -10,25 +10,6 @@ import (
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
-// Limits is the device's resource budget for applications, taken from its
-// hardware profile. A zero field means no limit.
-type Limits struct {
-	// MaxApps is the number of applications the device holds.
-	MaxApps int
-	// MemoryBytes is the RAM shared by all applications' linear memories;
-	// the sum of their memory limits may not exceed it.
-	MemoryBytes uint64
-	// MaxAppMemory is the largest memory limit one application may ask for.
-	MaxAppMemory uint64
-	// MaxStackBytes is the largest stack limit one application may ask for.
-	MaxStackBytes uint64
-	// FlashBytes is the flash for modules; both slots of every application
-	// count, so an update needs room for the old and the new module.
-	FlashBytes int64
-	// MaxModuleBytes is the largest module accepted.
-	MaxModuleBytes int
-}
-
 // AppLimits are the runtime limits of one application (the Application's
 // config: memoryLimit, executionTimeout, maxStackSize).
 type AppLimits struct {
@@ -126,18 +107,7 @@ const (
 	RefusedName Refusal = iota + 1
 	// RefusedHash: the module does not match its SHA-256 digest.
 	RefusedHash
-	// RefusedTooManyApps: the device already holds MaxApps applications.
-	RefusedTooManyApps
-	// RefusedModuleTooLarge: the module exceeds MaxModuleBytes.
-	RefusedModuleTooLarge
-	// RefusedAppMemory: the memory limit asked for exceeds MaxAppMemory.
-	RefusedAppMemory
-	// RefusedAppStack: the stack limit asked for exceeds MaxStackBytes.
-	RefusedAppStack
-	// RefusedMemory: the applications' memory limits together would
-	// exceed the device's MemoryBytes.
-	RefusedMemory
-	// RefusedFlash: the modules would exceed FlashBytes or the flash is full.
+	// RefusedFlash: the flash store has no room for the request.
 	RefusedFlash
 	// RefusedNotInstalled: the application is not installed.
 	RefusedNotInstalled
@@ -147,16 +117,11 @@ const (
 )
 
 var refusalNames = [...]string{
-	RefusedName:           "bad name",
-	RefusedHash:           "module hash mismatch",
-	RefusedTooManyApps:    "too many applications",
-	RefusedModuleTooLarge: "module too large",
-	RefusedAppMemory:      "memory limit unsupported",
-	RefusedAppStack:       "stack limit unsupported",
-	RefusedMemory:         "out of memory",
-	RefusedFlash:          "out of flash",
-	RefusedNotInstalled:   "not installed",
-	RefusedOlder:          "older version",
+	RefusedName:         "bad name",
+	RefusedHash:         "module hash mismatch",
+	RefusedFlash:        "out of flash",
+	RefusedNotInstalled: "not installed",
+	RefusedOlder:        "older version",
 }
 
 // String returns the refusal's name.
@@ -170,10 +135,8 @@ func (r Refusal) String() string {
 // Reason maps the refusal onto the protocol's reason codes.
 func (r Refusal) Reason() protocol.Reason {
 	switch r {
-	case RefusedTooManyApps, RefusedMemory, RefusedFlash, RefusedModuleTooLarge:
+	case RefusedFlash:
 		return protocol.ReasonNoSpace
-	case RefusedAppMemory, RefusedAppStack:
-		return protocol.ReasonLimitsUnsupported
 	case RefusedHash, RefusedName:
 		return protocol.ReasonMalformedArtifact
 	case RefusedNotInstalled:

@@ -497,8 +497,8 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	fw.Monitoring = newMonitor(d.clock, d.prof, run, d.cfg.MetricsInterval)
 	fw.runner = run
 	run.ticked = fw.afterTick
-	// No appmgr.Limits: the board profile admits applications (see
-	// admission), the flash store refuses what does not fit.
+	// The board profile admits applications (see admission); the flash
+	// store refuses what does not fit in it.
 	mgr, err := appmgr.Open(ctx, appmgr.Config{Store: store, Runner: run, Observer: fw.observe, Logger: d.log})
 	if err != nil {
 		return nil, err
