@@ -1,14 +1,15 @@
 // Package hal is the hardware abstraction layer of the Wasmbed device
-// firmware: GPIO, UART, SPI, I2C, sensors, power states and timers, plus the
-// injected clock every other firmware component reads time from.
+// firmware: GPIO, UART, SPI, I2C, sensors and power states, plus the
+// injected clock every other firmware component reads time from (and
+// schedules its timers on: see link.Clock).
 //
 // The firmware never touches hardware directly; it talks to the small
 // interfaces in this package, collected in a [Board]. On a real MCU they would
 // wrap registers; in this codebase they are implemented by [Sim], a simulated
 // board whose state tests can observe: pin toggles recorded with timestamps,
 // UART capture and loopback buffers, simulated I2C/SPI peripherals (such as the
-// [TempSensor] at an I2C address), power states with consumption accounting,
-// and [Timers] driven by the injected [Clock].
+// [TempSensor] at an I2C address) and power states with consumption
+// accounting, all on the injected [Clock].
 //
 // Usage:
 //
@@ -170,6 +171,4 @@ type Board struct {
 	I2C     I2C
 	Sensors Sensors
 	Power   Power
-	// Timers fire callbacks on the board's clock; see Timers.Fire.
-	Timers *Timers
 }

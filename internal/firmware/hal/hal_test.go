@@ -207,48 +207,6 @@ func TestPowerAccounting(t *testing.T) {
 	}
 }
 
-func TestTimers(t *testing.T) {
-	var tm Timers
-	var got []string
-	rec := func(s string) func(time.Time) { return func(time.Time) { got = append(got, s) } }
-	tm.At(t0.Add(2*time.Second), rec("b"))
-	tm.At(t0.Add(1*time.Second), rec("a"))
-	tm.At(t0.Add(2*time.Second), rec("c")) // same deadline as b: after b
-	cancelled := tm.At(t0.Add(1500*time.Millisecond), rec("x"))
-	tm.Every(t0.Add(time.Second), time.Second, rec("tick"))
-	if !tm.Cancel(cancelled) || tm.Cancel(cancelled) {
-		t.Errorf("Cancel: want true then false")
-	}
-	if next, ok := tm.Next(); !ok || !next.Equal(t0.Add(time.Second)) {
-		t.Errorf("Next: got %v %v, want t0+1s", next, ok)
-	}
-	if n := tm.Fire(t0); n != 0 {
-		t.Errorf("Fire(t0): got %d, want 0", n)
-	}
-	tm.Fire(t0.Add(2 * time.Second))
-	want := []string{"a", "tick", "b", "c"}
-	if len(got) != len(want) {
-		t.Fatalf("fired: got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("fired %d: got %q, want %q (all: %v)", i, got[i], want[i], got)
-		}
-	}
-	// The periodic timer skips missed periods: one run at t0+10s, next at t0+11s.
-	got = nil
-	tm.Fire(t0.Add(10 * time.Second))
-	if len(got) != 1 || got[0] != "tick" {
-		t.Errorf("after a long gap: got %v, want one tick", got)
-	}
-	if next, _ := tm.Next(); !next.Equal(t0.Add(11 * time.Second)) {
-		t.Errorf("Next after gap: got %v, want t0+11s", next)
-	}
-	if tm.Len() != 1 {
-		t.Errorf("Len: got %d, want 1", tm.Len())
-	}
-}
-
 func TestManualClockSleep(t *testing.T) {
 	clk := NewManualClock(t0)
 	if err := clk.Sleep(t.Context(), 3*time.Second); err != nil {

@@ -85,8 +85,6 @@ type Sim struct {
 	powerAt  time.Time
 	energyJ  float64
 	powerCnt int
-
-	timers Timers
 }
 
 type busAddr struct {
@@ -139,12 +137,8 @@ func (s *Sim) Board() *Board {
 		I2C:     simI2C{s},
 		Sensors: simSensors{s},
 		Power:   simPower{s},
-		Timers:  &s.timers,
 	}
 }
-
-// Timers returns the board's timer queue.
-func (s *Sim) Timers() *Timers { return &s.timers }
 
 // ---- GPIO ----
 
