@@ -37,6 +37,14 @@ const (
 )
 
 // ApplicationConfig holds the sandbox limits applied to every instance.
+//
+// It is the Kubernetes form of sandbox.Limits, the one type the device
+// side (signed artifact, application manager, board profile, runtime)
+// carries them in. It stays a type of its own because it is a wire
+// format with its own rules — JSON field names, a duration string,
+// defaults and validation in the CRD schema — and because device packages
+// must not import the Kubernetes API; the controller converts it when it
+// signs an artifact.
 type ApplicationConfig struct {
 	// MemoryLimit is the maximum linear memory in bytes, enforced in 64 KiB pages.
 	// +kubebuilder:validation:Minimum=0

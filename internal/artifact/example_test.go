@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/artifact"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
@@ -28,7 +29,7 @@ func Example() {
 	data, _, err := signer.Sign(artifact.Manifest{
 		App:      "sensor",
 		Version:  "1.0.0",
-		Limits:   artifact.Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 100 * time.Millisecond, MaxStackSize: 8 << 10},
+		Limits:   sandbox.Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 100 * time.Millisecond, MaxStackSize: 8 << 10},
 		DeviceID: "esp32-0001",
 		Sequence: 1,
 		IssuedAt: now,

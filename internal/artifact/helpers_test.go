@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
@@ -77,7 +78,7 @@ func manifest(opts ...func(*Manifest)) Manifest {
 	m := Manifest{
 		App:     "sensor",
 		Version: "1.2.0",
-		Limits: Limits{
+		Limits: sandbox.Limits{
 			MemoryLimit:      64 << 10,
 			ExecutionTimeout: 250 * time.Millisecond,
 			MaxStackSize:     8 << 10,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // FormatVersion is the manifest format version this package writes and
@@ -48,17 +49,6 @@ func KeyIDOf(pub ed25519.PublicKey) KeyID {
 	return id
 }
 
-// Limits are the runtime limits a device grants the module.
-type Limits struct {
-	// MemoryLimit is the most linear memory the module may use, in bytes.
-	MemoryLimit uint64
-	// ExecutionTimeout bounds one call into the module. It is carried in
-	// whole milliseconds.
-	ExecutionTimeout time.Duration
-	// MaxStackSize is the largest call stack the module may use, in bytes.
-	MaxStackSize uint64
-}
-
 // Manifest describes a deploy artifact. Everything in it is covered by the
 // signature.
 type Manifest struct {
@@ -70,8 +60,9 @@ type Manifest struct {
 	ModuleHash [32]byte
 	// ModuleSize is the plaintext module's size in bytes.
 	ModuleSize uint64
-	// Limits are the module's runtime limits.
-	Limits Limits
+	// Limits are the runtime limits a device grants the module; the
+	// execution timeout is carried in whole milliseconds.
+	Limits sandbox.Limits
 	// DeviceID is the id of the only device that may install the artifact.
 	DeviceID string
 	// Sequence orders the artifacts of one application on one device: a
@@ -219,7 +210,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		App:        w.App,
 		Version:    w.Version,
 		ModuleSize: w.ModuleSize,
-		Limits: Limits{
+		Limits: sandbox.Limits{
 			MemoryLimit:      w.MemoryLimit,
 			ExecutionTimeout: time.Duration(w.ExecutionTimeoutMs) * time.Millisecond, //nolint:gosec // bounded above
 			MaxStackSize:     w.MaxStackSize,

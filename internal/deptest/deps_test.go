@@ -16,6 +16,7 @@ var wazero = []string{"github.com/tetratelabs/wazero", "golang.org/x/sys"}
 
 // deviceSafe are the project's packages that firmware may build on.
 var deviceSafe = []string{
+	module + "internal/sandbox",
 	module + "internal/protocol",
 	module + "internal/pki",
 	module + "internal/artifact",
@@ -32,7 +33,8 @@ func TestDeviceSidePackagesStayLight(t *testing.T) {
 		{"./internal/protocol/...", cbor},
 		{"./internal/pki/...", nil},
 		{"./internal/seal/...", cbor},
-		{"./internal/artifact/...", append([]string{module + "internal/seal"}, cbor...)},
+		{"./internal/sandbox/...", nil},
+		{"./internal/artifact/...", append([]string{module + "internal/seal", module + "internal/sandbox"}, cbor...)},
 		{"./internal/firmware/...", concat(cbor, wazero, deviceSafe)},
 		{"./internal/sim/...", concat(cbor, wazero, deviceSafe)},
 		{"./examples/apps/...", nil},

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/security"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // partition is the data partition of a simulated device: 1 MiB of 4 KiB
@@ -33,7 +34,7 @@ func (runner) Stop(context.Context) error { return nil }
 func request(name string, seq uint64, size int) appmgr.Request {
 	mod := append([]byte("\x00asm"), bytes.Repeat([]byte{byte(seq)}, size-4)...)
 	return appmgr.Request{Name: name, Version: fmt.Sprint("v", seq), Sequence: seq, Module: mod, SHA256: sha256.Sum256(mod),
-		Limits: appmgr.AppLimits{MemoryBytes: 64 << 10}, Start: true}
+		Limits: sandbox.Limits{MemoryLimit: 64 << 10}, Start: true}
 }
 
 // BenchmarkBoot measures a device's boot with n applications installed:

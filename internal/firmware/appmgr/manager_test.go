@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // fakeRunner starts "modules" without running code: a version listed in
@@ -93,7 +94,7 @@ func req(name, version string, seq uint64, size int, start bool) Request {
 	mod := module(name, version, size)
 	return Request{
 		Name: name, Version: version, Sequence: seq, Module: mod, SHA256: sha256.Sum256(mod),
-		Limits: AppLimits{MemoryBytes: 32 << 10, StackBytes: 8 << 10}, Start: start,
+		Limits: sandbox.Limits{MemoryLimit: 32 << 10, MaxStackSize: 8 << 10}, Start: start,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // Flash keys. Names are at most protocol.MaxNameLen (253) bytes, so every
@@ -50,8 +51,8 @@ type slotInfo struct {
 
 func (s slotInfo) empty() bool { return len(s.SHA256) == 0 }
 
-func (s slotInfo) limits() AppLimits {
-	return AppLimits{MemoryBytes: s.Memory, ExecutionTimeout: time.Duration(s.Timeout), StackBytes: s.Stack}
+func (s slotInfo) limits() sandbox.Limits {
+	return sandbox.Limits{MemoryLimit: s.Memory, ExecutionTimeout: time.Duration(s.Timeout), MaxStackSize: s.Stack}
 }
 
 type appConfig struct {

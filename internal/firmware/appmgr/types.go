@@ -4,19 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
-
-// AppLimits are the runtime limits of one application (the Application's
-// config: memoryLimit, executionTimeout, maxStackSize).
-type AppLimits struct {
-	MemoryBytes      uint64
-	ExecutionTimeout time.Duration
-	StackBytes       uint64
-}
 
 // Request installs or updates an application. The security manager builds
 // it from a verified artifact.
@@ -26,7 +18,7 @@ type Request struct {
 	Sequence uint64 // artifact sequence; identifies the version on the wire
 	Module   []byte
 	SHA256   [32]byte // the manifest's module digest; Module must match it
-	Limits   AppLimits
+	Limits   sandbox.Limits
 	// Start asks for the application to run once installed. An update of
 	// a running application with Start becomes active only once the new
 	// version has started; a failure falls back to the previous version.
@@ -42,7 +34,7 @@ type RunSpec struct {
 	Version  string
 	Sequence uint64
 	Module   []byte
-	Limits   AppLimits
+	Limits   sandbox.Limits
 	// Config reads the application's configuration values. It may be
 	// called while Start runs — an application reading its configuration
 	// as it initialises, at boot as after a command — and for as long as

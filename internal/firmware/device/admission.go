@@ -40,7 +40,7 @@ func (a admission) VerifyArtifact(app string, data, sealed []byte) (appmgr.Reque
 	if err != nil {
 		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonInvalidModule, text: "invalid module", err: err}
 	}
-	usage := profile.UsageOf(app, *info, wasmLimits(req.Limits))
+	usage := profile.UsageOf(app, *info, req.Limits)
 	if err := a.prof.Admit(a.installed(app), usage); err != nil {
 		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonNoSpace, text: fitText(err), err: err}
 	}
@@ -93,12 +93,3 @@ func (e *admitError) ProtocolReason() protocol.Reason { return e.reason }
 
 // PeerMessage is the text reported in the AppStatus.
 func (e *admitError) PeerMessage() string { return e.text }
-
-// wasmLimits converts an application's limits to the runtime's.
-func wasmLimits(l appmgr.AppLimits) wasm.Limits {
-	return wasm.Limits{
-		MemoryLimit:      l.MemoryBytes,
-		ExecutionTimeout: l.ExecutionTimeout,
-		MaxStackSize:     uint32(min(l.StackBytes, 1<<31)),
-	}
-}

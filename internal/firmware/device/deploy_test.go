@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/wasmbed/wasmbed/examples/apps"
-	"github.com/wasmbed/wasmbed/internal/artifact"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
 	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 var (
@@ -106,23 +106,23 @@ func TestBadArtifactsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := srv.SignArtifact(peer.DeviceID, "blinky", 5, module, artifact.Limits{})
+	good, err := srv.SignArtifact(peer.DeviceID, "blinky", 5, module, sandbox.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := clienttest.SignArtifactWith(forger, peer.DeviceID, "blinky", 6, module, artifact.Limits{})
+	forged, err := clienttest.SignArtifactWith(forger, peer.DeviceID, "blinky", 6, module, sandbox.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherDevice, err := srv.SignArtifact("someone-else", "blinky", 7, module, artifact.Limits{})
+	otherDevice, err := srv.SignArtifact("someone-else", "blinky", 7, module, sandbox.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	older, err := srv.SignArtifact(peer.DeviceID, "blinky", 3, module, artifact.Limits{})
+	older, err := srv.SignArtifact(peer.DeviceID, "blinky", 3, module, sandbox.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := srv.SignArtifact(peer.DeviceID, "blinky", 8, module, artifact.Limits{})
+	fresh, err := srv.SignArtifact(peer.DeviceID, "blinky", 8, module, sandbox.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

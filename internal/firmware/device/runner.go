@@ -68,7 +68,7 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 	if r.eng == nil {
 		return nil, errors.New("no webassembly engine")
 	}
-	lim := wasmLimits(spec.Limits)
+	lim := spec.Limits
 	mod, err := r.eng.Compile(ctx, spec.Module, lim, r.bounds)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", appmgr.ErrInvalidModule, err)

@@ -7,10 +7,11 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm/wasmtest"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // installLimits let the worst-case modules' largest frames fit.
-var installLimits = wasm.Limits{MaxStackSize: 1 << 20, ExecutionTimeout: time.Second}
+var installLimits = sandbox.Limits{MaxStackSize: 1 << 20, ExecutionTimeout: time.Second}
 
 // TestWorstCaseInstallBounded installs, on each board, the most complex
 // module its bounds accept, and bounds the memory installation takes

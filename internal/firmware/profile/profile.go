@@ -22,6 +22,7 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // Errors.
@@ -180,7 +181,7 @@ type Usage struct {
 }
 
 // UsageOf computes the usage of an app from its module and limits.
-func UsageOf(app string, info wasm.ModuleInfo, lim wasm.Limits) Usage {
+func UsageOf(app string, info wasm.ModuleInfo, lim sandbox.Limits) Usage {
 	lim = lim.WithDefaults()
 	mem := info.MemoryFootprint()
 	if info.UsesMemoryGrow {
@@ -190,7 +191,7 @@ func UsageOf(app string, info wasm.ModuleInfo, lim wasm.Limits) Usage {
 		}
 		mem = maxPages * wasm.PageSize
 	}
-	return Usage{App: app, RAMBytes: mem + info.TableBytes() + uint64(lim.MaxStackSize), FlashBytes: uint64(info.Size)}
+	return Usage{App: app, RAMBytes: mem + info.TableBytes() + lim.MaxStackSize, FlashBytes: uint64(info.Size)}
 }
 
 // Resource names what an app did not fit in.

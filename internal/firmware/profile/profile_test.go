@@ -8,6 +8,7 @@ import (
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 func TestLookup(t *testing.T) {
@@ -48,7 +49,7 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-func usage(t *testing.T, app string, lim wasm.Limits) Usage {
+func usage(t *testing.T, app string, lim sandbox.Limits) Usage {
 	t.Helper()
 	info, err := wasm.Inspect(apps.MustLoad(app), wasm.Bounds{})
 	if err != nil {
@@ -58,7 +59,7 @@ func usage(t *testing.T, app string, lim wasm.Limits) Usage {
 }
 
 func TestAdmit(t *testing.T) {
-	small := wasm.Limits{MaxStackSize: 2048}
+	small := sandbox.Limits{MaxStackSize: 2048}
 	tests := []struct {
 		name      string
 		profile   string
@@ -67,10 +68,10 @@ func TestAdmit(t *testing.T) {
 		resource  Resource // "" = fits
 	}{
 		{name: "blinky fits hifive1", profile: "hifive1", app: usage(t, apps.Blinky, small)},
-		{name: "blinky with default 16 KiB stack too big for hifive1", profile: "hifive1", app: usage(t, apps.Blinky, wasm.Limits{}), resource: ResourceRAM},
+		{name: "blinky with default 16 KiB stack too big for hifive1", profile: "hifive1", app: usage(t, apps.Blinky, sandbox.Limits{}), resource: ResourceRAM},
 		{name: "growing app reserves its memory limit", profile: "hifive1", app: usage(t, apps.MemHog, small), resource: ResourceRAM},
 		{name: "second app on hifive1", profile: "hifive1", installed: []Usage{usage(t, apps.Blinky, small)}, app: usage(t, apps.Sensor, small), resource: ResourceApps},
-		{name: "growing app fits esp32", profile: "esp32", app: usage(t, apps.MemHog, wasm.Limits{MemoryLimit: 2 * wasm.PageSize})},
+		{name: "growing app fits esp32", profile: "esp32", app: usage(t, apps.MemHog, sandbox.Limits{MemoryLimit: 2 * wasm.PageSize})},
 		{name: "four apps on esp32", profile: "esp32", installed: []Usage{usage(t, apps.Blinky, small), usage(t, apps.Sensor, small), usage(t, apps.Compute, small)}, app: usage(t, apps.Blinky, small)},
 		{name: "fifth app on esp32", profile: "esp32", installed: []Usage{{}, {}, {}, {}}, app: usage(t, apps.Blinky, small), resource: ResourceApps},
 		{name: "esp32 RAM exhausted", profile: "esp32", installed: []Usage{{App: "a", RAMBytes: 200 << 10}}, app: Usage{App: "b", RAMBytes: 60 << 10}, resource: ResourceRAM},
@@ -102,7 +103,7 @@ func TestAdmit(t *testing.T) {
 }
 
 func TestUsageOf(t *testing.T) {
-	u := usage(t, apps.Blinky, wasm.Limits{MaxStackSize: 1000})
+	u := usage(t, apps.Blinky, sandbox.Limits{MaxStackSize: 1000})
 	// Blinky never grows memory: it needs its static data and C stack
 	// (below __heap_base, about 2 KiB), not a whole page.
 	if u.RAMBytes <= 1000 || u.RAMBytes > 1000+4096 {
@@ -111,7 +112,7 @@ func TestUsageOf(t *testing.T) {
 	if u.FlashBytes != uint64(len(apps.MustLoad(apps.Blinky))) {
 		t.Errorf("blinky flash: got %d, want the module size", u.FlashBytes)
 	}
-	hog := usage(t, apps.MemHog, wasm.Limits{MemoryLimit: 3 * wasm.PageSize, MaxStackSize: 1000})
+	hog := usage(t, apps.MemHog, sandbox.Limits{MemoryLimit: 3 * wasm.PageSize, MaxStackSize: 1000})
 	if hog.RAMBytes != 3*wasm.PageSize+1000 {
 		t.Errorf("memhog RAM: got %d, want 3 pages + stack", hog.RAMBytes)
 	}

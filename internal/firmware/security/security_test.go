@@ -17,6 +17,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
@@ -76,7 +77,7 @@ var wasm = append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{0x42}, 
 func manifest(app string, seq uint64, mods ...func(*artifact.Manifest)) artifact.Manifest {
 	m := artifact.Manifest{
 		App: app, Version: "1.0." + string(rune('0'+seq%10)), DeviceID: "dev-1", Sequence: seq,
-		Limits:   artifact.Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 100 * time.Millisecond, MaxStackSize: 8 << 10},
+		Limits:   sandbox.Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 100 * time.Millisecond, MaxStackSize: 8 << 10},
 		IssuedAt: t0, Expires: t0.Add(time.Hour),
 	}
 	for _, f := range mods {
@@ -399,7 +400,7 @@ func TestConfidentialArtifact(t *testing.T) {
 		t.Fatal(err)
 	}
 	done()
-	if !bytes.Equal(req.Module, wasm) || req.Sequence != 1 || req.Limits.MemoryBytes != 64<<10 || req.Limits.ExecutionTimeout != 100*time.Millisecond {
+	if !bytes.Equal(req.Module, wasm) || req.Sequence != 1 || req.Limits.MemoryLimit != 64<<10 || req.Limits.ExecutionTimeout != 100*time.Millisecond {
 		t.Fatalf("request %+v does not match the manifest", req)
 	}
 	if d.sec.LastSequence("app") != 1 {

@@ -180,10 +180,8 @@ func (m *Manager) VerifyArtifact(app string, data, sealed []byte) (appmgr.Reques
 	extra.Put(replayPrefix+man.App, seq[:])
 	req := appmgr.Request{
 		Name: man.App, Version: man.Version, Sequence: man.Sequence, Module: a.Module, SHA256: man.ModuleHash,
-		Limits: appmgr.AppLimits{
-			MemoryBytes: man.Limits.MemoryLimit, ExecutionTimeout: man.Limits.ExecutionTimeout, StackBytes: man.Limits.MaxStackSize,
-		},
-		Extra: extra,
+		Limits: man.Limits,
+		Extra:  extra,
 	}
 	appName, sequence := man.App, man.Sequence
 	done := func() { m.marks.set(appName, sequence) }

@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // ErrNotRunning is the Err of a Result from Tick on an app that is not
@@ -62,7 +63,7 @@ type App struct {
 	mod  *Module
 	name string
 	host Host
-	lim  Limits
+	lim  sandbox.Limits
 
 	inst                       api.Module
 	fInit, fTick, fStart       api.Function
@@ -113,7 +114,7 @@ func (e *Engine) NewApp(mod *Module, cfg AppConfig) (*App, error) {
 	}
 	a := &App{e: e, mod: mod, name: cfg.Name, host: cfg.Host, lim: mod.lim,
 		tickInterval: cfg.TickInterval, initialTicks: cfg.TickInterval,
-		stackBudget: mod.lim.MaxStackSize, quantum: compilerQuantum}
+		stackBudget: uint32(mod.lim.MaxStackSize), quantum: compilerQuantum} // at most MaxStackLimit
 	if e.mode == ModeInterpreter {
 		a.quantum = interpreterQuantum
 		if c := uint64(interpreterFrameCeiling) * uint64(mod.c.info.MinFrameBytes); c < uint64(a.stackBudget) {
@@ -133,7 +134,7 @@ func (a *App) Kind() AppKind { return a.mod.c.info.Kind }
 func (a *App) Module() *Module { return a.mod }
 
 // Limits returns the app's limits.
-func (a *App) Limits() Limits { return a.lim }
+func (a *App) Limits() sandbox.Limits { return a.lim }
 
 // Running reports whether the app has a live instance.
 func (a *App) Running() bool { return a.inst != nil }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // BenchmarkCompile measures checking + instrumenting + compiling a module
@@ -29,7 +31,7 @@ func BenchmarkCompile(b *testing.B) {
 					b.StopTimer()
 					e := newEngineNoCleanup(b, mode)
 					b.StartTimer()
-					m, err := e.Compile(b.Context(), bin, Limits{}, Bounds{})
+					m, err := e.Compile(b.Context(), bin, sandbox.Limits{}, Bounds{})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -60,7 +62,7 @@ func newEngineNoCleanup(b *testing.B, mode Mode) *Engine {
 func BenchmarkCompileCached(b *testing.B) {
 	e := newEngine(b, ModeAuto)
 	bin := sample(apps.Compute)
-	keep, err := e.Compile(b.Context(), bin, Limits{}, Bounds{})
+	keep, err := e.Compile(b.Context(), bin, sandbox.Limits{}, Bounds{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func BenchmarkCompileCached(b *testing.B) {
 	b.SetBytes(int64(len(bin)))
 	b.ReportAllocs()
 	for b.Loop() {
-		m, err := e.Compile(b.Context(), bin, Limits{}, Bounds{})
+		m, err := e.Compile(b.Context(), bin, sandbox.Limits{}, Bounds{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -142,7 +144,7 @@ func BenchmarkInstantiate(b *testing.B) {
 		b.Run(mode.String(), func(b *testing.B) {
 			e := newEngine(b, mode)
 			d := newDevice()
-			mod, err := e.Compile(b.Context(), sample(apps.Blinky), Limits{}, Bounds{})
+			mod, err := e.Compile(b.Context(), sample(apps.Blinky), sandbox.Limits{}, Bounds{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -188,7 +190,7 @@ func retainedPerApp(b *testing.B, e *Engine, mod *Module, d *device) uint64 {
 // computeLimits are the limits BenchmarkComputeTick runs under: all three
 // enforced, the timeout generous enough for the interpreter on a loaded
 // machine.
-var computeLimits = Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 10 * time.Second, MaxStackSize: 16 << 10}
+var computeLimits = sandbox.Limits{MemoryLimit: 64 << 10, ExecutionTimeout: 10 * time.Second, MaxStackSize: 16 << 10}
 
 // BenchmarkComputeTick runs one tick of the compute app (CRC-32 of 4 KiB,
 // fib(24), xorshift) per iteration through the device runtime, with the
@@ -229,7 +231,7 @@ func BenchmarkHostCall(b *testing.B) {
 			if err := d.sim.Board().GPIO.Configure(5, hal.PinOutput); err != nil {
 				b.Fatal(err)
 			}
-			a, res := startApp(b, e, d, "hostcalls", testdata(b, "hostcalls"), Limits{ExecutionTimeout: 10 * time.Second})
+			a, res := startApp(b, e, d, "hostcalls", testdata(b, "hostcalls"), sandbox.Limits{ExecutionTimeout: 10 * time.Second})
 			if !res.OK() {
 				b.Fatal(res.Err)
 			}

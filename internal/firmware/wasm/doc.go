@@ -15,8 +15,8 @@
 // host error).
 //
 //	eng, _ := wasm.NewEngine(ctx, wasm.Config{})            // once per process
-//	mod, err := eng.Compile(ctx, bin, wasm.Limits{MemoryLimit: 65536,
-//		ExecutionTimeout: 50 * time.Millisecond, MaxStackSize: 8192})
+//	mod, err := eng.Compile(ctx, bin, sandbox.Limits{MemoryLimit: 65536,
+//		ExecutionTimeout: 50 * time.Millisecond, MaxStackSize: 8192}, board.ModuleBounds)
 //	if errors.Is(err, wasm.ErrForbiddenImport) { ... } // *ImportError names it
 //	defer mod.Release(ctx)
 //	app, _ := eng.NewApp(mod, wasm.AppConfig{Name: "blinky", Host: wasm.Host{

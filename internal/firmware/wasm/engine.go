@@ -12,6 +12,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // Mode selects how an Engine executes WebAssembly.
@@ -64,62 +66,17 @@ func compilerSupported() bool {
 	return false
 }
 
-// Defaults applied by Limits.WithDefaults.
+// Tick intervals and module size.
 const (
-	DefaultMemoryLimit      = 64 * 1024
-	DefaultExecutionTimeout = 100 * time.Millisecond
-	DefaultMaxStackSize     = 16 * 1024
-	DefaultTickInterval     = time.Second
-	MinTickInterval         = time.Millisecond
-	MaxTickInterval         = 24 * time.Hour
+	DefaultTickInterval = time.Second
+	MinTickInterval     = time.Millisecond
+	MaxTickInterval     = 24 * time.Hour
 	// DefaultMaxModuleSize is Config.MaxModuleSize's default.
 	DefaultMaxModuleSize = 1 << 20
 )
 
-// Limits are the per-application resource limits of an Application's
-// config.
-type Limits struct {
-	// MemoryLimit bounds linear memory, in bytes. It is enforced in whole
-	// 64 KiB pages, rounded up: a module whose declared minimum is above it
-	// is refused, and memory.grow beyond it returns -1 to the guest and is
-	// reported as LimitMemory.
-	MemoryLimit uint64
-	// ExecutionTimeout bounds each execution (init, one tick, _start). An
-	// app that runs past it is stopped and reported as LimitTime; it must
-	// be started again.
-	ExecutionTimeout time.Duration
-	// MaxStackSize bounds the WebAssembly call stack, in bytes, as
-	// accounted by the instrumentation (see docs/app-abi.md); at most
-	// MaxStackLimit.
-	MaxStackSize uint32
-}
-
 // MaxStackLimit is the largest maxStackSize the runtime accounts.
 const MaxStackLimit = 64 << 20
-
-// WithDefaults returns l with zero fields replaced by the defaults.
-func (l Limits) WithDefaults() Limits {
-	if l.MemoryLimit == 0 {
-		l.MemoryLimit = DefaultMemoryLimit
-	}
-	if l.ExecutionTimeout <= 0 {
-		l.ExecutionTimeout = DefaultExecutionTimeout
-	}
-	if l.MaxStackSize == 0 {
-		l.MaxStackSize = DefaultMaxStackSize
-	}
-	return l
-}
-
-// MemoryPages returns MemoryLimit in whole pages, rounded up and capped at
-// the 4 GiB address space.
-func (l Limits) MemoryPages() uint32 {
-	p := (l.MemoryLimit + PageSize - 1) / PageSize
-	if p > maxPages {
-		p = maxPages
-	}
-	return uint32(p)
-}
 
 // Config configures an Engine.
 type Config struct {
@@ -258,13 +215,13 @@ var ErrClosed = errors.New("wasm engine or module closed")
 // *ModuleError, *ImportError, *BoundError or *LimitError (see the Err*
 // sentinels); no module is compiled before it has passed every check.
 // Every Module returned must be released with Module.Release.
-func (e *Engine) Compile(ctx context.Context, bin []byte, lim Limits, b Bounds) (*Module, error) {
+func (e *Engine) Compile(ctx context.Context, bin []byte, lim sandbox.Limits, b Bounds) (*Module, error) {
 	lim = lim.WithDefaults()
 	if len(bin) > e.cfg.MaxModuleSize {
 		return nil, modErr(ErrModuleTooLarge, -1, "%d bytes, limit %d", len(bin), e.cfg.MaxModuleSize)
 	}
 	if lim.MaxStackSize > MaxStackLimit {
-		return nil, &LimitError{Kind: LimitStack, Requested: uint64(lim.MaxStackSize), Limit: MaxStackLimit,
+		return nil, &LimitError{Kind: LimitStack, Requested: lim.MaxStackSize, Limit: MaxStackLimit,
 			Detail: "maxStackSize above what the runtime accounts"}
 	}
 	tables := e.cfg.Bounds.MaxTableElements
@@ -310,7 +267,7 @@ func (c *compiled) prepare(bin []byte, b Bounds) {
 }
 
 // admit checks a prepared module against one caller's bounds and limits.
-func (c *compiled) admit(lim Limits, b Bounds) error {
+func (c *compiled) admit(lim sandbox.Limits, b Bounds) error {
 	if c.prepErr != nil {
 		return c.prepErr
 	}
@@ -319,9 +276,9 @@ func (c *compiled) admit(lim Limits, b Bounds) error {
 			return err
 		}
 	}
-	if c.info.MaxFrameBytes > lim.MaxStackSize {
+	if uint64(c.info.MaxFrameBytes) > lim.MaxStackSize {
 		return &LimitError{Kind: LimitStack, Requested: uint64(c.info.MaxFrameBytes),
-			Limit: uint64(lim.MaxStackSize), Detail: "the largest function's call frame"}
+			Limit: lim.MaxStackSize, Detail: "the largest function's call frame"}
 	}
 	return nil
 }
@@ -362,7 +319,7 @@ func (e *Engine) release(ctx context.Context, c *compiled) {
 type Module struct {
 	e        *Engine
 	c        *compiled
-	lim      Limits
+	lim      sandbox.Limits
 	mu       sync.Mutex
 	released bool
 }
@@ -374,7 +331,7 @@ func (m *Module) Info() ModuleInfo { return m.c.info }
 func (m *Module) Hash() [32]byte { return m.c.key.hash }
 
 // Limits returns the limits the module was compiled for (with defaults).
-func (m *Module) Limits() Limits { return m.lim }
+func (m *Module) Limits() sandbox.Limits { return m.lim }
 
 // Release drops the handle; the compilation is freed with its last handle.
 // Apps created from the module must be closed first. Release is idempotent.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 var modes = []Mode{ModeCompiler, ModeInterpreter}
@@ -89,7 +91,7 @@ func (d *device) host() Host {
 }
 
 // startApp compiles bin, creates an app on d and starts it.
-func startApp(t testing.TB, e *Engine, d *device, name string, bin []byte, lim Limits) (*App, Result) {
+func startApp(t testing.TB, e *Engine, d *device, name string, bin []byte, lim sandbox.Limits) (*App, Result) {
 	t.Helper()
 	mod, err := e.Compile(t.Context(), bin, lim, Bounds{})
 	if err != nil {

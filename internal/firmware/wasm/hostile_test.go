@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // Hostile modules, by class (see docs/app-abi.md, "Installation checks"):
@@ -90,7 +92,7 @@ func TestHostileDeclaredCounts(t *testing.T) {
 				var err error
 				allocated := allocatedBy(func() {
 					var mod *Module
-					mod, err = e.Compile(t.Context(), tt.bin, Limits{}, Bounds{})
+					mod, err = e.Compile(t.Context(), tt.bin, sandbox.Limits{}, Bounds{})
 					if err == nil {
 						mod.Release(t.Context())
 					}
@@ -173,7 +175,7 @@ func TestInstallationBounded(t *testing.T) {
 			}{
 				{"Inspect", func() error { _, err := Inspect(tt.bin, b); return err }},
 				{"Compile", func() error {
-					mod, err := e.Compile(t.Context(), tt.bin, Limits{}, b)
+					mod, err := e.Compile(t.Context(), tt.bin, sandbox.Limits{}, b)
 					if err == nil {
 						mod.Release(t.Context())
 					}
@@ -238,7 +240,7 @@ func TestUninstantiableRefusedAtInstall(t *testing.T) {
 		e := newEngine(t, mode)
 		for _, tt := range tests {
 			t.Run(mode.String()+"/"+tt.name, func(t *testing.T) {
-				mod, err := e.Compile(t.Context(), tt.bin, Limits{}, Bounds{})
+				mod, err := e.Compile(t.Context(), tt.bin, sandbox.Limits{}, Bounds{})
 				if err == nil {
 					mod.Release(t.Context())
 				}

@@ -3,6 +3,8 @@ package wasm
 import (
 	"errors"
 	"testing"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // tickModule assembles a module with one ()->() function exported as
@@ -40,12 +42,12 @@ func TestInjectedIndicesUnreachable(t *testing.T) {
 		{"atomics", tickModule(0xfe, 0x03, 0x0b)},                                   // atomic.fence
 	}
 	e := newEngine(t, ModeInterpreter)
-	if _, err := e.Compile(t.Context(), tickModule(0x0b), Limits{}, Bounds{}); err != nil {
+	if _, err := e.Compile(t.Context(), tickModule(0x0b), sandbox.Limits{}, Bounds{}); err != nil {
 		t.Fatalf("Compile(empty tick): %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.Compile(t.Context(), tt.bin, Limits{}, Bounds{})
+			_, err := e.Compile(t.Context(), tt.bin, sandbox.Limits{}, Bounds{})
 			var me *ModuleError
 			if !errors.As(err, &me) {
 				t.Fatalf("Compile: got %v, want a *ModuleError", err)

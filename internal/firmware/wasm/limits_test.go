@@ -10,6 +10,8 @@ import (
 
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // Each test of a limit asserts which mechanism enforced it
@@ -48,7 +50,7 @@ func TestStackLimitIsTheProjectsAccounting(t *testing.T) {
 	tests := []struct {
 		name  string
 		bin   []byte
-		limit uint32
+		limit uint64
 		modes []Mode
 	}{
 		{name: "recursion 64KiB", bin: sample(apps.Recursion), limit: 64 << 10, modes: modes},
@@ -62,7 +64,7 @@ func TestStackLimitIsTheProjectsAccounting(t *testing.T) {
 		for _, mode := range tt.modes {
 			t.Run(mode.String()+"/"+tt.name, func(t *testing.T) {
 				e := newEngine(t, mode)
-				a, res := startApp(t, e, newDevice(), "rec", tt.bin, Limits{MaxStackSize: tt.limit})
+				a, res := startApp(t, e, newDevice(), "rec", tt.bin, sandbox.Limits{MaxStackSize: tt.limit})
 				if !res.OK() {
 					t.Fatalf("Start: got %v (%v)", res, res.Err)
 				}
@@ -91,11 +93,11 @@ func TestTimeoutStopsOnlyTheLoopingApp(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
 			d := newDevice()
-			loop, res := startApp(t, e, d, "loop", sample(apps.Loop), Limits{ExecutionTimeout: 50 * time.Millisecond})
+			loop, res := startApp(t, e, d, "loop", sample(apps.Loop), sandbox.Limits{ExecutionTimeout: 50 * time.Millisecond})
 			if !res.OK() {
 				t.Fatalf("loop Start: got %v", res)
 			}
-			blinky, res := startApp(t, e, d, "blinky", sample(apps.Blinky), Limits{MaxStackSize: 4096})
+			blinky, res := startApp(t, e, d, "blinky", sample(apps.Blinky), sandbox.Limits{MaxStackSize: 4096})
 			if !res.OK() {
 				t.Fatalf("blinky Start: got %v", res)
 			}
@@ -143,7 +145,7 @@ func TestTimeoutWithoutLoops(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
-			a, res := startApp(t, e, newDevice(), "tree", testdata(t, "calltree"), Limits{ExecutionTimeout: 50 * time.Millisecond})
+			a, res := startApp(t, e, newDevice(), "tree", testdata(t, "calltree"), sandbox.Limits{ExecutionTimeout: 50 * time.Millisecond})
 			if !res.OK() {
 				t.Fatalf("Start: got %v (%v)", res, res.Err)
 			}
@@ -159,7 +161,7 @@ func TestSleepEndsAtTheDeadline(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
-			mod, err := e.Compile(t.Context(), testdata(t, "sleeper"), Limits{ExecutionTimeout: 50 * time.Millisecond}, Bounds{})
+			mod, err := e.Compile(t.Context(), testdata(t, "sleeper"), sandbox.Limits{ExecutionTimeout: 50 * time.Millisecond}, Bounds{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +189,7 @@ func TestCallerCancelStopsExecution(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
-			a, res := startApp(t, e, newDevice(), "loop", sample(apps.Loop), Limits{ExecutionTimeout: time.Hour})
+			a, res := startApp(t, e, newDevice(), "loop", sample(apps.Loop), sandbox.Limits{ExecutionTimeout: time.Hour})
 			if !res.OK() {
 				t.Fatalf("Start: got %v", res)
 			}
@@ -205,7 +207,7 @@ func TestMemoryGrowPastLimit(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
-			a, res := startApp(t, e, newDevice(), "memhog", sample(apps.MemHog), Limits{MemoryLimit: 4 * PageSize})
+			a, res := startApp(t, e, newDevice(), "memhog", sample(apps.MemHog), sandbox.Limits{MemoryLimit: 4 * PageSize})
 			if !res.OK() {
 				t.Fatalf("Start: got %v, want completed", res)
 			}
@@ -237,7 +239,7 @@ func TestTableGrowthBounded(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
-			mod, err := e.Compile(t.Context(), testdata(t, "tablegrow"), Limits{}, bounds)
+			mod, err := e.Compile(t.Context(), testdata(t, "tablegrow"), sandbox.Limits{}, bounds)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,10 +2,12 @@ package wasm
 
 import (
 	"strings"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 // PageSize is the size of a WebAssembly linear-memory page.
-const PageSize = 65536
+const PageSize = sandbox.PageSize
 
 // ABIVersion is the app ABI this runtime implements: the entry points of
 // the app model and the host API of import module HostModule.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
+
+	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
 func TestCompileRefusals(t *testing.T) {
@@ -19,12 +21,12 @@ func TestCompileRefusals(t *testing.T) {
 	tests := []struct {
 		name    string
 		bin     []byte
-		lim     Limits
+		lim     sandbox.Limits
 		want    error
 		check   func(t *testing.T, err error)
 		wantMsg string
 	}{
-		{name: "memory declared above limit", bin: sample(apps.BigMem), lim: Limits{MemoryLimit: 64 * 1024}, want: ErrLimit,
+		{name: "memory declared above limit", bin: sample(apps.BigMem), lim: sandbox.Limits{MemoryLimit: 64 * 1024}, want: ErrLimit,
 			check: func(t *testing.T, err error) {
 				var le *LimitError
 				if !errors.As(err, &le) || le.Kind != LimitMemory || le.Requested != 64*PageSize || le.Limit != PageSize {
@@ -47,7 +49,7 @@ func TestCompileRefusals(t *testing.T) {
 		{name: "entry point signature", bin: testdata(t, "bad_entry_sig"), want: ErrBadExport, wantMsg: "(i32)->()"},
 		{name: "reserved export", bin: testdata(t, "reserved_export"), want: ErrBadExport, wantMsg: "__wasmbed_sp"},
 		{name: "simd", bin: testdata(t, "simd"), want: ErrUnsupportedFeature, wantMsg: "SIMD"},
-		{name: "frame above stack limit", bin: testdata(t, "big_frame"), lim: Limits{MaxStackSize: 256}, want: ErrLimit,
+		{name: "frame above stack limit", bin: testdata(t, "big_frame"), lim: sandbox.Limits{MaxStackSize: 256}, want: ErrLimit,
 			check: func(t *testing.T, err error) {
 				var le *LimitError
 				if !errors.As(err, &le) || le.Kind != LimitStack || le.Limit != 256 || le.Requested <= 512 {
@@ -89,7 +91,7 @@ func TestMultiValueAndBulkMemory(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
-			a, res := startApp(t, e, newDevice(), "mv", testdata(t, "multivalue"), Limits{MemoryLimit: 8 * PageSize})
+			a, res := startApp(t, e, newDevice(), "mv", testdata(t, "multivalue"), sandbox.Limits{MemoryLimit: 8 * PageSize})
 			if !res.OK() {
 				t.Fatalf("Start: got %v", res)
 			}
@@ -106,14 +108,14 @@ func TestMultiValueAndBulkMemory(t *testing.T) {
 func TestHostSurvivesMisbehavingApps(t *testing.T) {
 	tests := []struct {
 		app     string
-		lim     Limits
+		lim     sandbox.Limits
 		outcome Outcome
 		trap    Trap
 		limit   LimitKind
 	}{
-		{app: apps.Loop, lim: Limits{ExecutionTimeout: 20 * time.Millisecond}, outcome: OutcomeLimitExceeded, limit: LimitTime},
-		{app: apps.MemHog, lim: Limits{MemoryLimit: 3 * PageSize}, outcome: OutcomeLimitExceeded, limit: LimitMemory},
-		{app: apps.Recursion, lim: Limits{MaxStackSize: 8192}, outcome: OutcomeLimitExceeded, limit: LimitStack, trap: TrapStackExhausted},
+		{app: apps.Loop, lim: sandbox.Limits{ExecutionTimeout: 20 * time.Millisecond}, outcome: OutcomeLimitExceeded, limit: LimitTime},
+		{app: apps.MemHog, lim: sandbox.Limits{MemoryLimit: 3 * PageSize}, outcome: OutcomeLimitExceeded, limit: LimitMemory},
+		{app: apps.Recursion, lim: sandbox.Limits{MaxStackSize: 8192}, outcome: OutcomeLimitExceeded, limit: LimitStack, trap: TrapStackExhausted},
 		{app: apps.DivZero, outcome: OutcomeTrapped, trap: TrapDivideByZero},
 		{app: apps.BadPtr, outcome: OutcomeCompleted},
 	}
@@ -143,7 +145,7 @@ func TestHostSurvivesMisbehavingApps(t *testing.T) {
 		}
 		// After all of them, a well-behaved app still runs on the engine.
 		t.Run(mode.String()+"/blinky after", func(t *testing.T) {
-			a, res := startApp(t, e, d, "blinky", sample(apps.Blinky), Limits{})
+			a, res := startApp(t, e, d, "blinky", sample(apps.Blinky), sandbox.Limits{})
 			if !res.OK() {
 				t.Fatalf("Start: got %v", res)
 			}
@@ -162,7 +164,7 @@ func TestBlinkyTogglesPin(t *testing.T) {
 			d.rec.config["pin"] = "7"
 			d.rec.config["period_ms"] = "250"
 			t0 := d.clock.Now()
-			a, res := startApp(t, e, d, "blinky", sample(apps.Blinky), Limits{MaxStackSize: 2048})
+			a, res := startApp(t, e, d, "blinky", sample(apps.Blinky), sandbox.Limits{MaxStackSize: 2048})
 			if !res.OK() {
 				t.Fatalf("Start: got %v (%v)", res, res.Err)
 			}
@@ -204,7 +206,7 @@ func TestSensorPublishesMetric(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, res := startApp(t, e, d, "sensor", sample(apps.Sensor), Limits{})
+			a, res := startApp(t, e, d, "sensor", sample(apps.Sensor), sandbox.Limits{})
 			if !res.OK() {
 				t.Fatalf("Start: got %v (%v)", res, res.Err)
 			}
@@ -261,7 +263,7 @@ func TestComputeMatchesReference(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
 			d := newDevice()
-			a, res := startApp(t, e, d, "compute", sample(apps.Compute), Limits{ExecutionTimeout: 10 * time.Second})
+			a, res := startApp(t, e, d, "compute", sample(apps.Compute), sandbox.Limits{ExecutionTimeout: 10 * time.Second})
 			if !res.OK() {
 				t.Fatalf("Start: got %v (%v)", res, res.Err)
 			}
@@ -280,7 +282,7 @@ func TestRunOnceApp(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newEngine(t, mode)
 			d := newDevice()
-			a, res := startApp(t, e, d, "once", testdata(t, "run_once"), Limits{})
+			a, res := startApp(t, e, d, "once", testdata(t, "run_once"), sandbox.Limits{})
 			if !res.OK() {
 				t.Fatalf("Start: got %v (%v)", res, res.Err)
 			}
@@ -298,11 +300,11 @@ func TestRunOnceApp(t *testing.T) {
 func TestCompileCache(t *testing.T) {
 	e := newEngine(t, ModeInterpreter)
 	bin := sample(apps.Blinky)
-	m1, err := e.Compile(t.Context(), bin, Limits{}, Bounds{})
+	m1, err := e.Compile(t.Context(), bin, sandbox.Limits{}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := e.Compile(t.Context(), bytes.Clone(bin), Limits{MaxStackSize: 1024, ExecutionTimeout: time.Second}, Bounds{})
+	m2, err := e.Compile(t.Context(), bytes.Clone(bin), sandbox.Limits{MaxStackSize: 1024, ExecutionTimeout: time.Second}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +317,7 @@ func TestCompileCache(t *testing.T) {
 	if m2.Limits().MaxStackSize != 1024 {
 		t.Errorf("handle limits: got %+v, want MaxStackSize 1024", m2.Limits())
 	}
-	m3, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: 2 * PageSize}, Bounds{})
+	m3, err := e.Compile(t.Context(), bin, sandbox.Limits{MemoryLimit: 2 * PageSize}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +382,7 @@ func TestHostErrnoWithoutPeripherals(t *testing.T) {
 	// A device with no board, publisher or config: host calls answer
 	// ENOSYS and the app keeps running (sensor logs and returns).
 	e := newEngine(t, ModeInterpreter)
-	mod, err := e.Compile(t.Context(), sample(apps.Sensor), Limits{}, Bounds{})
+	mod, err := e.Compile(t.Context(), sample(apps.Sensor), sandbox.Limits{}, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +416,7 @@ func TestConcurrentDevices(t *testing.T) {
 				return
 			}
 			bin := bins[g%len(bins)]
-			mod, err := e.Compile(t.Context(), bin, Limits{MemoryLimit: uint64(1+g%2) * PageSize}, Bounds{})
+			mod, err := e.Compile(t.Context(), bin, sandbox.Limits{MemoryLimit: uint64(1+g%2) * PageSize}, Bounds{})
 			if err != nil {
 				errs <- err
 				return
