@@ -9,14 +9,15 @@ import (
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
-// ArtifactVerifier authenticates deploy artifacts; the security manager
-// implements it. VerifyArtifact returns the install request for a verified
-// artifact — with the flash update recording its sequence in Extra — and
-// done, to call once the request has been committed. A refusal error
-// should implement ProtocolReason() protocol.Reason and may implement
-// PeerMessage() string.
+// ArtifactVerifier authenticates deploy artifacts and admits the
+// applications they carry; the device composition implements it with the
+// security manager and the firmware's admission. VerifyArtifact returns
+// the install request for a verified artifact — with the flash update
+// recording its sequence in Extra — and done, to call once the request
+// has been committed. A refusal error should implement ProtocolReason()
+// protocol.Reason and may implement PeerMessage() string.
 type ArtifactVerifier interface {
-	VerifyArtifact(app string, artifact, sealed []byte) (req Request, done func(), err error)
+	VerifyArtifact(ctx context.Context, app string, artifact, sealed []byte) (req Request, done func(), err error)
 }
 
 // ConfigOpener opens the sealed part of a configuration push; the security
@@ -44,7 +45,7 @@ func (c *Commands) Update(ctx context.Context, m *protocol.Update) protocol.AppS
 }
 
 func (c *Commands) install(ctx context.Context, app string, seq uint64, art, sealed []byte, start bool) protocol.AppStatus {
-	req, done, err := c.Verifier.VerifyArtifact(app, art, sealed)
+	req, done, err := c.Verifier.VerifyArtifact(ctx, app, art, sealed)
 	if err != nil {
 		reason := reasonOf(err)
 		if st, ok := c.Apps.Status(app); ok && reason == protocol.ReasonReplay && st.Sequence == seq && seq != 0 {

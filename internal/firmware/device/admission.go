@@ -1,24 +1,21 @@
 package device
 
 import (
-	"errors"
-	"fmt"
+	"context"
 
+	"github.com/wasmbed/wasmbed/internal/firmware/admission"
 	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/security"
-	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
-	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
-// admission verifies artifacts with the security manager and then checks
-// that the application fits the board, before the application manager
-// installs anything. The profile is the one place that decides
-// (profile.Admit): app slots and flash against every other installed
-// application, RAM — linear memory footprint, stack and the runtime's
-// per-instance overhead — against the other started ones, module size.
-// A refusal leaves the replay mark and the flash untouched.
-type admission struct {
+// admitter verifies artifacts with the security manager and then runs the
+// firmware's admission (package admission: the board profile, the
+// module's bounds and limits, a compilation by the device's engine, which
+// the start that follows finds in its cache), before the application
+// manager installs anything. A refusal leaves the replay mark and the
+// flash untouched.
+type admitter struct {
 	sec  *security.Manager
 	prof profile.Profile
 	mgr  *appmgr.Manager
@@ -26,23 +23,20 @@ type admission struct {
 }
 
 var (
-	_ appmgr.ArtifactVerifier = admission{}
-	_ appmgr.ConfigOpener     = admission{}
+	_ appmgr.ArtifactVerifier = admitter{}
+	_ appmgr.ConfigOpener     = admitter{}
 )
 
 // VerifyArtifact implements appmgr.ArtifactVerifier.
-func (a admission) VerifyArtifact(app string, data, sealed []byte) (appmgr.Request, func(), error) {
+func (a admitter) VerifyArtifact(ctx context.Context, app string, data, sealed []byte) (appmgr.Request, func(), error) {
 	req, done, err := a.sec.VerifyArtifact(app, data, sealed)
 	if err != nil {
 		return req, done, err
 	}
-	info, err := wasm.Inspect(req.Module, a.prof.ModuleBounds)
+	_, err = admission.Check(ctx, req.Module, a.prof, req.Limits,
+		admission.Options{App: app, Installed: a.installed(app), Engine: a.run.eng})
 	if err != nil {
-		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonInvalidModule, text: "invalid module", err: err}
-	}
-	usage := profile.UsageOf(app, *info, req.Limits)
-	if err := a.prof.Admit(a.installed(app), usage); err != nil {
-		return appmgr.Request{}, nil, &admitError{reason: protocol.ReasonNoSpace, text: fitText(err), err: err}
+		return appmgr.Request{}, nil, err
 	}
 	return req, done, nil
 }
@@ -50,7 +44,7 @@ func (a admission) VerifyArtifact(app string, data, sealed []byte) (appmgr.Reque
 // installed returns the usage of every installed application but skip
 // (an update replaces skip's usage): its module in flash, and its RAM
 // while it is started.
-func (a admission) installed(skip string) []profile.Usage {
+func (a admitter) installed(skip string) []profile.Usage {
 	sts := a.mgr.Statuses(nil)
 	out := make([]profile.Usage, 0, len(sts))
 	for _, st := range sts {
@@ -65,31 +59,6 @@ func (a admission) installed(skip string) []profile.Usage {
 }
 
 // OpenConfig implements appmgr.ConfigOpener.
-func (a admission) OpenConfig(app string, generation uint64, sealed []byte) (map[string]string, error) {
+func (a admitter) OpenConfig(app string, generation uint64, sealed []byte) (map[string]string, error) {
 	return a.sec.OpenConfig(app, generation, sealed)
 }
-
-func fitText(err error) string {
-	if fe, ok := errors.AsType[*profile.FitError](err); ok {
-		return fmt.Sprintf("does not fit: needs %d %s, %d available", fe.Need, fe.Resource, fe.Available)
-	}
-	return "does not fit"
-}
-
-// admitError is a refusal by the device composition, with the protocol
-// reason and the text the gateway is told.
-type admitError struct {
-	reason protocol.Reason
-	text   string
-	err    error
-}
-
-func (e *admitError) Error() string { return fmt.Sprintf("%s: %v", e.text, e.err) }
-
-func (e *admitError) Unwrap() error { return e.err }
-
-// ProtocolReason is the reason reported in the AppStatus.
-func (e *admitError) ProtocolReason() protocol.Reason { return e.reason }
-
-// PeerMessage is the text reported in the AppStatus.
-func (e *admitError) PeerMessage() string { return e.text }

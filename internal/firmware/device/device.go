@@ -526,7 +526,7 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	}
 	fw.Client, err = client.New(client.Config{
 		Link: fw.WiFi, EnrollLink: fw.enrollLink, Identity: sec,
-		Apps:      &appmgr.Commands{Apps: mgr, Verifier: admission{sec: sec, prof: d.prof, mgr: mgr, run: run}},
+		Apps:      &appmgr.Commands{Apps: mgr, Verifier: admitter{sec: sec, prof: d.prof, mgr: mgr, run: run}},
 		Telemetry: fw.Monitoring, Root: d.cfg.Root, ServerName: d.cfg.ServerName, Codec: d.cfg.Codec,
 		HeartbeatInterval: d.cfg.HeartbeatInterval, MetricsInterval: d.cfg.MetricsInterval,
 		PairingToken: d.cfg.PairingToken, Clock: d.clock, Logger: d.log,

@@ -31,6 +31,14 @@ func (r failingRunner) Start(_ context.Context, spec appmgr.RunSpec, _ func(erro
 	return nopRunner{}, nil
 }
 
+// verifier adapts the security manager to appmgr.ArtifactVerifier; a
+// device composition runs its admission between the two.
+type verifier struct{ *Manager }
+
+func (v verifier) VerifyArtifact(_ context.Context, app string, data, sealed []byte) (appmgr.Request, func(), error) {
+	return v.Manager.VerifyArtifact(app, data, sealed)
+}
+
 func TestCommands(t *testing.T) {
 	p := newPlatform(t)
 	d, _ := enrolledDevice(t, p)
@@ -40,7 +48,7 @@ func TestCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &appmgr.Commands{Apps: m, Verifier: d.sec}
+	c := &appmgr.Commands{Apps: m, Verifier: verifier{d.sec}}
 	ctx := t.Context()
 	bad := p.sign(t, manifest("app", 1), nil)
 	bad[len(bad)-1] ^= 1
@@ -95,7 +103,7 @@ func TestConfigure(t *testing.T) {
 	p := newPlatform(t)
 	d, _ := enrolledDevice(t, p)
 	m, _ := appmgr.Open(t.Context(), appmgr.Config{Store: d.store, Runner: nopRunner{}})
-	c := &appmgr.Commands{Apps: m, Verifier: d.sec}
+	c := &appmgr.Commands{Apps: m, Verifier: verifier{d.sec}}
 	if st := c.Deploy(t.Context(), &protocol.Deploy{App: "app", Sequence: 1, Artifact: p.sign(t, manifest("app", 1), nil)}); st.State != protocol.StateInstalled {
 		t.Fatalf("deploy: %+v", st)
 	}

@@ -432,7 +432,7 @@ func TestReplayMarkCommittedWithInstall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &appmgr.Commands{Apps: m, Verifier: sec}
+		c := &appmgr.Commands{Apps: m, Verifier: verifier{sec}}
 		f.FailAfter(n)
 		st := c.Deploy(t.Context(), &protocol.Deploy{App: "app", Sequence: 2, Artifact: data, Start: true})
 		cut := f.Off()
@@ -451,7 +451,7 @@ func TestReplayMarkCommittedWithInstall(t *testing.T) {
 				t.Fatalf("final: status %+v, installed %d", st, got.Sequence)
 			}
 			// Delivered again, the same artifact is reported, not refused.
-			c2 := &appmgr.Commands{Apps: m2, Verifier: d.sec}
+			c2 := &appmgr.Commands{Apps: m2, Verifier: verifier{d.sec}}
 			if again := c2.Deploy(t.Context(), &protocol.Deploy{App: "app", Sequence: 2, Artifact: data, Start: true}); again.State != protocol.StateRunning {
 				t.Fatalf("redelivery: %+v", again)
 			}

@@ -220,9 +220,8 @@ func (e *Engine) Compile(ctx context.Context, bin []byte, lim sandbox.Limits, b 
 	if len(bin) > e.cfg.MaxModuleSize {
 		return nil, modErr(ErrModuleTooLarge, -1, "%d bytes, limit %d", len(bin), e.cfg.MaxModuleSize)
 	}
-	if lim.MaxStackSize > MaxStackLimit {
-		return nil, &LimitError{Kind: LimitStack, Requested: lim.MaxStackSize, Limit: MaxStackLimit,
-			Detail: "maxStackSize above what the runtime accounts"}
+	if err := (ModuleInfo{}).CheckLimits(lim); err != nil {
+		return nil, err // a stack limit the runtime cannot account
 	}
 	tables := e.cfg.Bounds.MaxTableElements
 	if b.MaxTableElements > 0 {
@@ -276,11 +275,7 @@ func (c *compiled) admit(lim sandbox.Limits, b Bounds) error {
 			return err
 		}
 	}
-	if uint64(c.info.MaxFrameBytes) > lim.MaxStackSize {
-		return &LimitError{Kind: LimitStack, Requested: uint64(c.info.MaxFrameBytes),
-			Limit: lim.MaxStackSize, Detail: "the largest function's call frame"}
-	}
-	return nil
+	return c.info.CheckLimits(lim)
 }
 
 func (e *Engine) compile(ctx context.Context, c *compiled) (wazero.CompiledModule, error) {

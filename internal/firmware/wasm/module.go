@@ -92,6 +92,26 @@ type ModuleInfo struct {
 	Shape Shape
 }
 
+// CheckLimits returns the *LimitError Engine.Compile would refuse the
+// module with under lim: a declared minimum memory above memoryLimit, or a
+// call frame above maxStackSize (or a maxStackSize above MaxStackLimit).
+func (i ModuleInfo) CheckLimits(lim sandbox.Limits) error {
+	lim = lim.WithDefaults()
+	if lim.MaxStackSize > MaxStackLimit {
+		return &LimitError{Kind: LimitStack, Requested: lim.MaxStackSize, Limit: MaxStackLimit,
+			Detail: "maxStackSize above what the runtime accounts"}
+	}
+	if i.HasMemory && i.MemoryMinPages > lim.MemoryPages() {
+		return &LimitError{Kind: LimitMemory, Requested: uint64(i.MemoryMinPages) * PageSize,
+			Limit: uint64(lim.MemoryPages()) * PageSize, Detail: "declared minimum memory"}
+	}
+	if uint64(i.MaxFrameBytes) > lim.MaxStackSize {
+		return &LimitError{Kind: LimitStack, Requested: uint64(i.MaxFrameBytes),
+			Limit: lim.MaxStackSize, Detail: "the largest function's call frame"}
+	}
+	return nil
+}
+
 // TableBytes is the RAM the module's tables may take, in bytes (one
 // reference per element).
 func (i ModuleInfo) TableBytes() uint64 { return uint64(i.TableElements) * tableElementBytes }
