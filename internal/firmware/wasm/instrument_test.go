@@ -107,3 +107,40 @@ func requireTyped(t *testing.T, err error) {
 		t.Fatalf("untyped refusal %T: %v", err, err)
 	}
 }
+
+// TestRewriterChecksWhatItRewrites checks that the decoder, not only the
+// app model, refuses the indices the rewriter relies on, and that an
+// imported memory is an unsupported feature to the instrumenter rather
+// than an invalid module.
+func TestRewriterChecksWhatItRewrites(t *testing.T) {
+	typ := sec(secType, 1, 0x60, 0, 0)
+	fn := sec(secFunction, 1, 0)
+	code := sec(secCode, 1, 2, 0, 0x0b)
+	memImport := sec(secImport, cat([]byte{1}, appendName(nil, "env"), appendName(nil, "memory"), []byte{byte(ExternMemory), 0, 1})...)
+	growBody := []byte{0, 0x41, 1, 0x40, 0, 0x1a, 0x0b} // memory.grow 1; drop
+	tests := []struct {
+		name string
+		bin  []byte
+		want error
+	}{
+		{"export of a function past the module's", wasmModule(typ, fn, sec(secExport, cat([]byte{1}, appendName(nil, "f"), []byte{0, 1})...), code), ErrInvalidModule},
+		{"export of a global past the module's", wasmModule(typ, fn, sec(secExport, cat([]byte{1}, appendName(nil, "g"), []byte{3, 0})...), code), ErrInvalidModule},
+		{"start past the module's functions", wasmModule(typ, fn, sec(secStart, 1), code), ErrInvalidModule},
+		{"imported memory with memory.grow", wasmModule(typ, memImport, fn,
+			sec(secCode, cat([]byte{1, byte(len(growBody))}, growBody)...)), ErrUnsupportedFeature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := decode(tt.bin, Bounds{})
+			if err == nil {
+				_, err = m.instrument(maxPages)
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("decode and instrument: got %v, want %v", err, tt.want)
+			}
+			if tt.want != ErrInvalidModule && errors.Is(err, ErrInvalidModule) {
+				t.Errorf("got %v, also an invalid module", err)
+			}
+		})
+	}
+}
