@@ -1,11 +1,14 @@
 package artifact
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wasmbed/wasmbed/internal/edkey"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
@@ -121,5 +124,30 @@ func TestNewVerifierRefusals(t *testing.T) {
 				t.Errorf("got %v, %v; want an error", v, err)
 			}
 		})
+	}
+}
+
+// TestSmallOrderTrustedKeyRefused shows the attack a small-order trusted key
+// opens — an artifact "signed" without any private key that crypto/ed25519
+// accepts — and that NewVerifier refuses such a key.
+func TestSmallOrderTrustedKeyRefused(t *testing.T) {
+	weak := ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...)) // the identity point
+	sig := make([]byte, ed25519.SignatureSize)
+	sig[0] = 1 // R = the identity, S = 0: no private key involved
+	m := manifest(func(m *Manifest) {
+		m.KeyID = KeyIDOf(weak)
+		m.ModuleHash = sha256.Sum256(module)
+		m.ModuleSize = uint64(len(module))
+	})
+	mb, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ed25519.Verify(weak, SigningMessage(mb, nil), sig) {
+		t.Fatal("the forged signature does not verify under the identity key; the premise of this test is gone")
+	}
+	_, err = NewVerifier(VerifierConfig{DeviceID: "dev-1", TrustedKeys: []ed25519.PublicKey{weak}})
+	if !errors.Is(err, edkey.ErrSmallOrder) {
+		t.Fatalf("NewVerifier with a small-order key: got %v, want edkey.ErrSmallOrder", err)
 	}
 }

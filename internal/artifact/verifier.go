@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wasmbed/wasmbed/internal/edkey"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
@@ -32,7 +33,8 @@ type VerifierConfig struct {
 	// DeviceID is the device's own id; artifacts for others are refused.
 	DeviceID string
 	// TrustedKeys are the pinned platform signing keys (at most
-	// MaxTrustedKeys).
+	// MaxTrustedKeys). Keys internal/edkey refuses (small order, non
+	// canonical, off the curve) make NewVerifier fail.
 	TrustedKeys []ed25519.PublicKey
 	// Opener opens confidential modules. Without it confidential artifacts
 	// are refused with ErrDecrypt.
@@ -79,8 +81,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		maxSize:  cfg.MaxSize,
 	}
 	for i, k := range cfg.TrustedKeys {
-		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("artifact: verifier: trusted key %d is %d bytes, want %d", i, len(k), ed25519.PublicKeySize)
+		// A small-order key would let anyone forge artifacts: Go's
+		// verifier accepts signatures under it made without a private key.
+		if err := edkey.Check(k); err != nil {
+			return nil, fmt.Errorf("artifact: verifier: trusted key %d: %w", i, err)
 		}
 		v.keys[KeyIDOf(k)] = append(ed25519.PublicKey(nil), k...)
 	}

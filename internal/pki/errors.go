@@ -106,6 +106,9 @@ type UnsupportedKeyError struct {
 	Algorithm string
 	// Reason says why it is refused.
 	Reason string
+	// Err is the underlying cause, if any (an *edkey.Error for a weak
+	// Ed25519 key).
+	Err error
 }
 
 // Error implements error.
@@ -115,6 +118,9 @@ func (e *UnsupportedKeyError) Error() string {
 
 // Is makes errors.Is(err, ErrUnsupportedKey) true.
 func (e *UnsupportedKeyError) Is(target error) bool { return target == ErrUnsupportedKey }
+
+// Unwrap returns the cause, if any.
+func (e *UnsupportedKeyError) Unwrap() error { return e.Err }
 
 // translateVerifyError maps a crypto/x509 verification error to a typed
 // CertificateError with one of the package's sentinel reasons.

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/wasmbed/wasmbed/internal/edkey"
 )
 
 // KeyAlgorithm names a key type this package generates and accepts.
@@ -66,12 +68,18 @@ func GenerateKey(alg KeyAlgorithm) (crypto.Signer, error) {
 
 // CheckPublicKey returns nil if pub is an Ed25519 or ECDSA P-256 public key
 // and an *UnsupportedKeyError otherwise. RSA is refused at any size; the
-// error says "weak" for RSA below 2048 bits.
+// error says "weak" for RSA below 2048 bits and for Ed25519 keys that
+// internal/edkey refuses (small order — under which anyone can forge
+// signatures —, non-canonical encodings, points off the curve), with the
+// edkey error as its cause.
 func CheckPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize {
 			return &UnsupportedKeyError{Algorithm: "Ed25519", Reason: fmt.Sprintf("public key is %d bytes, want %d", len(k), ed25519.PublicKeySize)}
+		}
+		if err := edkey.Check(k); err != nil {
+			return &UnsupportedKeyError{Algorithm: "Ed25519", Reason: "weak: " + err.Error(), Err: err}
 		}
 		return nil
 	case *ecdsa.PublicKey:
@@ -220,4 +228,12 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	}
 	sum := sha256.Sum256(der)
 	return sum[:20], nil
+}
+
+// spkiDER returns the PKIX SubjectPublicKeyInfo DER of an accepted key.
+func spkiDER(pub crypto.PublicKey) ([]byte, error) {
+	if err := CheckPublicKey(pub); err != nil {
+		return nil, err
+	}
+	return x509.MarshalPKIXPublicKey(pub)
 }

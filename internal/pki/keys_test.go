@@ -2,14 +2,18 @@ package pki
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/wasmbed/wasmbed/internal/edkey"
 )
 
 func TestPublicKeyEncoding(t *testing.T) {
@@ -100,6 +104,9 @@ func TestCheckPublicKey(t *testing.T) {
 		{"rsa 2048", &rsa2048.PublicKey, "RSA-2048", false},
 		{"p384", &p384.PublicKey, "ECDSA P-384", false},
 		{"short ed25519", make([]byte, 31), "[]uint8", false},
+		// The identity point: Go's verifier accepts forged signatures under it.
+		{"small-order ed25519", ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...)), "Ed25519", true},
+		{"off-curve ed25519", ed25519.PublicKey(append([]byte{2}, make([]byte, 31)...)), "Ed25519", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,4 +167,30 @@ func FuzzParsePublicKey(f *testing.F) {
 			t.Fatalf("got re-encoding %q, want %q", again, s)
 		}
 	})
+}
+
+// TestWeakEd25519KeysRefusedEverywhere checks that a small-order key is
+// refused on every path a key enters the package: Device spec text, PEM
+// files, CSRs and issuance.
+func TestWeakEd25519KeysRefusedEverywhere(t *testing.T) {
+	weak := ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...)) // the identity
+	der, err := x509.MarshalPKIXPublicKey(weak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := base64.RawURLEncoding.EncodeToString(der)
+	if _, err := ParsePublicKey(text); !errors.Is(err, edkey.ErrSmallOrder) || !errors.Is(err, ErrUnsupportedKey) {
+		t.Errorf("ParsePublicKey: got %v, want ErrUnsupportedKey and edkey.ErrSmallOrder", err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if _, err := ParsePublicKeyFile(pemKey); !errors.Is(err, edkey.ErrSmallOrder) {
+		t.Errorf("ParsePublicKeyFile: got %v, want edkey.ErrSmallOrder", err)
+	}
+	if _, err := EncodePublicKey(weak); !errors.Is(err, edkey.ErrSmallOrder) {
+		t.Errorf("EncodePublicKey: got %v, want edkey.ErrSmallOrder", err)
+	}
+	a := newTestAuthority(t, newTestClock(), Ed25519)
+	if _, err := a.IssueDevice(weak, DeviceOptions{DeviceID: "d1"}); !errors.Is(err, edkey.ErrSmallOrder) {
+		t.Errorf("IssueDevice: got %v, want edkey.ErrSmallOrder", err)
+	}
 }

@@ -105,7 +105,11 @@ func GenerateKey() (*ecdh.PrivateKey, error) {
 	return k, nil
 }
 
-// ParsePublicKey parses a 32-byte X25519 public key.
+// ParsePublicKey parses a 32-byte X25519 public key. It refuses points of
+// small order (and their spellings with the ignored top bit set): every
+// key agreement with them gives the all-zero secret, so nothing sealed
+// with them is secret. Use it wherever a sealing key is received or
+// pinned. The check costs one X25519 operation.
 func ParsePublicKey(b []byte) (*ecdh.PublicKey, error) {
 	if len(b) != 32 {
 		return nil, newError(ErrInvalidKey, "x25519 public key is %d bytes, want 32", len(b))
@@ -114,8 +118,23 @@ func ParsePublicKey(b []byte) (*ecdh.PublicKey, error) {
 	if err != nil {
 		return nil, &Error{Err: ErrInvalidKey, Detail: "parse x25519 public key", Cause: err}
 	}
+	if _, err := lowOrderProbe.ECDH(pub); err != nil {
+		return nil, &Error{Err: ErrInvalidKey, Detail: "x25519 public key of small order", Cause: err}
+	}
 	return pub, nil
 }
+
+// lowOrderProbe is a fixed X25519 private key. Its clamped scalar is a
+// multiple of the cofactor 8 and smaller than 8 times the group order, so
+// the agreement with a point is all zeros — which crypto/ecdh refuses —
+// exactly when the point has small order.
+var lowOrderProbe = func() *ecdh.PrivateKey {
+	k, err := ecdh.X25519().NewPrivateKey([]byte("wasmbed/seal low-order probe key"))
+	if err != nil {
+		panic(err) // 32 bytes: always a valid X25519 key
+	}
+	return k
+}()
 
 // ParsePrivateKey parses a 32-byte X25519 private key, as stored in flash.
 func ParsePrivateKey(b []byte) (*ecdh.PrivateKey, error) {

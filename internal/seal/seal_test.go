@@ -3,10 +3,12 @@ package seal
 import (
 	"bytes"
 	"crypto/ecdh"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -260,7 +262,7 @@ func TestByteLimit(t *testing.T) {
 
 func TestSealerOptions(t *testing.T) {
 	platform, device := key(t, 1), key(t, 2)
-	lowOrder, err := ParsePublicKey(make([]byte, 32)) // u = 0
+	lowOrder, err := ecdh.X25519().NewPublicKey(make([]byte, 32)) // u = 0, refused by ParsePublicKey
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +297,27 @@ func TestSealerOptions(t *testing.T) {
 	}
 	if _, err := ParsePublicKey(make([]byte, 31)); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("31-byte public key: got %v, want ErrInvalidKey", err)
+	}
+	// The points of small order on the curve and its twist (RFC 7748
+	// section 6.1 refers to them as low-order points), as listed by
+	// libsodium, also with the ignored top bit set.
+	for i, h := range []string{
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880",
+	} {
+		b, _ := hex.DecodeString(h)
+		if _, err := ParsePublicKey(b); !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), "small order") {
+			t.Errorf("low-order point %d %s: got %v, want ErrInvalidKey for small order", i, h, err)
+		}
+	}
+	if _, err := ParsePublicKey(device.PublicKey().Bytes()); err != nil {
+		t.Errorf("a generated key: got %v, want nil", err)
 	}
 	if _, err := NewOpener(device, nil, OpenerOptions{}); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("opener without platform keys: got %v, want ErrInvalidKey", err)
