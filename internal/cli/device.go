@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -59,7 +56,7 @@ applications deployed to it. Interrupt it to shut down in order.`,
 	f.StringVar(&opts.profile, "profile", "esp32", "hardware profile: esp32 or hifive1")
 	f.StringArrayVar(&opts.gateways, "gateway", nil, "gateway session endpoint HOST:PORT, repeatable, in failover order (required)")
 	f.StringArrayVar(&opts.enrollGateways, "enroll-gateway", nil, "gateway enrollment endpoint HOST:PORT, repeatable (default: --gateway)")
-	f.StringVar(&opts.caFile, "ca", "", "PEM file with the root CA that signs gateway certificates (required)")
+	f.StringVar(&opts.caFile, "ca", "", "PEM file with the root CA, optionally followed by the gateway CA and device CA to pin (required)")
 	f.StringVar(&opts.serverName, "server-name", "", "name in the gateway certificate (default: the endpoint's host)")
 	f.DurationVar(&opts.heartbeatInterval, "heartbeat-interval", 30*time.Second, "heartbeat interval (a gateway may change it)")
 	f.DurationVar(&opts.metricsInterval, "metrics-interval", 60*time.Second, "metrics report interval")
@@ -72,7 +69,7 @@ applications deployed to it. Interrupt it to shut down in order.`,
 }
 
 func runDevice(ctx context.Context, opts *deviceRunOptions, logger *slog.Logger) error {
-	root, err := loadRoot(opts.caFile)
+	pins, err := loadPins(opts.caFile)
 	if err != nil {
 		return err
 	}
@@ -88,7 +85,7 @@ func runDevice(ctx context.Context, opts *deviceRunOptions, logger *slog.Logger)
 	d, err := device.New(device.Config{
 		Name: opts.stateDir, Profile: opts.profile, StateDir: opts.stateDir,
 		Gateways: opts.gateways, EnrollGateways: opts.enrollGateways,
-		Root: root, ServerName: opts.serverName, Engine: eng,
+		Root: pins.Root, GatewayCA: pins.GatewayCA, DeviceCA: pins.DeviceCA, ServerName: opts.serverName, Engine: eng,
 		HeartbeatInterval: opts.heartbeatInterval, MetricsInterval: opts.metricsInterval,
 		PairingToken: []byte(opts.pairingToken), Logger: logger,
 	})
@@ -103,20 +100,16 @@ func runDevice(ctx context.Context, opts *deviceRunOptions, logger *slog.Logger)
 	return err
 }
 
-// loadRoot reads the gateways' trust anchor from a PEM file: its
-// self-signed CA certificate, or its only certificate.
-func loadRoot(path string) (*x509.Certificate, error) {
+// loadPins reads a device's trust bundle from a PEM file: the root CA and,
+// optionally, the gateway CA and device CA to pin (pki.PinsFromCertificates).
+func loadPins(path string) (pki.DevicePins, error) {
 	certs, err := pki.LoadCertificates(path)
 	if err != nil {
-		return nil, fmt.Errorf("--ca: %w", err)
+		return pki.DevicePins{}, fmt.Errorf("--ca: %w", err)
 	}
-	for _, c := range certs {
-		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) {
-			return c, nil
-		}
+	pins, err := pki.PinsFromCertificates(certs)
+	if err != nil {
+		return pki.DevicePins{}, fmt.Errorf("--ca %s: %w", path, err)
 	}
-	if len(certs) == 1 {
-		return certs[0], nil
-	}
-	return nil, errors.New("--ca: no self-signed CA certificate in the file")
+	return pins, nil
 }

@@ -2,8 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -23,9 +23,10 @@ func newPKICommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pki",
 		Short: "Manage the certificate authority, gateway and device certificates",
-		Long: `Pki manages Wasmbed's certificate chain: a root CA, an intermediate CA that
-issues every leaf, gateway server certificates and device client certificates.
-See docs/pki.md for the trust model and the CA directory layout.`,
+		Long: `Pki manages Wasmbed's certificate chain: a root CA and two intermediates below
+it, the gateway CA, which issues gateway server certificates, and the device
+CA, which issues device client certificates. Each intermediate can issue only
+its own kind. See docs/pki.md for the trust model and the CA directory layout.`,
 	}
 	issue := &cobra.Command{
 		Use:   "issue",
@@ -42,7 +43,8 @@ type pkiInitOptions struct {
 	algorithm            string
 	organization         string
 	rootCN               string
-	intermediateCN       string
+	gatewayCACN          string
+	deviceCACN           string
 	rootLifetime         time.Duration
 	intermediateLifetime time.Duration
 	force                bool
@@ -52,11 +54,13 @@ func newPKIInitCommand() *cobra.Command {
 	opts := &pkiInitOptions{}
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR",
-		Short: "Create a root and an intermediate CA in DIR",
-		Long: `Init creates a root CA and the intermediate CA that issues gateway and device
-certificates, and writes root.crt, root.key, intermediate.crt and
-intermediate.key into DIR (keys 0600). Existing files are never overwritten
-unless --force is given. Keep root.key offline once the intermediate exists.`,
+		Short: "Create a root CA, a gateway CA and a device CA in DIR",
+		Long: `Init creates a root CA and the two intermediates below it — the gateway CA,
+which issues gateway server certificates, and the device CA, which issues
+device client certificates — and writes root.crt, root.key, gateway-ca.crt,
+gateway-ca.key, device-ca.crt and device-ca.key into DIR (keys 0600). Existing
+files are never overwritten unless --force is given. Keep root.key offline
+once the intermediates exist; gateways need the certificates only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPKIInit(cmd.OutOrStdout(), opts)
@@ -66,10 +70,11 @@ unless --force is given. Keep root.key offline once the intermediate exists.`,
 	f.StringVar(&opts.dir, "dir", "", "CA directory to create (required)")
 	f.StringVar(&opts.algorithm, "algorithm", string(pki.DefaultKeyAlgorithm), "CA key algorithm: ed25519 or ecdsa-p256")
 	f.StringVar(&opts.organization, "org", pki.DefaultOrganization, "subject organization")
-	f.StringVar(&opts.rootCN, "root-cn", "Wasmbed Root CA", "root CA common name")
-	f.StringVar(&opts.intermediateCN, "intermediate-cn", "Wasmbed Intermediate CA", "intermediate CA common name")
+	f.StringVar(&opts.rootCN, "root-cn", pki.DefaultRootCommonName, "root CA common name")
+	f.StringVar(&opts.gatewayCACN, "gateway-ca-cn", pki.DefaultGatewayCACommonName, "gateway CA common name")
+	f.StringVar(&opts.deviceCACN, "device-ca-cn", pki.DefaultDeviceCACommonName, "device CA common name")
 	f.DurationVar(&opts.rootLifetime, "root-lifetime", pki.DefaultRootLifetime, "root CA lifetime")
-	f.DurationVar(&opts.intermediateLifetime, "intermediate-lifetime", pki.DefaultIntermediateLifetime, "intermediate CA lifetime")
+	f.DurationVar(&opts.intermediateLifetime, "intermediate-lifetime", pki.DefaultIntermediateLifetime, "gateway and device CA lifetime")
 	f.BoolVar(&opts.force, "force", false, "overwrite existing files")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
@@ -81,12 +86,13 @@ func runPKIInit(w io.Writer, opts *pkiInitOptions) error {
 		return fmt.Errorf("--algorithm: %w", err)
 	}
 	a, err := pki.NewAuthority(pki.AuthorityOptions{
-		Organization:           opts.organization,
-		RootCommonName:         opts.rootCN,
-		IntermediateCommonName: opts.intermediateCN,
-		Algorithm:              alg,
-		RootLifetime:           opts.rootLifetime,
-		IntermediateLifetime:   opts.intermediateLifetime,
+		Organization:         opts.organization,
+		RootCommonName:       opts.rootCN,
+		GatewayCACommonName:  opts.gatewayCACN,
+		DeviceCACommonName:   opts.deviceCACN,
+		Algorithm:            alg,
+		RootLifetime:         opts.rootLifetime,
+		IntermediateLifetime: opts.intermediateLifetime,
 	})
 	if err != nil {
 		return err
@@ -98,8 +104,8 @@ func runPKIInit(w io.Writer, opts *pkiInitOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "created CA in %s\nroot:         %s\nintermediate: %s\nroot key fingerprint: sha256:%s\n",
-		opts.dir, a.Root.Cert.Subject, a.Intermediate.Cert.Subject, fp)
+	_, err = fmt.Fprintf(w, "created CA in %s\nroot:       %s\ngateway CA: %s\ndevice CA:  %s\nroot key fingerprint: sha256:%s\n",
+		opts.dir, a.Root.Cert.Subject, a.GatewayCA.Cert.Subject, a.DeviceCA.Cert.Subject, fp)
 	return err
 }
 
@@ -110,6 +116,7 @@ type pkiIssueGatewayOptions struct {
 	dnsNames  []string
 	ips       []string
 	algorithm string
+	csr       string
 	lifetime  time.Duration
 	out       string
 	force     bool
@@ -118,12 +125,15 @@ type pkiIssueGatewayOptions struct {
 func newPKIIssueGatewayCommand() *cobra.Command {
 	opts := &pkiIssueGatewayOptions{}
 	cmd := &cobra.Command{
-		Use:   "gateway --dir DIR --name NAME (--dns NAME | --ip ADDR)... [--out PREFIX]",
-		Short: "Issue a gateway server certificate and key",
-		Long: `Gateway generates a key and issues a server certificate for it from the
-intermediate CA in DIR, valid for the given DNS names and IP addresses. It
-writes PREFIX.crt (certificate followed by the intermediate) and PREFIX.key
-(PKCS#8, 0600); PREFIX defaults to NAME.`,
+		Use:   "gateway --dir DIR --name NAME (--dns NAME | --ip ADDR)... [--csr FILE] [--out PREFIX]",
+		Short: "Issue a gateway server certificate",
+		Long: `Gateway issues a server certificate from the gateway CA in DIR, valid for the
+given DNS names and IP addresses, for a key it generates or, with --csr, for
+the key of a gateway's certificate signing request, whose signature is
+verified and which may ask for no name outside the ones given here. It writes
+PREFIX.crt (certificate followed by the gateway CA) and, for a generated key,
+PREFIX.key (PKCS#8, 0600); PREFIX defaults to NAME. Gateway certificates are
+short-lived (72h by default): gateways ask again before they expire.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPKIIssueGateway(cmd.OutOrStdout(), opts)
@@ -135,6 +145,7 @@ writes PREFIX.crt (certificate followed by the intermediate) and PREFIX.key
 	f.StringSliceVar(&opts.dnsNames, "dns", nil, "DNS name devices dial (repeatable, comma-separated)")
 	f.StringSliceVar(&opts.ips, "ip", nil, "IP address devices dial (repeatable, comma-separated)")
 	f.StringVar(&opts.algorithm, "algorithm", string(pki.DefaultKeyAlgorithm), "key algorithm: ed25519 or ecdsa-p256")
+	f.StringVar(&opts.csr, "csr", "", "gateway certificate signing request file (PEM or DER) instead of a new key")
 	f.DurationVar(&opts.lifetime, "lifetime", pki.DefaultGatewayLifetime, "certificate lifetime")
 	f.StringVar(&opts.out, "out", "", "output path prefix (default NAME)")
 	f.BoolVar(&opts.force, "force", false, "overwrite existing files")
@@ -160,14 +171,23 @@ func runPKIIssueGateway(w io.Writer, opts *pkiIssueGatewayOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := a.IssueGateway(pki.GatewayOptions{
+	var c *pki.Certificate
+	if opts.csr != "" {
+		csr, err := pki.LoadCSR(opts.csr)
+		if err != nil {
+			return err
+		}
+		c, err = a.IssueGatewayFromCSR(csr, pki.GatewayRequest{Name: opts.name, DNSNames: opts.dnsNames, IPAddresses: ips, Lifetime: opts.lifetime})
+		if err != nil {
+			return err
+		}
+	} else if c, err = a.IssueGateway(pki.GatewayOptions{
 		Name:        opts.name,
 		DNSNames:    opts.dnsNames,
 		IPAddresses: ips,
 		Lifetime:    opts.lifetime,
 		Algorithm:   alg,
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	prefix := opts.out
@@ -191,15 +211,16 @@ type pkiIssueDeviceOptions struct {
 func newPKIIssueDeviceCommand() *cobra.Command {
 	opts := &pkiIssueDeviceOptions{}
 	cmd := &cobra.Command{
-		Use:   "device --dir DIR (--public-key FILE | --csr FILE) [--device-id ID] [--out PREFIX]",
+		Use:   "device --dir DIR --device-id ID (--public-key FILE | --csr FILE)... [--out PREFIX]",
 		Short: "Issue a device client certificate for a device's public key",
-		Long: `Device issues a client certificate from the intermediate CA in DIR for a
-device key given either as a public key file (PEM "PUBLIC KEY", or the
-base64url text stored in a Device's spec.publicKey) or as a certificate
-signing request, whose signature is verified. The device id becomes the
-common name and the URI SAN urn:wasmbed:device:ID; with --csr it defaults to
-the request's common name. Writes PREFIX.crt (certificate followed by the
-intermediate); PREFIX defaults to the device id.`,
+		Long: `Device issues a client certificate from the device CA in DIR for a device
+key given as a public key file (PEM "PUBLIC KEY", or the base64url text stored
+in a Device's spec.publicKey), as a certificate signing request, whose
+signature is verified and which may name no other device, or both, in which
+case the request must be for that key. The device id, always given here and
+never taken from a request, becomes the common name and the URI SAN
+urn:wasmbed:device:ID. Writes PREFIX.crt (certificate followed by the device
+CA); PREFIX defaults to the device id.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPKIIssueDevice(cmd.OutOrStdout(), opts)
@@ -209,12 +230,12 @@ intermediate); PREFIX defaults to the device id.`,
 	f.StringVar(&opts.dir, "dir", "", "CA directory (required)")
 	f.StringVar(&opts.publicKey, "public-key", "", "device public key file")
 	f.StringVar(&opts.csr, "csr", "", "device certificate signing request file (PEM or DER)")
-	f.StringVar(&opts.deviceID, "device-id", "", "device id (required with --public-key)")
+	f.StringVar(&opts.deviceID, "device-id", "", "device id (required)")
 	f.DurationVar(&opts.lifetime, "lifetime", pki.DefaultDeviceLifetime, "certificate lifetime")
 	f.StringVar(&opts.out, "out", "", "output path prefix (default the device id)")
 	f.BoolVar(&opts.force, "force", false, "overwrite existing files")
 	_ = cmd.MarkFlagRequired("dir")
-	cmd.MarkFlagsMutuallyExclusive("public-key", "csr")
+	_ = cmd.MarkFlagRequired("device-id")
 	cmd.MarkFlagsOneRequired("public-key", "csr")
 	return cmd
 }
@@ -224,27 +245,28 @@ func runPKIIssueDevice(w io.Writer, opts *pkiIssueDeviceOptions) error {
 	if err != nil {
 		return err
 	}
-	dopts := pki.DeviceOptions{DeviceID: opts.deviceID, Lifetime: opts.lifetime}
+	var pub crypto.PublicKey
+	if opts.publicKey != "" {
+		if pub, err = pki.LoadPublicKey(opts.publicKey); err != nil {
+			return err
+		}
+	}
 	var c *pki.Certificate
 	if opts.csr != "" {
 		csr, err := pki.LoadCSR(opts.csr)
 		if err != nil {
 			return err
 		}
-		if c, err = a.IssueDeviceFromCSR(csr, dopts); err != nil {
+		if pub == nil {
+			// The operator vouches for the request file: its key is the
+			// one expected.
+			pub = csr.PublicKey
+		}
+		if c, err = a.IssueDeviceFromCSR(csr, pki.DeviceRequest{DeviceID: opts.deviceID, PublicKey: pub, Lifetime: opts.lifetime}); err != nil {
 			return err
 		}
-	} else {
-		if opts.deviceID == "" {
-			return errors.New("--device-id is required with --public-key")
-		}
-		pub, err := pki.LoadPublicKey(opts.publicKey)
-		if err != nil {
-			return err
-		}
-		if c, err = a.IssueDevice(pub, dopts); err != nil {
-			return err
-		}
+	} else if c, err = a.IssueDevice(pub, pki.DeviceOptions{DeviceID: opts.deviceID, Lifetime: opts.lifetime}); err != nil {
+		return err
 	}
 	prefix := opts.out
 	if prefix == "" {
@@ -418,21 +440,26 @@ func runPKIInspect(cmd *cobra.Command, opts *pkiInspectOptions) error {
 	if err != nil {
 		return err
 	}
-	v, err := a.Verifier(nil)
-	if err != nil {
-		return err
-	}
 	leaf := certs[0]
 	kind := "CA"
 	switch {
 	case leaf.IsCA:
-		err = v.VerifyCA(leaf)
+		var v *pki.Verifier
+		if v, err = pki.NewVerifier(pki.VerifierConfig{Root: a.Root.Cert}); err == nil {
+			err = v.VerifyCA(leaf)
+		}
 	case hasClientAuth(leaf):
 		kind = "device"
-		_, err = v.VerifyDevice(cmd.Context(), certs)
+		var v *pki.Verifier
+		if v, err = a.DeviceVerifier(nil); err == nil {
+			_, err = v.VerifyDevice(cmd.Context(), certs)
+		}
 	default:
 		kind = "gateway"
-		err = v.VerifyGateway(cmd.Context(), certs, opts.serverName)
+		var v *pki.Verifier
+		if v, err = a.GatewayVerifier(); err == nil {
+			err = v.VerifyGateway(cmd.Context(), certs, opts.serverName)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(w, "chain:            FAILED (%s certificate): %v\n", kind, err)

@@ -93,7 +93,7 @@ docs/simulator.md.`,
 
 func runSim(cmd *cobra.Command, opts *simOptions, logger *slog.Logger) error {
 	ctx := cmd.Context()
-	root, err := loadRoot(opts.caFile)
+	pins, err := loadPins(opts.caFile)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func runSim(cmd *cobra.Command, opts *simOptions, logger *slog.Logger) error {
 	defer eng.Close(context.WithoutCancel(ctx))
 	fleet, err := sim.New(ctx, sim.Options{
 		Devices: opts.devices, Gateways: opts.gateways, EnrollGateways: opts.enrollGateways,
-		Root: root, ServerName: opts.serverName, DataDir: opts.dataDir, Mix: mix, Seed: opts.seed,
+		Root: pins.Root, ServerName: opts.serverName, DataDir: opts.dataDir, Mix: mix, Seed: opts.seed,
 		StartRate: opts.startRate, PowerLossRate: opts.powerLossRate, FlapRate: opts.flapRate,
 		FlapDuration: opts.flapDuration, PowerOffTime: opts.powerOffTime, ClockSkew: opts.clockSkew,
 		HeartbeatInterval: opts.heartbeatInterval, MetricsInterval: opts.metricsInterval,

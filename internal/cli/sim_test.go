@@ -15,10 +15,12 @@ import (
 	"github.com/wasmbed/wasmbed/internal/pki"
 )
 
+// writeRoot writes the device trust bundle of srv: the root, then the
+// gateway CA and device CA a device pins.
 func writeRoot(t *testing.T, srv *clienttest.Server) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "root.crt")
-	if err := os.WriteFile(path, pki.EncodeCertificatesPEM(srv.Root()), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "trust.pem")
+	if err := os.WriteFile(path, pki.EncodeCertificatesPEM(srv.Root(), srv.GatewayCA(), srv.DeviceCA()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

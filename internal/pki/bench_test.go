@@ -14,7 +14,7 @@ func benchSetup(b *testing.B, alg KeyAlgorithm) (*testServer, *tls.Config) {
 	b.Helper()
 	clock := newTestClock()
 	ca := newTestAuthority(b, clock, alg)
-	v, err := ca.Verifier(NewMemoryRevocation())
+	v, err := ca.DeviceVerifier(NewMemoryRevocation())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func BenchmarkVerifyDevice(b *testing.B) {
 		b.Run(string(alg), func(b *testing.B) {
 			clock := newTestClock()
 			ca := newTestAuthority(b, clock, alg)
-			v, err := ca.Verifier(NewMemoryRevocation())
+			v, err := ca.DeviceVerifier(NewMemoryRevocation())
 			if err != nil {
 				b.Fatal(err)
 			}

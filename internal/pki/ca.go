@@ -10,16 +10,19 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"time"
 )
 
-// Default lifetimes. Device certificates are short-lived on purpose: a device
+// Default lifetimes. Leaf certificates are short-lived on purpose: a device
 // renews at two thirds of the lifetime (see RenewAt), so a revoked or lost
-// device stops being able to connect within a day even without revocation.
+// device stops being able to connect within a day even without revocation;
+// a gateway certificate stolen from a replica is worthless within three
+// days.
 const (
 	DefaultRootLifetime         = 10 * 365 * 24 * time.Hour
 	DefaultIntermediateLifetime = 5 * 365 * 24 * time.Hour
-	DefaultGatewayLifetime      = 90 * 24 * time.Hour
+	DefaultGatewayLifetime      = 72 * time.Hour
 	DefaultDeviceLifetime       = 24 * time.Hour
 
 	// ClockSkew is how far NotBefore is backdated from the issuing clock, so a
@@ -56,6 +59,11 @@ type CAOptions struct {
 	Lifetime time.Duration
 	// Clock returns the current time; time.Now when nil.
 	Clock func() time.Time
+	// ExtKeyUsage, for an intermediate, restricts the leaves it can issue:
+	// chain verification (x509.Verify) refuses a leaf whose requested usage
+	// an intermediate above it does not list. Empty means unrestricted;
+	// NewRootCA ignores it.
+	ExtKeyUsage []x509.ExtKeyUsage
 }
 
 // NewRootCA creates a self-signed root CA: BasicConstraints CA with
@@ -80,8 +88,8 @@ func NewRootCA(opts CAOptions) (*CA, error) {
 
 // NewIntermediateCA creates an intermediate CA signed by parent: BasicConstraints
 // CA with MaxPathLen 0 (it signs only leaves), KeyUsage CertSign|CRLSign,
-// SubjectKeyId, and AuthorityKeyId from parent. Its NotAfter is capped at the
-// parent's.
+// ExtKeyUsage from opts (the kinds of leaf it may issue), SubjectKeyId, and
+// AuthorityKeyId from parent. Its NotAfter is capped at the parent's.
 func NewIntermediateCA(parent *CA, opts CAOptions) (*CA, error) {
 	if parent == nil || parent.Cert == nil {
 		return nil, errors.New("new intermediate CA: no parent CA")
@@ -99,6 +107,7 @@ func NewIntermediateCA(parent *CA, opts CAOptions) (*CA, error) {
 	}
 	tmpl.MaxPathLen = 0
 	tmpl.MaxPathLenZero = true
+	tmpl.ExtKeyUsage = slices.Clone(opts.ExtKeyUsage)
 	capNotAfter(tmpl, parent.Cert)
 	cert, err := sign(tmpl, parent.Cert, key.Public(), parent.Key)
 	if err != nil {
@@ -215,6 +224,21 @@ type Certificate struct {
 	Key crypto.Signer
 }
 
+// DER returns the leaf followed by the chain, DER encoded: the form of the
+// protocol's EnrollResponse and RenewResponse chains.
+func (c *Certificate) DER() [][]byte {
+	return ChainDER(append([]*x509.Certificate{c.Leaf}, c.Chain...)...)
+}
+
+// ChainDER returns the certificates' DER encodings, in order.
+func ChainDER(certs ...*x509.Certificate) [][]byte {
+	out := make([][]byte, len(certs))
+	for i, c := range certs {
+		out[i] = c.Raw
+	}
+	return out
+}
+
 // TLSCertificate returns the leaf, chain and key as a tls.Certificate, ready
 // for ServerOptions.Certificate or ClientOptions.Certificate.
 func (c *Certificate) TLSCertificate() (tls.Certificate, error) {
@@ -230,12 +254,7 @@ func NewTLSCertificate(key crypto.Signer, leaf *x509.Certificate, chain ...*x509
 	if err := keyMatches(leaf, key); err != nil {
 		return tls.Certificate{}, err
 	}
-	tc := tls.Certificate{PrivateKey: key, Leaf: leaf}
-	tc.Certificate = append(tc.Certificate, leaf.Raw)
-	for _, c := range chain {
-		tc.Certificate = append(tc.Certificate, c.Raw)
-	}
-	return tc, nil
+	return tls.Certificate{PrivateKey: key, Leaf: leaf, Certificate: ChainDER(append([]*x509.Certificate{leaf}, chain...)...)}, nil
 }
 
 func keyMatches(cert *x509.Certificate, key crypto.Signer) error {
@@ -249,64 +268,97 @@ func keyMatches(cert *x509.Certificate, key crypto.Signer) error {
 	return nil
 }
 
-// Authority is the Wasmbed CA pair: the root (trust anchor pinned by devices
-// and gateways) and the intermediate that issues gateway and device
-// certificates (the "device CA"). It is safe for concurrent use once built.
+// Authority is the Wasmbed certificate authority: the root (the trust
+// anchor pinned by devices and gateways) and two intermediates below it,
+// one per kind of leaf:
+//
+//   - GatewayCA issues gateway server certificates. Its certificate carries
+//     ExtKeyUsage serverAuth only, so nothing it signs can authenticate a
+//     device; devices pin it.
+//   - DeviceCA issues device client certificates. Its certificate carries
+//     ExtKeyUsage clientAuth only, so nothing it signs can authenticate a
+//     gateway; gateways accept device certificates from it alone.
+//
+// Each part may be loaded without its key: a gateway holds no CA key at
+// all, the controller holds the two intermediate keys, the root key can
+// stay offline. It is safe for concurrent use once built.
 type Authority struct {
 	// Root is the trust anchor. Root.Key may be nil (kept offline).
 	Root *CA
-	// Intermediate issues leaves. Intermediate.Key must be set to issue.
-	Intermediate *CA
+	// GatewayCA issues gateway certificates; GatewayCA.Key must be set to issue.
+	GatewayCA *CA
+	// DeviceCA issues device certificates; DeviceCA.Key must be set to issue.
+	DeviceCA *CA
 	// Clock returns the current time; time.Now when nil.
 	Clock func() time.Time
 }
 
+// Default common names of the CAs NewAuthority creates.
+const (
+	DefaultRootCommonName      = "Wasmbed Root CA"
+	DefaultGatewayCACommonName = "Wasmbed Gateway CA"
+	DefaultDeviceCACommonName  = "Wasmbed Device CA"
+)
+
 // AuthorityOptions configure NewAuthority. Zero values give the defaults.
 type AuthorityOptions struct {
-	// Organization is the Subject O of both CAs; DefaultOrganization when empty.
+	// Organization is the Subject O of the CAs; DefaultOrganization when empty.
 	Organization string
-	// RootCommonName defaults to "Wasmbed Root CA".
-	RootCommonName string
-	// IntermediateCommonName defaults to "Wasmbed Intermediate CA".
-	IntermediateCommonName string
-	// Algorithm of both CA keys; DefaultKeyAlgorithm when empty.
+	// RootCommonName, GatewayCACommonName and DeviceCACommonName default to
+	// DefaultRootCommonName, DefaultGatewayCACommonName and
+	// DefaultDeviceCACommonName.
+	RootCommonName      string
+	GatewayCACommonName string
+	DeviceCACommonName  string
+	// Algorithm of the CA keys; DefaultKeyAlgorithm when empty.
 	Algorithm KeyAlgorithm
 	// RootLifetime and IntermediateLifetime default to DefaultRootLifetime and
-	// DefaultIntermediateLifetime.
+	// DefaultIntermediateLifetime; the latter applies to both intermediates.
 	RootLifetime         time.Duration
 	IntermediateLifetime time.Duration
 	// Clock returns the current time; time.Now when nil.
 	Clock func() time.Time
 }
 
-// NewAuthority creates a fresh root and intermediate CA.
+// NewAuthority creates a fresh root, gateway CA and device CA.
 func NewAuthority(opts AuthorityOptions) (*Authority, error) {
-	rootCN := opts.RootCommonName
-	if rootCN == "" {
-		rootCN = "Wasmbed Root CA"
+	cn := func(s, def string) string {
+		if s == "" {
+			return def
+		}
+		return s
 	}
-	interCN := opts.IntermediateCommonName
-	if interCN == "" {
-		interCN = "Wasmbed Intermediate CA"
-	}
-	root, err := NewRootCA(CAOptions{CommonName: rootCN, Organization: opts.Organization, Algorithm: opts.Algorithm, Lifetime: opts.RootLifetime, Clock: opts.Clock})
+	root, err := NewRootCA(CAOptions{CommonName: cn(opts.RootCommonName, DefaultRootCommonName), Organization: opts.Organization,
+		Algorithm: opts.Algorithm, Lifetime: opts.RootLifetime, Clock: opts.Clock})
 	if err != nil {
 		return nil, err
 	}
-	inter, err := NewIntermediateCA(root, CAOptions{CommonName: interCN, Organization: opts.Organization, Algorithm: opts.Algorithm, Lifetime: opts.IntermediateLifetime, Clock: opts.Clock})
+	inter := func(name string, usage x509.ExtKeyUsage) (*CA, error) {
+		return NewIntermediateCA(root, CAOptions{CommonName: name, Organization: opts.Organization, Algorithm: opts.Algorithm,
+			Lifetime: opts.IntermediateLifetime, Clock: opts.Clock, ExtKeyUsage: []x509.ExtKeyUsage{usage}})
+	}
+	gw, err := inter(cn(opts.GatewayCACommonName, DefaultGatewayCACommonName), x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return nil, err
 	}
-	return &Authority{Root: root, Intermediate: inter, Clock: opts.Clock}, nil
+	dev, err := inter(cn(opts.DeviceCACommonName, DefaultDeviceCACommonName), x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{Root: root, GatewayCA: gw, DeviceCA: dev, Clock: opts.Clock}, nil
 }
 
-// Validate checks that the intermediate is a CA issued by the root and that
+// Validate checks the shape of the authority: the root and both
+// intermediates are CA certificates; each intermediate is issued by the
+// root and restricted to its one kind of leaf (GatewayCA to serverAuth,
+// DeviceCA to clientAuth); the two intermediates have different keys; and
 // loaded keys match their certificates.
 func (a *Authority) Validate() error {
-	if a == nil || a.Root == nil || a.Root.Cert == nil || a.Intermediate == nil || a.Intermediate.Cert == nil {
-		return errors.New("authority: root and intermediate certificates are required")
+	if a == nil || a.Root == nil || a.Root.Cert == nil || a.GatewayCA == nil || a.GatewayCA.Cert == nil ||
+		a.DeviceCA == nil || a.DeviceCA.Cert == nil {
+		return errors.New("authority: root, gateway CA and device CA certificates are required")
 	}
-	for _, ca := range []*CA{a.Root, a.Intermediate} {
+	for _, ca := range []*CA{a.Root, a.GatewayCA, a.DeviceCA} {
 		if !ca.Cert.IsCA || !ca.Cert.BasicConstraintsValid || ca.Cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 			return certError(ErrKeyUsage, ca.Cert, "not a CA certificate", nil)
 		}
@@ -319,34 +371,52 @@ func (a *Authority) Validate() error {
 			}
 		}
 	}
-	if err := a.Intermediate.Cert.CheckSignatureFrom(a.Root.Cert); err != nil {
-		return certError(ErrUnknownAuthority, a.Intermediate.Cert, "intermediate not signed by root "+a.Root.Cert.Subject.String(), err)
+	for _, c := range []struct {
+		ca    *CA
+		usage x509.ExtKeyUsage
+	}{{a.GatewayCA, x509.ExtKeyUsageServerAuth}, {a.DeviceCA, x509.ExtKeyUsageClientAuth}} {
+		if err := c.ca.Cert.CheckSignatureFrom(a.Root.Cert); err != nil {
+			return certError(ErrUnknownAuthority, c.ca.Cert, "intermediate not signed by root "+a.Root.Cert.Subject.String(), err)
+		}
+		if !slices.Equal(c.ca.Cert.ExtKeyUsage, []x509.ExtKeyUsage{c.usage}) || len(c.ca.Cert.UnknownExtKeyUsage) != 0 {
+			return certError(ErrKeyUsage, c.ca.Cert, fmt.Sprintf("intermediate must be restricted to %s, has %s",
+				extKeyUsageNames([]x509.ExtKeyUsage{c.usage}), extKeyUsageNames(c.ca.Cert.ExtKeyUsage)), nil)
+		}
+	}
+	if keysEqual(a.GatewayCA.Cert.PublicKey, a.DeviceCA.Cert.PublicKey) {
+		return certError(ErrKeyUsage, a.DeviceCA.Cert, "gateway CA and device CA share a key", nil)
 	}
 	return nil
 }
 
-// Verifier returns a Verifier trusting a's root and accepting only leaves
-// issued by a's intermediate, with the given revocation checker (may be nil).
-func (a *Authority) Verifier(rc RevocationChecker) (*Verifier, error) {
-	if a == nil || a.Root == nil || a.Intermediate == nil {
-		return nil, errors.New("verifier: authority has no root or intermediate")
+// DeviceVerifier returns the Verifier a gateway checks device certificates
+// with: trusting a's root and accepting only leaves issued directly by a's
+// device CA, with the given revocation checker (may be nil).
+func (a *Authority) DeviceVerifier(rc RevocationChecker) (*Verifier, error) {
+	if a == nil || a.Root == nil || a.DeviceCA == nil {
+		return nil, errors.New("device verifier: authority has no root or device CA")
 	}
-	return NewVerifier(VerifierConfig{
-		Root:       a.Root.Cert,
-		Issuer:     a.Intermediate.Cert,
-		Revocation: rc,
-		Clock:      a.Clock,
-	})
+	return NewVerifier(VerifierConfig{Root: a.Root.Cert, Issuer: a.DeviceCA.Cert, Revocation: rc, Clock: a.Clock})
 }
 
-func (a *Authority) issuer() (*CA, error) {
-	if a == nil || a.Intermediate == nil || a.Intermediate.Cert == nil {
-		return nil, errors.New("authority has no intermediate CA")
+// GatewayVerifier returns a Verifier that accepts only gateway
+// certificates issued directly by a's gateway CA: what a device checks.
+func (a *Authority) GatewayVerifier() (*Verifier, error) {
+	if a == nil || a.Root == nil || a.GatewayCA == nil {
+		return nil, errors.New("gateway verifier: authority has no root or gateway CA")
 	}
-	if a.Intermediate.Key == nil {
-		return nil, fmt.Errorf("intermediate %q: %w", a.Intermediate.Cert.Subject.CommonName, ErrNoKey)
+	return NewVerifier(VerifierConfig{Root: a.Root.Cert, Issuer: a.GatewayCA.Cert, Clock: a.Clock})
+}
+
+// issuer returns ca if it can sign.
+func issuer(ca *CA, what string) (*CA, error) {
+	if ca == nil || ca.Cert == nil {
+		return nil, fmt.Errorf("authority has no %s", what)
 	}
-	return a.Intermediate, nil
+	if ca.Key == nil {
+		return nil, fmt.Errorf("%s %q: %w", what, ca.Cert.Subject.CommonName, ErrNoKey)
+	}
+	return ca, nil
 }
 
 // GatewayOptions configure IssueGateway.
@@ -365,52 +435,68 @@ type GatewayOptions struct {
 }
 
 // IssueGateway issues a gateway server certificate (ExtKeyUsageServerAuth)
-// from the intermediate. The returned Certificate carries the key.
+// from the gateway CA, for a key it generates (or opts.Key). The returned
+// Certificate carries the key. It serves tools and tests that hold the
+// gateway CA key; in a cluster gateways send a request signed with
+// IssueGatewayFromCSR instead, so no gateway ever holds a CA key.
 func (a *Authority) IssueGateway(opts GatewayOptions) (*Certificate, error) {
-	if opts.Name == "" {
-		return nil, errors.New("issue gateway certificate: name is required")
-	}
-	if len(opts.DNSNames) == 0 && len(opts.IPAddresses) == 0 {
-		return nil, fmt.Errorf("issue gateway certificate %q: at least one DNS name or IP address is required", opts.Name)
-	}
-	ca, err := a.issuer()
-	if err != nil {
-		return nil, fmt.Errorf("issue gateway certificate %q: %w", opts.Name, err)
-	}
 	key := opts.Key
 	if key == nil {
+		var err error
 		if key, err = GenerateKey(opts.Algorithm); err != nil {
 			return nil, fmt.Errorf("issue gateway certificate %q: %w", opts.Name, err)
 		}
 	}
-	tmpl, err := baseTemplate(opts.Name, "", key.Public(), a.Clock, opts.Lifetime, DefaultGatewayLifetime)
+	c, err := a.issueGateway(key.Public(), opts.Name, opts.DNSNames, opts.IPAddresses, opts.Lifetime)
 	if err != nil {
-		return nil, fmt.Errorf("issue gateway certificate %q: %w", opts.Name, err)
+		return nil, err
+	}
+	c.Key = key
+	return c, nil
+}
+
+func (a *Authority) issueGateway(pub crypto.PublicKey, name string, dnsNames []string, ips []net.IP, lifetime time.Duration) (*Certificate, error) {
+	if name == "" {
+		return nil, errors.New("issue gateway certificate: name is required")
+	}
+	if len(dnsNames) == 0 && len(ips) == 0 {
+		return nil, fmt.Errorf("issue gateway certificate %q: at least one DNS name or IP address is required", name)
+	}
+	ca, err := issuer(a.GatewayCA, "gateway CA")
+	if err != nil {
+		return nil, fmt.Errorf("issue gateway certificate %q: %w", name, err)
+	}
+	tmpl, err := baseTemplate(name, "", pub, a.Clock, lifetime, DefaultGatewayLifetime)
+	if err != nil {
+		return nil, fmt.Errorf("issue gateway certificate %q: %w", name, err)
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	tmpl.DNSNames = opts.DNSNames
-	tmpl.IPAddresses = opts.IPAddresses
+	tmpl.DNSNames = slices.Clone(dnsNames)
+	tmpl.IPAddresses = slices.Clone(ips)
 	capNotAfter(tmpl, ca.Cert)
-	cert, err := sign(tmpl, ca.Cert, key.Public(), ca.Key)
+	cert, err := sign(tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("issue gateway certificate %q: %w", opts.Name, err)
+		return nil, fmt.Errorf("issue gateway certificate %q: %w", name, err)
 	}
-	return &Certificate{Leaf: cert, Chain: []*x509.Certificate{ca.Cert}, Key: key}, nil
+	return &Certificate{Leaf: cert, Chain: []*x509.Certificate{ca.Cert}}, nil
 }
 
-// DeviceOptions configure IssueDevice and IssueDeviceFromCSR.
+// DeviceOptions configure IssueDevice.
 type DeviceOptions struct {
 	// DeviceID goes into the Subject CN and the URI SAN urn:wasmbed:device:<id>.
-	// Required for IssueDevice; IssueDeviceFromCSR falls back to the CSR's CN.
+	// Required.
 	DeviceID string
 	// Lifetime defaults to DefaultDeviceLifetime.
 	Lifetime time.Duration
 }
 
-// IssueDevice issues a device client certificate (ExtKeyUsageClientAuth) for
-// pub, which must be Ed25519 or ECDSA P-256. The device id is written to the
-// Subject CN and as the URI SAN urn:wasmbed:device:<id>.
+// IssueDevice issues a device client certificate (ExtKeyUsageClientAuth)
+// from the device CA for pub, which must be an accepted key (CheckPublicKey).
+// The device id is written to the Subject CN and as the URI SAN
+// urn:wasmbed:device:<id>. It certifies a key the caller vouches for (an
+// operator pre-registering a device); enrollment and renewal, where the
+// key comes with a request, use IssueDeviceFromCSR.
 func (a *Authority) IssueDevice(pub crypto.PublicKey, opts DeviceOptions) (*Certificate, error) {
 	if err := ValidateDeviceID(opts.DeviceID); err != nil {
 		return nil, fmt.Errorf("issue device certificate: %w", err)
@@ -418,7 +504,7 @@ func (a *Authority) IssueDevice(pub crypto.PublicKey, opts DeviceOptions) (*Cert
 	if err := CheckPublicKey(pub); err != nil {
 		return nil, fmt.Errorf("issue device certificate %q: %w", opts.DeviceID, err)
 	}
-	ca, err := a.issuer()
+	ca, err := issuer(a.DeviceCA, "device CA")
 	if err != nil {
 		return nil, fmt.Errorf("issue device certificate %q: %w", opts.DeviceID, err)
 	}
@@ -435,47 +521,6 @@ func (a *Authority) IssueDevice(pub crypto.PublicKey, opts DeviceOptions) (*Cert
 		return nil, fmt.Errorf("issue device certificate %q: %w", opts.DeviceID, err)
 	}
 	return &Certificate{Leaf: cert, Chain: []*x509.Certificate{ca.Cert}}, nil
-}
-
-// IssueDeviceFromCSR verifies the request's signature (ErrCSRSignature if it
-// does not verify) and issues a device certificate for its public key. Only
-// the key (and, when opts.DeviceID is empty, the Subject CN) is taken from
-// the request; all other requested attributes are ignored.
-func (a *Authority) IssueDeviceFromCSR(csr *x509.CertificateRequest, opts DeviceOptions) (*Certificate, error) {
-	if csr == nil {
-		return nil, fmt.Errorf("issue device certificate: no certificate request: %w", ErrMalformedPEM)
-	}
-	if err := CheckPublicKey(csr.PublicKey); err != nil {
-		return nil, fmt.Errorf("issue device certificate from request: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("issue device certificate from request %q: %w: %w", csr.Subject.CommonName, ErrCSRSignature, err)
-	}
-	if opts.DeviceID == "" {
-		opts.DeviceID = csr.Subject.CommonName
-	}
-	return a.IssueDevice(csr.PublicKey, opts)
-}
-
-// NewDeviceCSR creates a DER certificate signing request for a device key,
-// with the device id as Subject CN and URI SAN. Firmware uses it to enrol.
-func NewDeviceCSR(key crypto.Signer, deviceID string) ([]byte, error) {
-	if err := CheckPrivateKey(key); err != nil {
-		return nil, fmt.Errorf("new device request: %w", err)
-	}
-	tmpl := &x509.CertificateRequest{}
-	if deviceID != "" {
-		if err := ValidateDeviceID(deviceID); err != nil {
-			return nil, fmt.Errorf("new device request: %w", err)
-		}
-		tmpl.Subject = pkix.Name{CommonName: deviceID}
-		tmpl.URIs = append(tmpl.URIs, DeviceURI(deviceID))
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		return nil, fmt.Errorf("new device request: %w", err)
-	}
-	return der, nil
 }
 
 // RenewAt returns when cert should be renewed: two thirds of the way from

@@ -13,13 +13,16 @@ import (
 // urn:wasmbed:device:<id>. The same id is the certificate's Subject CN.
 const DeviceURIPrefix = "urn:wasmbed:device:"
 
-// MaxDeviceIDLen is the longest accepted device id (the X.509 upper bound
-// for a common name).
-const MaxDeviceIDLen = 64
+// MaxDeviceIDLen is the longest accepted device id: the longest Kubernetes
+// label value (63 characters), one below the X.509 upper bound for a
+// common name (64).
+const MaxDeviceIDLen = 63
 
-// ValidateDeviceID checks the device id syntax: 1 to 64 characters from
-// [A-Za-z0-9._-], starting with a letter or digit. Such an id is safe in a
-// URN, a common name, a file name and a Kubernetes label value.
+// ValidateDeviceID checks the device id syntax: 1 to 63 characters from
+// [A-Za-z0-9._-], starting and ending with a letter or digit. Such an id is
+// safe in a URN, a common name, a file name and a Kubernetes label value.
+// It is not always a valid object name (upper case, '_', '.'): whoever
+// names a Kubernetes object after a device maps the id.
 func ValidateDeviceID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidDeviceID)
@@ -32,6 +35,9 @@ func ValidateDeviceID(id string) error {
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if i == 0 && !alnum {
 			return fmt.Errorf("%w: %q must start with a letter or digit", ErrInvalidDeviceID, id)
+		}
+		if i == len(id)-1 && !alnum {
+			return fmt.Errorf("%w: %q must end with a letter or digit", ErrInvalidDeviceID, id)
 		}
 		if !alnum && c != '-' && c != '.' && c != '_' {
 			return fmt.Errorf("%w: %q contains %q", ErrInvalidDeviceID, id, c)

@@ -30,10 +30,12 @@ const (
 // CA directory layout (see docs/pki.md). Certificates are written 0644,
 // private keys (PKCS#8 PEM) 0600, the directory itself 0700.
 const (
-	RootCertFile         = "root.crt"
-	RootKeyFile          = "root.key"
-	IntermediateCertFile = "intermediate.crt"
-	IntermediateKeyFile  = "intermediate.key"
+	RootCertFile      = "root.crt"
+	RootKeyFile       = "root.key"
+	GatewayCACertFile = "gateway-ca.crt"
+	GatewayCAKeyFile  = "gateway-ca.key"
+	DeviceCACertFile  = "device-ca.crt"
+	DeviceCAKeyFile   = "device-ca.key"
 
 	CertFileMode = 0o644
 	KeyFileMode  = 0o600
@@ -174,7 +176,7 @@ func ParsePublicKeyFile(data []byte) (crypto.PublicKey, error) {
 
 // ParseCSR parses a certificate signing request given as a "CERTIFICATE
 // REQUEST" PEM block or as DER. It does not check the signature:
-// Authority.IssueDeviceFromCSR does.
+// Authority.IssueDeviceFromCSR and IssueGatewayFromCSR do.
 func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	if err := checkSize("certificate request", len(data)); err != nil {
 		return nil, err
@@ -372,22 +374,17 @@ func SaveCA(dir string, a *Authority, force bool) error {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("save CA: %w", err)
 	}
-	files := []fileSpec{
-		{filepath.Join(dir, RootCertFile), EncodeCertificatesPEM(a.Root.Cert), CertFileMode},
-		{filepath.Join(dir, IntermediateCertFile), EncodeCertificatesPEM(a.Intermediate.Cert), CertFileMode},
-	}
-	for _, k := range []struct {
-		key  crypto.Signer
-		name string
-	}{{a.Root.Key, RootKeyFile}, {a.Intermediate.Key, IntermediateKeyFile}} {
-		if k.key == nil {
+	var files []fileSpec
+	for _, p := range caParts(a) {
+		files = append(files, fileSpec{filepath.Join(dir, p.certFile), EncodeCertificatesPEM(p.ca.Cert), CertFileMode})
+		if p.ca.Key == nil {
 			continue
 		}
-		pemKey, err := EncodePrivateKeyPEM(k.key)
+		pemKey, err := EncodePrivateKeyPEM(p.ca.Key)
 		if err != nil {
 			return fmt.Errorf("save CA: %w", err)
 		}
-		files = append(files, fileSpec{filepath.Join(dir, k.name), pemKey, KeyFileMode})
+		files = append(files, fileSpec{filepath.Join(dir, p.keyFile), pemKey, KeyFileMode})
 	}
 	if err := writeAll(files, force); err != nil {
 		return fmt.Errorf("save CA: %w", err)
@@ -395,42 +392,45 @@ func SaveCA(dir string, a *Authority, force bool) error {
 	return nil
 }
 
-// LoadCA loads a CA directory. root.crt and intermediate.crt are required;
-// root.key and intermediate.key are loaded when present (a gateway that only
-// verifies needs neither; issuing needs intermediate.key; the root key can be
-// kept offline). The result is validated (see Authority.Validate).
+type caPart struct {
+	ca                *CA
+	certFile, keyFile string
+}
+
+func caParts(a *Authority) []caPart {
+	return []caPart{
+		{a.Root, RootCertFile, RootKeyFile},
+		{a.GatewayCA, GatewayCACertFile, GatewayCAKeyFile},
+		{a.DeviceCA, DeviceCACertFile, DeviceCAKeyFile},
+	}
+}
+
+// LoadCA loads a CA directory. The three certificates are required; each
+// key is loaded when present: a gateway needs none, the controller the two
+// intermediate keys (it signs gateway and device certificates), and
+// root.key is only needed to create new intermediates. The result is
+// validated (see Authority.Validate).
 func LoadCA(dir string) (*Authority, error) {
-	load := func(name string) (*x509.Certificate, error) {
-		certs, err := LoadCertificates(filepath.Join(dir, name))
+	if _, err := os.Stat(filepath.Join(dir, "intermediate.crt")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, DeviceCACertFile)); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("load CA %s: a single intermediate issues both kinds of certificate in this directory; "+
+				"create a new CA with separate gateway and device CAs (wasmbed pki init)", dir)
+		}
+	}
+	a := &Authority{Root: &CA{}, GatewayCA: &CA{}, DeviceCA: &CA{}}
+	for _, p := range caParts(a) {
+		certs, err := LoadCertificates(filepath.Join(dir, p.certFile))
 		if err != nil {
 			return nil, fmt.Errorf("load CA: %w", err)
 		}
-		return certs[0], nil
-	}
-	loadKey := func(name string) (crypto.Signer, error) {
-		path := filepath.Join(dir, name)
+		p.ca.Cert = certs[0]
+		path := filepath.Join(dir, p.keyFile)
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+			continue
 		}
-		key, err := LoadPrivateKey(path)
-		if err != nil {
+		if p.ca.Key, err = LoadPrivateKey(path); err != nil {
 			return nil, fmt.Errorf("load CA: %w", err)
 		}
-		return key, nil
-	}
-	a := &Authority{Root: &CA{}, Intermediate: &CA{}}
-	var err error
-	if a.Root.Cert, err = load(RootCertFile); err != nil {
-		return nil, err
-	}
-	if a.Intermediate.Cert, err = load(IntermediateCertFile); err != nil {
-		return nil, err
-	}
-	if a.Root.Key, err = loadKey(RootKeyFile); err != nil {
-		return nil, err
-	}
-	if a.Intermediate.Key, err = loadKey(IntermediateKeyFile); err != nil {
-		return nil, err
 	}
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("load CA %s: %w", dir, err)

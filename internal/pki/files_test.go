@@ -2,9 +2,11 @@ package pki
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -16,10 +18,12 @@ func TestSaveLoadCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantModes := map[string]os.FileMode{
-		RootCertFile:         0o644,
-		RootKeyFile:          0o600,
-		IntermediateCertFile: 0o644,
-		IntermediateKeyFile:  0o600,
+		RootCertFile:      0o644,
+		RootKeyFile:       0o600,
+		GatewayCACertFile: 0o644,
+		GatewayCAKeyFile:  0o600,
+		DeviceCACertFile:  0o644,
+		DeviceCAKeyFile:   0o600,
 	}
 	for name, want := range wantModes {
 		fi, err := os.Stat(filepath.Join(dir, name))
@@ -37,11 +41,11 @@ func TestSaveLoadCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !loaded.Root.Cert.Equal(ca.Root.Cert) || !loaded.Intermediate.Cert.Equal(ca.Intermediate.Cert) {
+	if !loaded.Root.Cert.Equal(ca.Root.Cert) || !loaded.GatewayCA.Cert.Equal(ca.GatewayCA.Cert) || !loaded.DeviceCA.Cert.Equal(ca.DeviceCA.Cert) {
 		t.Error("loaded certificates differ")
 	}
-	if !keysEqual(loaded.Intermediate.Key.Public(), ca.Intermediate.Key.Public()) {
-		t.Error("loaded intermediate key differs")
+	if !keysEqual(loaded.DeviceCA.Key.Public(), ca.DeviceCA.Key.Public()) || !keysEqual(loaded.GatewayCA.Key.Public(), ca.GatewayCA.Key.Public()) {
+		t.Error("loaded intermediate keys differ")
 	}
 
 	// Refuse to overwrite, and leave the files untouched.
@@ -57,7 +61,7 @@ func TestSaveLoadCA(t *testing.T) {
 	if err := SaveCA(dir, other, true); err != nil {
 		t.Fatalf("forced save: %v", err)
 	}
-	fi, _ := os.Stat(filepath.Join(dir, IntermediateKeyFile))
+	fi, _ := os.Stat(filepath.Join(dir, DeviceCAKeyFile))
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("forced save: got key mode %o, want 600", fi.Mode().Perm())
 	}
@@ -77,6 +81,39 @@ func TestSaveLoadCA(t *testing.T) {
 	if _, err := loaded.IssueDevice(mustKey(t, Ed25519).Public(), DeviceOptions{DeviceID: "d"}); err != nil {
 		t.Fatalf("issue with offline root: %v", err)
 	}
+
+	// A gateway's directory: certificates only. It verifies, it cannot issue.
+	for _, k := range []string{GatewayCAKeyFile, DeviceCAKeyFile} {
+		if err := os.Remove(filepath.Join(dir, k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded, err = LoadCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loaded.IssueDevice(mustKey(t, Ed25519).Public(), DeviceOptions{DeviceID: "d"}); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("issue without the device CA key: got %v, want ErrNoKey", err)
+	}
+	if _, err := loaded.DeviceVerifier(nil); err != nil {
+		t.Fatalf("verifier without keys: %v", err)
+	}
+}
+
+// TestLoadCAOldLayout: a directory of the single-intermediate layout is
+// refused with a message that says what to do.
+func TestLoadCAOldLayout(t *testing.T) {
+	clock := newTestClock()
+	a := newTestAuthority(t, clock, Ed25519)
+	dir := t.TempDir()
+	for name, c := range map[string]*x509.Certificate{RootCertFile: a.Root.Cert, "intermediate.crt": a.DeviceCA.Cert} {
+		if err := WriteFile(filepath.Join(dir, name), EncodeCertificatesPEM(c), CertFileMode, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := LoadCA(dir); err == nil || !strings.Contains(err.Error(), "separate gateway and device CAs") {
+		t.Fatalf("got %v, want the old layout explained", err)
+	}
 }
 
 func TestLoadCAMismatch(t *testing.T) {
@@ -88,7 +125,7 @@ func TestLoadCAMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An intermediate from another root.
-	if err := WriteFile(filepath.Join(dir, IntermediateCertFile), EncodeCertificatesPEM(b.Intermediate.Cert), CertFileMode, true); err != nil {
+	if err := WriteFile(filepath.Join(dir, DeviceCACertFile), EncodeCertificatesPEM(b.DeviceCA.Cert), CertFileMode, true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadCA(dir); err == nil {
@@ -99,7 +136,7 @@ func TestLoadCAMismatch(t *testing.T) {
 func TestParseBounded(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
-	good := EncodeCertificatesPEM(ca.Root.Cert, ca.Intermediate.Cert)
+	good := EncodeCertificatesPEM(ca.Root.Cert, ca.DeviceCA.Cert)
 	keyPEM, err := EncodePrivateKeyPEM(ca.Root.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +235,7 @@ func TestSaveCertificate(t *testing.T) {
 func FuzzParseCertificatesPEM(f *testing.F) {
 	clock := newTestClock()
 	ca := newTestAuthority(f, clock, Ed25519)
-	f.Add(EncodeCertificatesPEM(ca.Root.Cert, ca.Intermediate.Cert))
+	f.Add(EncodeCertificatesPEM(ca.Root.Cert, ca.DeviceCA.Cert))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {

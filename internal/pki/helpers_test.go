@@ -75,8 +75,3 @@ func mustDevice(t testing.TB, a *Authority, id string, alg KeyAlgorithm) tls.Cer
 	}
 	return tc
 }
-
-func keysEqual(a, b crypto.PublicKey) bool {
-	ak, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && ak.Equal(b)
-}

@@ -2,7 +2,6 @@ package pki
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,15 +24,21 @@ type ServerOptions struct {
 	// Certificate is the gateway's certificate chain (leaf, intermediate) and key.
 	Certificate tls.Certificate
 	// Verifier verifies device certificates: root, device CA, revocation and
-	// clock. Authority.Verifier builds one. Required.
+	// clock. Authority.DeviceVerifier builds one. Required; a verifier
+	// without an Issuer pin is refused, so that only the device CA's
+	// certificates are ever accepted.
 	Verifier *Verifier
-	// SessionTicketKeys, when set, are the session ticket keys: the first
-	// encrypts new tickets, all decrypt. Gateway replicas behind one address
-	// share them so a device resumes on any replica; rotate by calling
-	// SetSessionTicketKeys on the returned config with a new first key and the
-	// previous keys after it. When nil, crypto/tls generates and rotates keys
-	// per process (new key every 24h, tickets accepted for 7 days).
-	SessionTicketKeys [][32]byte
+	// TicketKeys encrypts and decrypts session tickets (see TicketKeyRing).
+	// Gateway replicas behind one address share one ring's keys so a device
+	// resumes on any replica; rotating the ring takes effect at once. A
+	// ticket key lets its holder resume as any device: protect it like a
+	// CA key. When nil, the config keeps a private ring of its own, rotated
+	// every DefaultTicketLifetime; tickets then resume on this process only.
+	TicketKeys *TicketKeyRing
+	// TicketLifetime bounds how long after issue a ticket is accepted;
+	// DefaultTicketLifetime when zero. A ticket of a key no longer in the
+	// ring is refused whatever its age.
+	TicketLifetime time.Duration
 	// DisableSessionTickets turns resumption off (for measurements).
 	DisableSessionTickets bool
 	// Logger receives refused handshakes at debug level; nil discards.
@@ -52,7 +57,7 @@ type ServerOptions struct {
 //
 // crypto/tls itself only checks that a certificate was sent
 // (RequireAnyClientCert): its ClientCAs-based verification would treat the
-// pool as roots, so the config lists root and intermediate in ClientCAs only
+// pool as roots, so the config lists root and device CA in ClientCAs only
 // as the acceptable-issuer hint. The VerifyConnection error (a
 // *CertificateError) is returned by the server's Handshake; the device only
 // sees a bad_certificate alert.
@@ -75,6 +80,9 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 	if opts.Verifier == nil {
 		return nil, errors.New("server tls config: verifier is required")
 	}
+	if opts.Verifier.cfg.Issuer == nil {
+		return nil, errors.New("server tls config: the verifier must pin the device CA (VerifierConfig.Issuer)")
+	}
 	if len(opts.Certificate.Certificate) == 0 || opts.Certificate.PrivateKey == nil {
 		return nil, errors.New("server tls config: certificate and key are required")
 	}
@@ -85,7 +93,9 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 			return nil, fmt.Errorf("server tls config: parse certificate: %w", err)
 		}
 	}
-	// Refuse to start with a certificate devices will refuse.
+	// Refuse to start with a certificate devices will refuse: one that
+	// does not chain to the root through a CA allowed to issue server
+	// certificates (the gateway CA), or has expired.
 	chain := []*x509.Certificate{leaf}
 	for _, der := range opts.Certificate.Certificate[1:] {
 		c, err := x509.ParseCertificate(der)
@@ -94,7 +104,11 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 		}
 		chain = append(chain, c)
 	}
-	if _, err := opts.Verifier.verify(chain, x509.ExtKeyUsageServerAuth, ""); err != nil {
+	self, err := NewVerifier(VerifierConfig{Root: opts.Verifier.cfg.Root, Clock: opts.Verifier.cfg.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("server tls config: %w", err)
+	}
+	if _, err := self.verify(chain, x509.ExtKeyUsageServerAuth, ""); err != nil {
 		return nil, fmt.Errorf("server tls config: gateway certificate: %w", err)
 	}
 	logger := opts.Logger
@@ -107,6 +121,21 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 		hint.AddCert(opts.Verifier.cfg.Issuer)
 	}
 	v := opts.Verifier
+	ring := opts.TicketKeys
+	if ring == nil {
+		first, err := NewTicketKey(v.Now())
+		if err != nil {
+			return nil, fmt.Errorf("server tls config: %w", err)
+		}
+		if ring, err = NewTicketKeyRing(first); err != nil {
+			return nil, fmt.Errorf("server tls config: %w", err)
+		}
+		ring.rotateAfter = DefaultTicketLifetime
+	}
+	lifetime := opts.TicketLifetime
+	if lifetime <= 0 {
+		lifetime = DefaultTicketLifetime
+	}
 	base := &tls.Config{
 		MinVersion:             tls.VersionTLS13,
 		MaxVersion:             tls.VersionTLS13,
@@ -116,17 +145,17 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 		Time:                   v.cfg.Clock,
 		SessionTicketsDisabled: opts.DisableSessionTickets,
 	}
-	if len(opts.SessionTicketKeys) > 0 {
-		base.SetSessionTicketKeys(opts.SessionTicketKeys)
-	}
-	verify := func(ctx context.Context, cs tls.ConnectionState) error {
+	verify := func(ctx context.Context, cs tls.ConnectionState, tk *ticketer) error {
 		if len(cs.PeerCertificates) == 0 {
 			if auth == tls.RequestClientCert {
 				return nil // enrollment without a certificate
 			}
 			return ErrNoCertificate
 		}
-		if _, err := v.verifyDevice(ctx, cs.PeerCertificates, cs.DidResume); err != nil {
+		// Signatures are skipped only for a chain that comes back from a
+		// ticket bound to its full verification under this configuration.
+		fast := cs.DidResume && tk != nil && tk.boundTo(cs.PeerCertificates[0])
+		if _, err := v.verifyDevice(ctx, cs.PeerCertificates, fast); err != nil {
 			logger.LogAttrs(ctx, slog.LevelDebug, "device certificate refused",
 				slog.String("subject", cs.PeerCertificates[0].Subject.String()),
 				slog.Bool("resumed", cs.DidResume),
@@ -135,17 +164,28 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 		}
 		return nil
 	}
-	// The handshake context reaches the revocation checker through a
-	// per-handshake clone; ticket keys keep coming from base (rotation applies).
-	// base.VerifyConnection only runs if a caller bypasses GetConfigForClient
-	// (e.g. wraps the config in its own); verification must never be skipped.
+	// Each handshake gets its own clone (GetConfigForClient): it hands the
+	// handshake's context to the revocation checker and lets the ticket
+	// binding found by UnwrapSession reach VerifyConnection. The ring is
+	// shared, so rotation applies at once.
+	// base's own callbacks only run if a caller bypasses GetConfigForClient
+	// (e.g. wraps the config in its own): verification is never skipped,
+	// and resumed chains are then verified in full.
 	base.VerifyConnection = func(cs tls.ConnectionState) error {
-		return verify(context.TODO(), cs)
+		return verify(context.TODO(), cs, nil)
+	}
+	plain := &ticketer{ring: ring, trust: v.trustID, lifetime: lifetime, now: v.Now}
+	base.WrapSession = plain.wrap
+	base.UnwrapSession = func(ticket []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		t := *plain // no binding recorded: base is not per handshake
+		return t.unwrap(ticket, cs)
 	}
 	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		c := base.Clone()
 		ctx := hello.Context()
-		c.VerifyConnection = func(cs tls.ConnectionState) error { return verify(ctx, cs) }
+		tk := &ticketer{ring: ring, trust: v.trustID, lifetime: lifetime, now: v.Now}
+		c.WrapSession, c.UnwrapSession = tk.wrap, tk.unwrap
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return verify(ctx, cs, tk) }
 		c.GetConfigForClient = nil
 		return c, nil
 	}
@@ -156,8 +196,11 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 type ClientOptions struct {
 	// Root is the pinned trust anchor; no system roots are used. Required.
 	Root *x509.Certificate
-	// Issuer, when set, pins the CA that must have issued the gateway's certificate.
-	Issuer *x509.Certificate
+	// GatewayCA, when set, pins the CA that must have issued the gateway's
+	// certificate. Without it any intermediate under Root whose extended
+	// key usage allows server authentication is accepted — never the
+	// device CA, which is restricted to client authentication.
+	GatewayCA *x509.Certificate
 	// Certificate is the device certificate (leaf, intermediate) and key; nil
 	// for an enrollment connection.
 	Certificate *tls.Certificate
@@ -172,10 +215,10 @@ type ClientOptions struct {
 }
 
 // ClientTLSConfig returns a device's TLS configuration: TLS 1.3 only, the
-// root pinned as the only trust anchor, the gateway certificate verified
-// explicitly in VerifyConnection (chain, ExtKeyUsageServerAuth, ServerName)
-// on full and resumed handshakes, the device certificate presented, and a
-// session cache for resumption.
+// root pinned as the only trust anchor (and the gateway CA, when given), the
+// gateway certificate verified explicitly in VerifyConnection (chain,
+// ExtKeyUsageServerAuth, ServerName) on full and resumed handshakes, the
+// device certificate presented, and a session cache for resumption.
 //
 // Verification is done by the package's Verifier rather than by crypto/tls
 // so that both sides report the same typed errors; InsecureSkipVerify only
@@ -187,7 +230,7 @@ func ClientTLSConfig(opts ClientOptions) (*tls.Config, error) {
 	if opts.ServerName == "" {
 		return nil, errors.New("client tls config: server name is required")
 	}
-	v, err := NewVerifier(VerifierConfig{Root: opts.Root, Issuer: opts.Issuer, Clock: opts.Clock})
+	v, err := NewVerifier(VerifierConfig{Root: opts.Root, Issuer: opts.GatewayCA, Clock: opts.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("client tls config: %w", err)
 	}
@@ -228,14 +271,4 @@ func Handshake(ctx context.Context, conn *tls.Conn, timeout time.Duration) error
 		return fmt.Errorf("tls handshake with %s: %w", conn.RemoteAddr(), err)
 	}
 	return nil
-}
-
-// NewSessionTicketKey returns a random 32-byte session ticket key for
-// ServerOptions.SessionTicketKeys.
-func NewSessionTicketKey() ([32]byte, error) {
-	var k [32]byte
-	if _, err := rand.Read(k[:]); err != nil {
-		return k, fmt.Errorf("session ticket key: %w", err)
-	}
-	return k, nil
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +18,7 @@ func TestHandshakeValidity(t *testing.T) {
 	clock := newTestClock()
 	start := clock.Now()
 	ca := newTestAuthority(t, clock, Ed25519)
-	v, err := ca.Verifier(nil)
+	v, err := ca.DeviceVerifier(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,18 +67,21 @@ func TestClientRefusesGateway(t *testing.T) {
 		name       string
 		serverCert tls.Certificate
 		serverName string
+		gatewayCA  *x509.Certificate // pinned when set
 		want       error
 	}{
-		{"client cert as server", mustDevice(t, ca, "imposter", Ed25519), "127.0.0.1", ErrKeyUsage},
-		{"gateway from another CA", mustGateway(t, other), "127.0.0.1", ErrUnknownAuthority},
-		{"wrong server name", mustGateway(t, ca), "elsewhere.test", ErrNameMismatch},
+		{"client cert as server", mustDevice(t, ca, "imposter", Ed25519), "127.0.0.1", nil, ErrKeyUsage},
+		{"client cert as server, gateway CA pinned", mustDevice(t, ca, "imposter", Ed25519), "127.0.0.1", ca.GatewayCA.Cert, ErrUnknownAuthority},
+		{"gateway from another CA", mustGateway(t, other), "127.0.0.1", nil, ErrUnknownAuthority},
+		{"gateway from another CA, gateway CA pinned", mustGateway(t, other), "127.0.0.1", ca.GatewayCA.Cert, ErrUnknownAuthority},
+		{"wrong server name", mustGateway(t, ca), "elsewhere.test", ca.GatewayCA.Cert, ErrNameMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// A bare server that does not itself verify its own certificate.
 			srvCfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{tt.serverCert}, ClientAuth: tls.RequestClientCert}
 			srv := startServer(t, srvCfg)
-			cli, err := ClientTLSConfig(ClientOptions{Root: ca.Root.Cert, Certificate: &dev, ServerName: tt.serverName, Clock: clock.Now})
+			cli, err := ClientTLSConfig(ClientOptions{Root: ca.Root.Cert, GatewayCA: tt.gatewayCA, Certificate: &dev, ServerName: tt.serverName, Clock: clock.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +96,7 @@ func TestClientRefusesGateway(t *testing.T) {
 func TestServerTLSConfigSettings(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
-	v, _ := ca.Verifier(nil)
+	v, _ := ca.DeviceVerifier(nil)
 	cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +114,12 @@ func TestServerTLSConfigSettings(t *testing.T) {
 	if _, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca)}); err == nil {
 		t.Error("no verifier: got nil error")
 	}
+	// A verifier that does not pin the device CA would accept any client
+	// certificate under the root.
+	rootOnly, _ := NewVerifier(VerifierConfig{Root: ca.Root.Cert})
+	if _, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: rootOnly}); err == nil {
+		t.Error("verifier without the device CA pin: got nil error")
+	}
 	if _, err := ClientTLSConfig(ClientOptions{Root: ca.Root.Cert}); err == nil {
 		t.Error("client without server name: got nil error")
 	}
@@ -119,7 +129,7 @@ func TestEnrollmentServer(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
 	rev := NewMemoryRevocation()
-	v, _ := ca.Verifier(rev)
+	v, _ := ca.DeviceVerifier(rev)
 	cfg, err := EnrollmentServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v})
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +185,7 @@ func TestRevokedOnResumption(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
 	rev := NewMemoryRevocation()
-	v, _ := ca.Verifier(rev)
+	v, _ := ca.DeviceVerifier(rev)
 	cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v})
 	if err != nil {
 		t.Fatal(err)
@@ -209,15 +219,12 @@ func TestRevokedOnResumption(t *testing.T) {
 func TestSharedTicketKeys(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
-	v, _ := ca.Verifier(nil)
-	k, err := NewSessionTicketKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _ := ca.DeviceVerifier(nil)
+	ring := mustRing(t, clock.Now())
 	var addrs []string
 	var servers []*testServer
 	for range 2 {
-		cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v, SessionTicketKeys: [][32]byte{k}})
+		cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v, TicketKeys: ring})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +253,7 @@ func TestSharedTicketKeys(t *testing.T) {
 func TestHandshakeTimeout(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
-	v, _ := ca.Verifier(nil)
+	v, _ := ca.DeviceVerifier(nil)
 	cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v})
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +287,7 @@ func TestConcurrentHandshakesWithRevocation(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
 	rev := NewMemoryRevocation()
-	v, _ := ca.Verifier(rev)
+	v, _ := ca.DeviceVerifier(rev)
 	cfg, err := ServerTLSConfig(ServerOptions{Certificate: mustGateway(t, ca), Verifier: v})
 	if err != nil {
 		t.Fatal(err)

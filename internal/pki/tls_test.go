@@ -102,7 +102,7 @@ func TestHandshakeEndToEnd(t *testing.T) {
 			t.Run(string(alg)+"/device-"+string(devAlg), func(t *testing.T) {
 				clock := newTestClock()
 				ca := newTestAuthority(t, clock, alg)
-				v, err := ca.Verifier(NewMemoryRevocation())
+				v, err := ca.DeviceVerifier(NewMemoryRevocation())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -150,7 +150,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	ca := newTestAuthority(t, clock, Ed25519)
 	other := newTestAuthority(t, clock, Ed25519)
 	rev := NewMemoryRevocation()
-	v, err := ca.Verifier(rev)
+	v, err := ca.DeviceVerifier(rev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,8 @@ func TestHandshakeRefusals(t *testing.T) {
 	}{
 		{name: "revoked device", cfg: client(&revoked, nil), wantSrv: ErrRevoked},
 		{name: "device from another CA", cfg: client(&foreign, nil), wantSrv: ErrUnknownAuthority},
-		{name: "server certificate used as client", cfg: client(&gwAsClient, nil), wantSrv: ErrKeyUsage},
+		// Issued by the gateway CA, not the device CA the gateway pins.
+		{name: "server certificate used as client", cfg: client(&gwAsClient, nil), wantSrv: ErrUnknownAuthority},
 		{name: "no client certificate", cfg: client(nil, nil), wantNoSrv: true},
 		{name: "TLS 1.2 client", cfg: client(&good, func(c *tls.Config) {
 			c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12

@@ -3,10 +3,13 @@ package pki
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +42,12 @@ type Verifier struct {
 	cfg   VerifierConfig
 	roots *x509.CertPool
 	inter *x509.CertPool
+	// trustID names the trust configuration (root and issuer) in the
+	// session tickets bound to this verifier's verifications.
+	trustID [32]byte
+	// fullChecks counts chain verifications with signatures (tests check
+	// which path a resumed handshake took).
+	fullChecks atomic.Uint64
 }
 
 // NewVerifier checks cfg and builds a Verifier.
@@ -68,7 +77,19 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	for _, c := range cfg.Intermediates {
 		inter.AddCert(c)
 	}
-	return &Verifier{cfg: cfg, roots: roots, inter: inter}, nil
+	h := sha256.New()
+	h.Write([]byte("wasmbed/trust/v1\x00"))
+	for _, c := range append([]*x509.Certificate{cfg.Root, cfg.Issuer}, cfg.Intermediates...) {
+		var raw []byte
+		if c != nil {
+			raw = c.Raw
+		}
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(raw)))) //nolint:gosec // certificates are small
+		h.Write(raw)
+	}
+	v := &Verifier{cfg: cfg, roots: roots, inter: inter}
+	h.Sum(v.trustID[:0])
+	return v, nil
 }
 
 // Root returns the trust anchor.
@@ -89,11 +110,12 @@ func (v *Verifier) VerifyDevice(ctx context.Context, chain []*x509.Certificate) 
 	return v.verifyDevice(ctx, chain, false)
 }
 
-// verifyDevice is VerifyDevice; resumed selects the resumption fast path
-// (see resumable) when the chain qualifies.
-func (v *Verifier) verifyDevice(ctx context.Context, chain []*x509.Certificate, resumed bool) (*DeviceIdentity, error) {
+// verifyDevice is VerifyDevice; verified selects the resumption fast path
+// (see resumable): the caller knows the chain was verified in full earlier
+// under this configuration (a ticket bound to that verification).
+func (v *Verifier) verifyDevice(ctx context.Context, chain []*x509.Certificate, verified bool) (*DeviceIdentity, error) {
 	leaf, ok := (*x509.Certificate)(nil), false
-	if resumed {
+	if verified {
 		leaf, ok = v.resumable(chain, x509.ExtKeyUsageClientAuth, "")
 	}
 	if !ok {
@@ -133,18 +155,25 @@ func (v *Verifier) verifyGateway(ctx context.Context, chain []*x509.Certificate,
 	return v.checkRevoked(ctx, leaf)
 }
 
-// resumable is the fast path for resumed TLS sessions. Their peer
-// certificates were verified in full when the session was established and
-// come back from an authenticated source (the server's encrypted session
-// ticket, the client's own session cache), so the signatures need not be
-// checked again. What can have changed is re-checked without any signature
-// operation: the validity window of every certificate involved at the
-// current time, key algorithm, extended key usage, the server name, and
-// that the leaf still hangs off the configured issuer and root (by subject
-// and key identifier), so tickets from before a CA change do not pass.
-// Revocation is checked by the caller in both paths. When anything does not
-// fit, resumable returns false and the caller verifies in full, which
-// produces the precise error.
+// resumable is the fast path for resumed TLS sessions: it re-checks,
+// without any signature operation, what can have changed since the chain
+// was verified in full — the validity window of every certificate involved
+// at the current time, key algorithm, extended key usage, the server name,
+// and that the leaf still hangs off the configured issuer and root (by
+// subject and key identifier). Revocation is checked by the caller in both
+// paths. When anything does not fit, resumable returns false and the caller
+// verifies in full, which produces the precise error.
+//
+// Skipping the signatures is sound only when the chain comes from a source
+// that only the verifying side could have written after a full
+// verification:
+//
+//   - on a device, its own session cache in RAM;
+//   - on a gateway, a session ticket bound to this verifier's trust
+//     configuration and to the leaf (see tickets.go). Whoever holds a
+//     ticket key can write such a ticket for any leaf — a forged one
+//     included — so on this path a ticket key is as strong as a CA key.
+//     The ticket keys must be protected like the CA keys (docs/pki.md).
 func (v *Verifier) resumable(chain []*x509.Certificate, usage x509.ExtKeyUsage, serverName string) (*x509.Certificate, bool) {
 	if len(chain) == 0 || len(chain) > MaxChainLen || chain[0] == nil {
 		return nil, false
@@ -242,6 +271,7 @@ func (v *Verifier) checkRevoked(ctx context.Context, cert *x509.Certificate) err
 }
 
 func (v *Verifier) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, serverName string) (*x509.Certificate, error) {
+	v.fullChecks.Add(1)
 	if len(chain) == 0 || chain[0] == nil {
 		return nil, ErrNoCertificate
 	}
@@ -290,4 +320,59 @@ func (v *Verifier) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, ser
 		}
 	}
 	return leaf, nil
+}
+
+// DevicePins are the certificates a device trusts: the root, always, and
+// the gateway CA and device CA when it was provisioned with them. Pinning
+// the gateway CA keeps any other CA under the root from authenticating a
+// gateway; pinning the device CA does the same for the device's own
+// certificates. Without them the intermediates' extended key usages still
+// keep each kind of certificate to its own role.
+type DevicePins struct {
+	Root, GatewayCA, DeviceCA *x509.Certificate
+}
+
+// PinsFromCertificates sorts a device's trust bundle (the root, optionally
+// followed by the intermediates, in any order) into DevicePins: the one
+// self-signed CA certificate is the root; a CA certificate restricted to
+// server authentication is the gateway CA, one restricted to client
+// authentication the device CA. Each intermediate must be signed by the
+// root; anything else in the bundle is refused.
+func PinsFromCertificates(certs []*x509.Certificate) (DevicePins, error) {
+	var p DevicePins
+	var inter []*x509.Certificate
+	for _, c := range certs {
+		switch {
+		case !c.IsCA:
+			return DevicePins{}, certError(ErrInvalidCertificate, c, "not a CA certificate", nil)
+		case bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil:
+			if p.Root != nil {
+				return DevicePins{}, certError(ErrInvalidCertificate, c, "a second root", nil)
+			}
+			p.Root = c
+		default:
+			inter = append(inter, c)
+		}
+	}
+	if p.Root == nil {
+		return DevicePins{}, fmt.Errorf("%w: no self-signed root certificate", ErrInvalidCertificate)
+	}
+	for _, c := range inter {
+		if err := c.CheckSignatureFrom(p.Root); err != nil {
+			return DevicePins{}, certError(ErrUnknownAuthority, c, "not issued by root "+p.Root.Subject.String(), err)
+		}
+		slot := &p.DeviceCA
+		switch {
+		case slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}):
+			slot = &p.GatewayCA
+		case slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}):
+		default:
+			return DevicePins{}, certError(ErrKeyUsage, c, "intermediate not restricted to one kind of certificate", nil)
+		}
+		if *slot != nil {
+			return DevicePins{}, certError(ErrInvalidCertificate, c, "a second intermediate of the same kind", nil)
+		}
+		*slot = c
+	}
+	return p, nil
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// rawLeaf signs a leaf for pub with the intermediate, bypassing the
+// rawLeaf signs a leaf for pub with the device CA, bypassing the
 // package's key checks, to build certificates it would refuse to issue.
 func rawLeaf(t *testing.T, a *Authority, pub crypto.PublicKey, eku x509.ExtKeyUsage) *x509.Certificate {
 	t.Helper()
@@ -23,7 +23,7 @@ func rawLeaf(t *testing.T, a *Authority, pub crypto.PublicKey, eku x509.ExtKeyUs
 	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{eku}
 	tmpl.URIs = append(tmpl.URIs, DeviceURI("dev-raw"))
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Intermediate.Cert, pub, a.Intermediate.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.DeviceCA.Cert, pub, a.DeviceCA.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,16 +39,25 @@ func TestVerifier(t *testing.T) {
 	start := clock.Now()
 	ca := newTestAuthority(t, clock, Ed25519)
 	other := newTestAuthority(t, clock, Ed25519)
-	// A second intermediate under the same root: chains to the root but is
-	// not the device CA.
-	sibling, err := NewIntermediateCA(ca.Root, CAOptions{CommonName: "sibling", Clock: clock.Now})
+	// A second device CA under the same root: chains to the root, may
+	// issue client certificates, but is not the pinned device CA.
+	sibling, err := NewIntermediateCA(ca.Root, CAOptions{CommonName: "sibling", Clock: clock.Now,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	siblingCA := &Authority{Root: ca.Root, Intermediate: sibling, Clock: clock.Now}
+	siblingCA := &Authority{Root: ca.Root, GatewayCA: ca.GatewayCA, DeviceCA: sibling, Clock: clock.Now}
 
 	rev := NewMemoryRevocation()
-	v, err := ca.Verifier(rev)
+	v, err := ca.DeviceVerifier(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gv, err := ca.GatewayVerifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootOnly, err := NewVerifier(VerifierConfig{Root: ca.Root.Cert, Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +97,7 @@ func TestVerifier(t *testing.T) {
 		asServer bool
 		at       time.Time
 		want     error
+		v        *Verifier // v (device CA pinned) or gv (gateway CA pinned) when nil
 	}{
 		{name: "device ed25519 ok", chain: okDevice},
 		{name: "device p256 ok", chain: device(ca, "dev-2", ECDSAP256)},
@@ -100,8 +110,11 @@ func TestVerifier(t *testing.T) {
 		{name: "not yet valid", chain: okDevice, at: start.Add(-time.Hour), want: ErrNotYetValid},
 		{name: "revoked serial", chain: revokedChain, want: ErrRevoked},
 		{name: "revoked key", chain: revokedKeyChain, want: ErrRevoked},
-		{name: "server cert used as client", chain: gateway(ca), want: ErrKeyUsage},
-		{name: "client cert used as server", chain: okDevice, asServer: true, want: ErrKeyUsage},
+		{name: "server cert used as client", chain: gateway(ca), want: ErrUnknownAuthority},
+		{name: "client cert used as server", chain: okDevice, asServer: true, want: ErrUnknownAuthority},
+		{name: "server cert used as client, root pinned", chain: gateway(ca), want: ErrKeyUsage, v: rootOnly},
+		{name: "client cert used as server, root pinned", chain: okDevice, asServer: true, want: ErrKeyUsage, v: rootOnly},
+		{name: "gateway ok, root pinned", chain: gateway(ca), asServer: true, v: rootOnly},
 		{name: "rsa device key", chain: []*x509.Certificate{rawLeaf(t, ca, &rsaKey.PublicKey, x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
 		{name: "p384 device key", chain: []*x509.Certificate{rawLeaf(t, ca, &p384.PublicKey, x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
 		{name: "empty chain", chain: nil, want: ErrNoCertificate},
@@ -114,9 +127,14 @@ func TestVerifier(t *testing.T) {
 				defer clock.Set(start)
 			}
 			var err error
-			if tt.asServer {
-				err = v.VerifyGateway(t.Context(), tt.chain, "")
-			} else {
+			switch {
+			case tt.asServer && tt.v != nil:
+				err = tt.v.VerifyGateway(t.Context(), tt.chain, "")
+			case tt.asServer:
+				err = gv.VerifyGateway(t.Context(), tt.chain, "")
+			case tt.v != nil:
+				_, err = tt.v.VerifyDevice(t.Context(), tt.chain)
+			default:
 				_, err = v.VerifyDevice(t.Context(), tt.chain)
 			}
 			if tt.want == nil {
@@ -143,7 +161,7 @@ func TestVerifyGatewayName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ca.Verifier(nil)
+	v, err := ca.GatewayVerifier()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +187,7 @@ func TestVerifierRevocationError(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
 	boom := errors.New("lookup failed")
-	v, err := ca.Verifier(RevocationCheckerFunc(func(ctx context.Context, _ *x509.Certificate) (bool, error) {
+	v, err := ca.DeviceVerifier(RevocationCheckerFunc(func(ctx context.Context, _ *x509.Certificate) (bool, error) {
 		return false, boom
 	}))
 	if err != nil {
@@ -190,7 +208,7 @@ func TestVerifierCheck(t *testing.T) {
 	start := clock.Now()
 	ca := newTestAuthority(t, clock, Ed25519)
 	rev := NewMemoryRevocation()
-	v, err := ca.Verifier(rev)
+	v, err := ca.DeviceVerifier(rev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +228,40 @@ func TestVerifierCheck(t *testing.T) {
 	if err := v.Check(t.Context(), dev.Leaf); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked: got %v, want ErrRevoked", err)
 	}
+}
+
+func TestPinsFromCertificates(t *testing.T) {
+	clock := newTestClock()
+	ca := newTestAuthority(t, clock, Ed25519)
+	other := newTestAuthority(t, clock, Ed25519)
+	p, err := PinsFromCertificates([]*x509.Certificate{ca.DeviceCA.Cert, ca.Root.Cert, ca.GatewayCA.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Root != ca.Root.Cert || p.GatewayCA != ca.GatewayCA.Cert || p.DeviceCA != ca.DeviceCA.Cert {
+		t.Fatalf("got %+v, want root, gateway CA and device CA in place", p)
+	}
+	if p, err := PinsFromCertificates([]*x509.Certificate{ca.Root.Cert}); err != nil || p.GatewayCA != nil || p.DeviceCA != nil {
+		t.Fatalf("root alone: got (%+v, %v)", p, err)
+	}
+	dev := mustDevice(t, ca, "d", Ed25519)
+	for name, certs := range map[string][]*x509.Certificate{
+		"no root":                   {ca.GatewayCA.Cert},
+		"two roots":                 {ca.Root.Cert, other.Root.Cert},
+		"intermediate of another":   {ca.Root.Cert, other.DeviceCA.Cert},
+		"two device CAs":            {ca.Root.Cert, ca.DeviceCA.Cert, ca.DeviceCA.Cert},
+		"a leaf":                    {ca.Root.Cert, dev.Leaf},
+		"unrestricted intermediate": {ca.Root.Cert, must(NewIntermediateCA(ca.Root, CAOptions{CommonName: "any", Clock: clock.Now})).Cert},
+	} {
+		if _, err := PinsFromCertificates(certs); err == nil {
+			t.Errorf("%s: got nil error", name)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -38,7 +38,7 @@ func newTestPKI(t testing.TB) *testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ca.Verifier(nil)
+	v, err := ca.DeviceVerifier(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func (p *testPKI) deviceTLS(t testing.TB, id string) *tls.Config {
 		}
 		certp = &cert
 	}
-	cfg, err := pki.ClientTLSConfig(pki.ClientOptions{Root: p.ca.Root.Cert, Certificate: certp, ServerName: "127.0.0.1"})
+	cfg, err := pki.ClientTLSConfig(pki.ClientOptions{Root: p.ca.Root.Cert, GatewayCA: p.ca.GatewayCA.Cert, Certificate: certp, ServerName: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}

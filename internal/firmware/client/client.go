@@ -72,11 +72,13 @@ type Config struct {
 	Apps Apps
 	// Telemetry fills heartbeats and metrics; nil sends zeros.
 	Telemetry Telemetry
-	// Root is the pinned trust anchor for gateway certificates. Required.
+	// Root is the pinned trust anchor. Required.
 	Root *x509.Certificate
-	// Issuer, when set, pins the CA that issues gateway certificates and
-	// renewed device certificates.
-	Issuer *x509.Certificate
+	// GatewayCA, when set, pins the CA that issues gateway certificates.
+	GatewayCA *x509.Certificate
+	// DeviceCA, when set, pins the CA that issues the device's own
+	// certificates, at enrollment and at renewal.
+	DeviceCA *x509.Certificate
 	// ServerName is the name expected in gateway certificates; empty means
 	// the host part of the endpoint being dialed.
 	ServerName string
@@ -443,7 +445,7 @@ func (c *Client) tlsConfig(endpoint string, cert *tls.Certificate) (*tls.Config,
 	c.mu.Unlock()
 	cfg, err := pki.ClientTLSConfig(pki.ClientOptions{
 		Root:         c.cfg.Root,
-		Issuer:       c.cfg.Issuer,
+		GatewayCA:    c.cfg.GatewayCA,
 		Certificate:  cert,
 		ServerName:   name,
 		SessionCache: cache,

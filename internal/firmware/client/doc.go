@@ -48,7 +48,7 @@
 // (pki.NeedsRenewal by the injected clock, two thirds of its lifetime):
 //
 //	RenewRequest{CSR for the current key} → RenewResponse{chain}
-//	    → verify: chain to the pinned root (and Issuer), same device id,
+//	    → verify: chain to the pinned root (and DeviceCA), same device id,
 //	      leaf key = device key, later NotAfter
 //	    → Renewer.Renew (one flash batch) → next handshake presents it
 //

@@ -222,7 +222,7 @@ func (s *session) renewed(ctx context.Context, id uint64, m *protocol.RenewRespo
 }
 
 // acceptRenewal verifies a renewed chain against the pinned root (and
-// issuer) and the current certificate, then hands it to the Renewer.
+// device CA) and the current certificate, then hands it to the Renewer.
 func (c *Client) acceptRenewal(ctx context.Context, chain [][]byte) (*x509.Certificate, error) {
 	rn, ok := c.cfg.Identity.(Renewer)
 	if !ok {
@@ -236,33 +236,50 @@ func (c *Client) acceptRenewal(ctx context.Context, chain [][]byte) (*x509.Certi
 	if err != nil {
 		return nil, fmt.Errorf("current certificate: %w", err)
 	}
-	certs := make([]*x509.Certificate, len(chain))
-	for i, der := range chain {
-		if certs[i], err = x509.ParseCertificate(der); err != nil {
-			return nil, fmt.Errorf("%w: certificate %d: %w", ErrBadRenewal, i, err)
-		}
-	}
-	v, err := pki.NewVerifier(pki.VerifierConfig{Root: c.cfg.Root, Issuer: c.cfg.Issuer, Clock: c.clock.Now})
-	if err != nil {
-		return nil, fmt.Errorf("renewal verifier: %w", err)
-	}
-	id, err := v.VerifyDevice(ctx, certs)
+	leaf, err := c.verifyOwnChain(ctx, chain, c.cfg.Identity.DeviceID(), curLeaf.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRenewal, err)
 	}
-	if want := c.cfg.Identity.DeviceID(); id.DeviceID != want {
-		return nil, fmt.Errorf("%w: certificate names device %q, want %q", ErrBadRenewal, id.DeviceID, want)
-	}
-	curKey, ok := curLeaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !curKey.Equal(id.PublicKey) {
-		return nil, fmt.Errorf("%w: certificate is not for the device key", ErrBadRenewal)
-	}
-	if !certs[0].NotAfter.After(curLeaf.NotAfter) {
+	if !leaf.NotAfter.After(curLeaf.NotAfter) {
 		return nil, fmt.Errorf("%w: certificate expires %s, not after the current one (%s)", ErrBadRenewal,
-			certs[0].NotAfter.Format(time.RFC3339), curLeaf.NotAfter.Format(time.RFC3339))
+			leaf.NotAfter.Format(time.RFC3339), curLeaf.NotAfter.Format(time.RFC3339))
 	}
 	if err := rn.Renew(chain); err != nil {
 		return nil, fmt.Errorf("store renewed certificate: %w", err)
+	}
+	return leaf, nil
+}
+
+// verifyOwnChain verifies a certificate chain the gateway issued to this
+// device (DER, leaf first), at enrollment or renewal: up to the pinned root
+// through a CA allowed to issue client certificates (the pinned device CA,
+// when configured), valid by the device clock, naming wantID and
+// certifying wantKey. It returns the parsed leaf.
+func (c *Client) verifyOwnChain(ctx context.Context, chain [][]byte, wantID string, wantKey crypto.PublicKey) (*x509.Certificate, error) {
+	if len(chain) == 0 || len(chain) > pki.MaxChainLen {
+		return nil, fmt.Errorf("chain of %d certificates", len(chain))
+	}
+	certs := make([]*x509.Certificate, len(chain))
+	for i, der := range chain {
+		var err error
+		if certs[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", i, err)
+		}
+	}
+	v, err := pki.NewVerifier(pki.VerifierConfig{Root: c.cfg.Root, Issuer: c.cfg.DeviceCA, Clock: c.clock.Now})
+	if err != nil {
+		return nil, fmt.Errorf("verifier: %w", err)
+	}
+	id, err := v.VerifyDevice(ctx, certs)
+	if err != nil {
+		return nil, err
+	}
+	if id.DeviceID != wantID {
+		return nil, fmt.Errorf("certificate names device %q, want %q", id.DeviceID, wantID)
+	}
+	key, ok := wantKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !key.Equal(id.PublicKey) {
+		return nil, errors.New("certificate is not for the device key")
 	}
 	return certs[0], nil
 }

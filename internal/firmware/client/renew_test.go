@@ -104,6 +104,12 @@ func testClock(t *testing.T) (*linktest.Clock, *pki.Authority) {
 // exactCert issues a device certificate valid from notBefore for exactly
 // lifetime (pki backdates NotBefore, which would stretch a short lifetime).
 func exactCert(t *testing.T, ca *pki.Authority, pub ed25519.PublicKey, id string, notBefore time.Time, lifetime time.Duration) [][]byte {
+	return exactCertFrom(t, ca.DeviceCA, pub, id, notBefore, lifetime)
+}
+
+// exactCertFrom is exactCert with any issuing CA, to build certificates
+// the platform's device CA would never issue.
+func exactCertFrom(t *testing.T, issuer *pki.CA, pub ed25519.PublicKey, id string, notBefore time.Time, lifetime time.Duration) [][]byte {
 	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(notBefore.UnixNano()),
@@ -115,11 +121,11 @@ func exactCert(t *testing.T, ca *pki.Authority, pub ed25519.PublicKey, id string
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca.Intermediate.Cert, pub, ca.Intermediate.Key)
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, issuer.Cert, pub, issuer.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return [][]byte{der, ca.Intermediate.Cert.Raw}
+	return [][]byte{der, issuer.Cert.Raw}
 }
 
 // eventually polls cond until it holds, failing the test after 10s.
@@ -262,11 +268,7 @@ func TestRenewalRefusesForeignCertificate(t *testing.T) {
 		if err != nil {
 			return nil, &protocol.Error{Code: protocol.CodeInternal, Text: err.Error()}
 		}
-		chain := [][]byte{c.Leaf.Raw}
-		for _, ca := range c.Chain {
-			chain = append(chain, ca.Raw)
-		}
-		return chain, nil
+		return c.DER(), nil
 	}
 	tests := []struct {
 		name  string
@@ -281,7 +283,12 @@ func TestRenewalRefusesForeignCertificate(t *testing.T) {
 		}, "esp32-999999"},
 		{"another authority", func(_ *pki.Authority, id string, csr *x509.CertificateRequest) ([][]byte, *protocol.Error) {
 			return chainOf(other.IssueDevice(csr.PublicKey, pki.DeviceOptions{DeviceID: id, Lifetime: time.Hour}))
-		}, "bad renewed certificate"},
+		}, "unknown authority"},
+		// A compromised gateway CA (same root) cannot mint device identities:
+		// its certificate allows server authentication only.
+		{"the gateway CA", func(ca *pki.Authority, id string, csr *x509.CertificateRequest) ([][]byte, *protocol.Error) {
+			return exactCertFrom(t, ca.GatewayCA, csr.PublicKey.(ed25519.PublicKey), id, ca.Clock(), time.Hour), nil
+		}, "key usage"},
 		{"no later expiry", func(ca *pki.Authority, id string, csr *x509.CertificateRequest) ([][]byte, *protocol.Error) {
 			return chainOf(ca.IssueDevice(csr.PublicKey, pki.DeviceOptions{DeviceID: id, Lifetime: time.Second}))
 		}, "not after the current one"},
@@ -392,7 +399,7 @@ func TestExpiredCertificateFallsBack(t *testing.T) {
 					t.Fatal(err)
 				}
 				if err := ident.Enroll(&protocol.EnrollResponse{DeviceID: "esp32-000042",
-					CertChain: [][]byte{cert.Leaf.Raw, cert.Chain[0].Raw}, SigningKey: make([]byte, 32)}); err != nil {
+					CertChain: cert.DER(), SigningKey: make([]byte, 32)}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -46,8 +46,12 @@ type Config struct {
 	Gateways []string
 	// EnrollGateways are the enrollment endpoints; empty means Gateways.
 	EnrollGateways []string
-	// Root is the pinned trust anchor of gateway certificates. Required.
+	// Root is the pinned trust anchor. Required.
 	Root *x509.Certificate
+	// GatewayCA and DeviceCA, when set, pin the intermediates that issue
+	// gateway certificates and this device's certificates (see
+	// client.Config).
+	GatewayCA, DeviceCA *x509.Certificate
 	// ServerName is the name in gateway certificates; empty means the
 	// endpoint's host.
 	ServerName string
@@ -527,7 +531,8 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	fw.Client, err = client.New(client.Config{
 		Link: fw.WiFi, EnrollLink: fw.enrollLink, Identity: sec,
 		Apps:      &appmgr.Commands{Apps: mgr, Verifier: admitter{sec: sec, prof: d.prof, mgr: mgr, run: run}},
-		Telemetry: fw.Monitoring, Root: d.cfg.Root, ServerName: d.cfg.ServerName, Codec: d.cfg.Codec,
+		Telemetry: fw.Monitoring, Root: d.cfg.Root, GatewayCA: d.cfg.GatewayCA, DeviceCA: d.cfg.DeviceCA,
+		ServerName: d.cfg.ServerName, Codec: d.cfg.Codec,
 		HeartbeatInterval: d.cfg.HeartbeatInterval, MetricsInterval: d.cfg.MetricsInterval,
 		PairingToken: d.cfg.PairingToken, Clock: d.clock, Logger: d.log,
 	})

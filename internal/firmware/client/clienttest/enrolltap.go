@@ -24,7 +24,7 @@ type EnrollTap struct {
 
 // StartEnrollTap listens on a free loopback port of the server's host.
 func (s *Server) StartEnrollTap() (*EnrollTap, error) {
-	v, err := s.ca.Verifier(nil)
+	v, err := s.ca.DeviceVerifier(nil)
 	if err != nil {
 		return nil, err
 	}

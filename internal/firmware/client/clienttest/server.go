@@ -164,7 +164,7 @@ func Start(opts Options) (*Server, error) {
 	if s.codec, err = protocol.NewCodec(protocol.Gateway, protocol.Limits{}); err != nil {
 		return nil, err
 	}
-	v, err := s.ca.Verifier(nil)
+	v, err := s.ca.DeviceVerifier(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +198,14 @@ func (s *Server) SessionAddr() string { return s.sessAddr }
 
 // Root returns the authority's root certificate, the devices' trust anchor.
 func (s *Server) Root() *x509.Certificate { return s.ca.Root.Cert }
+
+// GatewayCA returns the CA that issued the server's certificate, which
+// devices may pin.
+func (s *Server) GatewayCA() *x509.Certificate { return s.ca.GatewayCA.Cert }
+
+// DeviceCA returns the CA that issues device certificates, which devices
+// may pin for their own chains.
+func (s *Server) DeviceCA() *x509.Certificate { return s.ca.DeviceCA.Cert }
 
 // Authority returns the server's certificate authority.
 func (s *Server) Authority() *pki.Authority { return s.ca }
@@ -423,12 +431,8 @@ func (s *Server) serveEnroll(tc *tls.Conn) {
 				_ = w.WriteEnvelope(errorReply(env.MessageID, protocol.CodeInternal, err.Error()))
 				continue
 			}
-			chain := [][]byte{cert.Leaf.Raw}
-			for _, c := range cert.Chain {
-				chain = append(chain, c.Raw)
-			}
 			_ = w.WriteEnvelope(protocol.Envelope{MessageID: env.MessageID, Message: &protocol.EnrollResponse{
-				DeviceID: id, CertChain: chain, SigningKey: s.signKey.Public().(ed25519.PublicKey),
+				DeviceID: id, CertChain: cert.DER(), SigningKey: s.signKey.Public().(ed25519.PublicKey),
 			}})
 		case *protocol.EnrollAck:
 			s.mu.Lock()
@@ -628,24 +632,24 @@ func (s *Server) renew(p *Peer, id uint64, m *protocol.RenewRequest) protocol.En
 			}
 			return protocol.Envelope{MessageID: id, Message: &protocol.RenewResponse{CertChain: chain}}
 		}
-		// No key rotation here: the request must be for the session's key.
-		if k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(p.Certificate.PublicKey) {
-			return errorReply(id, protocol.CodeRefused, "key change not allowed")
-		}
 		lifetime := s.opts.RenewLifetime
 		if lifetime == 0 {
 			lifetime = s.opts.DeviceLifetime
 		}
-		cert, err := s.ca.IssueDeviceFromCSR(csr, pki.DeviceOptions{DeviceID: p.DeviceID, Lifetime: lifetime})
-		if err != nil {
+		// The session's device id and key: renewal never changes either.
+		cert, err := s.ca.IssueDeviceFromCSR(csr, pki.DeviceRequest{DeviceID: p.DeviceID, PublicKey: p.Certificate.PublicKey, Lifetime: lifetime})
+		switch {
+		case errors.Is(err, pki.ErrKeyMismatch):
+			return errorReply(id, protocol.CodeRefused, "key change not allowed")
+		case err != nil:
+			var re *pki.RequestError
+			if errors.As(err, &re) {
+				return errorReply(id, protocol.CodeRefused, "bad certificate request")
+			}
 			return errorReply(id, protocol.CodeInternal, err.Error())
 		}
 		rec.Serial = cert.Leaf.SerialNumber
-		chain := [][]byte{cert.Leaf.Raw}
-		for _, c := range cert.Chain {
-			chain = append(chain, c.Raw)
-		}
-		return protocol.Envelope{MessageID: id, Message: &protocol.RenewResponse{CertChain: chain}}
+		return protocol.Envelope{MessageID: id, Message: &protocol.RenewResponse{CertChain: cert.DER()}}
 	}()
 	if e, ok := reply.Message.(*protocol.Error); ok {
 		rec.Refused = e.Code
