@@ -80,7 +80,8 @@ const (
 	DisconnectTimeout DisconnectReason = 5
 	// DisconnectProtocolError: the peer violated the protocol.
 	DisconnectProtocolError DisconnectReason = 6
-	// DisconnectEnrolled: enrollment is complete; the device reconnects with
+	// DisconnectEnrolled: sent by the device once the gateway acknowledged
+	// its EnrollAck: enrollment is complete and the device reconnects with
 	// its new certificate.
 	DisconnectEnrolled DisconnectReason = 7
 )

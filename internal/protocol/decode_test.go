@@ -443,7 +443,16 @@ func TestEncodeRejects(t *testing.T) {
 		{"nil message", Envelope{MessageID: 1}},
 		{"deploy without app", Envelope{MessageID: 2, Message: &Deploy{Artifact: []byte{1}}}},
 		{"error without code", Envelope{MessageID: 2, Message: &Error{}}},
-		{"enroll request without key", Envelope{MessageID: 1, Message: &EnrollRequest{KeyAlgorithm: KeyEd25519, DeviceType: "esp32"}}},
+		{"enroll request without key", Envelope{MessageID: 1, Message: &EnrollRequest{KeyAlgorithm: KeyEd25519, DeviceType: "esp32", CSR: []byte{0x30}}}},
+		{"enroll request without csr", Envelope{MessageID: 1, Message: &EnrollRequest{PublicKey: []byte{1}, KeyAlgorithm: KeyEd25519, DeviceType: "esp32"}}},
+		{"enroll request with oversized csr", Envelope{MessageID: 1, Message: &EnrollRequest{PublicKey: []byte{1}, KeyAlgorithm: KeyEd25519, DeviceType: "esp32",
+			CSR: make([]byte, MaxCSRSize+1)}}},
+		{"sealing key without proof", Envelope{MessageID: 1, Message: &EnrollRequest{PublicKey: []byte{1}, KeyAlgorithm: KeyEd25519, DeviceType: "esp32",
+			CSR: []byte{0x30}, SealingKey: make([]byte, 32)}}},
+		{"proof without sealing key", Envelope{MessageID: 1, Message: &EnrollRequest{PublicKey: []byte{1}, KeyAlgorithm: KeyEd25519, DeviceType: "esp32",
+			CSR: []byte{0x30}, SealingKeyProof: make([]byte, 64)}}},
+		{"oversized proof", Envelope{MessageID: 1, Message: &EnrollRequest{PublicKey: []byte{1}, KeyAlgorithm: KeyEd25519, DeviceType: "esp32",
+			CSR: []byte{0x30}, SealingKey: make([]byte, 32), SealingKeyProof: make([]byte, MaxProofSize+1)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

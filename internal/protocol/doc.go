@@ -30,13 +30,16 @@
 // administrator keeps a pairing window open:
 //
 //   - device → gateway: EnrollRequest (identity public key, its algorithm,
-//     device type, capabilities, optional CSR and pairing token)
+//     device type, capabilities, a CSR signed by the identity key, its
+//     X25519 sealing key with the identity key's signature binding it to
+//     this connection, optional pairing token)
 //   - gateway → device: EnrollResponse (device id, certificate chain, the
 //     platform signing key to pin), or Error (CodeUnauthorized when no
-//     pairing window is open)
-//   - device: stores id, key, certificate and pinned key in flash
-//   - device → gateway: EnrollAck; gateway → device: Ack, then Disconnect
-//     (DisconnectEnrolled)
+//     pairing window is open, CodeRefused for a failed proof)
+//   - device: verifies the chain up to its pinned root, stores id,
+//     certificate and — if it has none yet — the platform keys in flash
+//   - device → gateway: EnrollAck; gateway → device: Ack; device →
+//     gateway: Disconnect (DisconnectEnrolled), and it closes
 //
 // Session, over mutual TLS with the device certificate:
 //
@@ -47,9 +50,10 @@
 //   - device → gateway: AppStatus, unsolicited, when an application traps,
 //     hits a limit or otherwise changes state; MetricsReport periodically
 //   - gateway → device: ConfigPush; device → gateway: ConfigAck or Error
-//   - device → gateway: RenewRequest (a CSR) once its certificate has used
-//     about two thirds of its lifetime; gateway → device: RenewResponse
-//     (the new chain, used from the next handshake on) or Error
+//   - device → gateway: RenewRequest (a CSR for its current key) once its
+//     certificate has used about two thirds of its lifetime; gateway →
+//     device: RenewResponse (the new chain, used from the next handshake
+//     on) or Error
 //   - either side: Error in reply to a message it cannot accept, Disconnect
 //     before closing the connection
 //

@@ -21,7 +21,7 @@ var captions = map[string]string{
 	"ack":                "Acknowledges the device's EnrollAck (message id 3).",
 	"error":              "The device refuses the gateway's ConfigPush 6: application `sensor` does not exist.",
 	"disconnect":         "A gateway shutting down says goodbye.",
-	"enroll_request":     "An ESP32 asks to be enrolled with its Ed25519 key.",
+	"enroll_request":     "An ESP32 asks to be enrolled with its Ed25519 key: a CSR signed by it (shortened), and its sealing key with the proof binding it to the identity key and the connection.",
 	"enroll_response":    "The gateway answers with the device id, a two-certificate chain (shortened) and the signing key to pin.",
 	"enroll_ack":         "The device confirms it stored its identity.",
 	"heartbeat":          "One hour after boot, 80 KiB free, two apps running, RSSI -67 dBm, 1.2 % loss.",

@@ -49,9 +49,11 @@ type EnrollRequest struct {
 	DeviceType string `cbor:"3,keyasint"`
 	// Capabilities lists what the device supports, e.g. "wasm", "tls", "wifi".
 	Capabilities []string `cbor:"4,keyasint,omitempty"`
-	// CSR is an optional PKCS#10 certificate signing request (DER) for
-	// PublicKey. Devices that cannot build one send the bare key only.
-	CSR []byte `cbor:"5,keyasint,omitempty"`
+	// CSR is a PKCS#10 certificate signing request (DER) for PublicKey,
+	// signed by it: the proof that the device holds the key it enrolls.
+	// Required; at most MaxCSRSize bytes. Its subject is ignored: the
+	// platform assigns the device id.
+	CSR []byte `cbor:"5,keyasint"`
 	// FirmwareVersion is the firmware's version string, if known.
 	FirmwareVersion string `cbor:"6,keyasint,omitempty"`
 	// PairingToken is the one-time token of the pairing window, when the
@@ -62,6 +64,11 @@ type EnrollRequest struct {
 	// generates it apart from its identity key; without it the platform
 	// cannot send it anything confidential.
 	SealingKey []byte `cbor:"8,keyasint,omitempty"`
+	// SealingKeyProof binds SealingKey to PublicKey and to this enrollment
+	// connection: the identity key's signature over the sealing key and a
+	// TLS exporter value of the connection (pki.SignSealingKeyProof). Sent
+	// exactly when SealingKey is; at most MaxProofSize bytes.
+	SealingKeyProof []byte `cbor:"9,keyasint,omitempty"`
 }
 
 // EnrollResponse gives an enrolled device its identity.
@@ -128,8 +135,10 @@ type Deploy struct {
 	Sequence uint64 `cbor:"2,keyasint"`
 	// Artifact is the signed deploy artifact, opaque to this package.
 	Artifact []byte `cbor:"3,keyasint"`
-	// Sealed is the optional sealed (encrypted) payload that goes with the
-	// artifact, opaque to this package.
+	// Sealed is reserved (body key 4) and must be empty: a confidential
+	// module travels sealed inside the artifact, and a device refuses a
+	// Deploy that carries a separate sealed payload. The field is decoded
+	// so that the refusal is explicit rather than a silently ignored key.
 	Sealed []byte `cbor:"4,keyasint,omitempty"`
 	// Start asks the device to start the application once installed.
 	Start bool `cbor:"5,keyasint,omitempty"`
@@ -144,7 +153,7 @@ type Update struct {
 	Sequence uint64 `cbor:"2,keyasint"`
 	// Artifact is the signed deploy artifact, opaque to this package.
 	Artifact []byte `cbor:"3,keyasint"`
-	// Sealed is the optional sealed payload, opaque to this package.
+	// Sealed is reserved and must be empty, as in Deploy.
 	Sealed []byte `cbor:"4,keyasint,omitempty"`
 	// Start asks the device to start the new version once installed.
 	Start bool `cbor:"5,keyasint,omitempty"`
@@ -242,11 +251,15 @@ type ConfigAck struct {
 	Generation uint64 `cbor:"2,keyasint,omitempty"`
 }
 
-// Size bounds of the certificate material carried by RenewRequest and
-// RenewResponse, checked by the decoder on top of the frame size limit.
+// Size bounds of the certificate material carried by EnrollRequest,
+// RenewRequest and RenewResponse, checked by the decoder on top of the frame
+// size limit.
 const (
-	// MaxCSRSize bounds RenewRequest.CSR, in bytes.
+	// MaxCSRSize bounds EnrollRequest.CSR and RenewRequest.CSR, in bytes.
 	MaxCSRSize = 8 << 10
+	// MaxProofSize bounds EnrollRequest.SealingKeyProof, in bytes (an
+	// Ed25519 signature is 64 bytes, an ECDSA P-256 one at most 72).
+	MaxProofSize = 256
 	// MaxCertSize bounds each certificate of RenewResponse.CertChain, in
 	// bytes.
 	MaxCertSize = 8 << 10
@@ -258,10 +271,9 @@ const (
 // RenewRequest asks the gateway for a new device certificate over an
 // established session, before the current certificate expires.
 type RenewRequest struct {
-	// CSR is a PKCS#10 certificate signing request (DER), signed with the
-	// key it carries: the device's current identity key, or a new identity
-	// key when the device rotates it. The gateway checks the signature and
-	// keeps the device id of the session.
+	// CSR is a PKCS#10 certificate signing request (DER) for the device's
+	// current identity key, signed by it. The gateway checks the signature,
+	// refuses any other key and keeps the device id of the session.
 	CSR []byte `cbor:"1,keyasint"`
 }
 
@@ -411,8 +423,18 @@ func (m *EnrollRequest) validate() error {
 		return missing("key algorithm")
 	case m.DeviceType == "":
 		return missing("device type")
+	case len(m.CSR) == 0:
+		return missing("csr")
+	case len(m.CSR) > MaxCSRSize:
+		return fmt.Errorf("csr is %d bytes, more than %d", len(m.CSR), MaxCSRSize)
 	case len(m.SealingKey) != 0 && len(m.SealingKey) != 32:
 		return fmt.Errorf("sealing key is %d bytes, want 32", len(m.SealingKey))
+	case len(m.SealingKey) != 0 && len(m.SealingKeyProof) == 0:
+		return missing("sealing key proof")
+	case len(m.SealingKey) == 0 && len(m.SealingKeyProof) != 0:
+		return errors.New("sealing key proof without a sealing key")
+	case len(m.SealingKeyProof) > MaxProofSize:
+		return fmt.Errorf("sealing key proof is %d bytes, more than %d", len(m.SealingKeyProof), MaxProofSize)
 	}
 	return nil
 }

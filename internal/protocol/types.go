@@ -43,10 +43,18 @@ const (
 
 	// TypeEnrollRequest is the first message of a new device, sent over a
 	// server-authenticated TLS connection while a pairing window is open.
+	// The CSR (PKCS#10, DER, at most MaxCSRSize bytes) is signed by the
+	// identity key: it proves the device holds the key it enrolls. The
+	// sealing key (X25519, 32 bytes) comes with the sealing-key proof, a
+	// signature by the identity key over the sealing key and a TLS exporter
+	// value of this connection (at most MaxProofSize bytes; the message is
+	// defined by pki.SealingKeyProofMessage); one is sent only with the
+	// other.
 	//
 	//	{1: public-key bstr, 2: key-algorithm uint, 3: device-type tstr,
-	//	 ?4: [* capability tstr], ?5: csr bstr, ?6: firmware-version tstr,
-	//	 ?7: pairing-token bstr}
+	//	 ?4: [* capability tstr], 5: csr bstr, ?6: firmware-version tstr,
+	//	 ?7: pairing-token bstr, ?8: sealing-key bstr,
+	//	 ?9: sealing-key-proof bstr}
 	TypeEnrollRequest Type = 4
 
 	// TypeEnrollResponse answers an EnrollRequest (gateway to device).
@@ -56,7 +64,8 @@ const (
 	TypeEnrollResponse Type = 5
 
 	// TypeEnrollAck tells the gateway the device stored its identity (device
-	// to gateway); the gateway answers with an Ack.
+	// to gateway); the gateway answers with an Ack, and the device then
+	// sends Disconnect (DisconnectEnrolled) and closes.
 	//
 	//	{1: device-id tstr}
 	TypeEnrollAck Type = 6
@@ -73,16 +82,19 @@ const (
 	TypeHeartbeatAck Type = 8
 
 	// TypeDeploy installs an application (gateway to device). The device
-	// answers with an AppStatus carrying the Deploy's message id.
+	// answers with an AppStatus carrying the Deploy's message id. Key 4 is
+	// reserved and must be absent: a confidential module travels sealed
+	// inside the signed artifact, and a device refuses a Deploy carrying
+	// key 4 (AppStatus refused, ReasonMalformedArtifact).
 	//
-	//	{1: app tstr, 2: sequence uint, 3: artifact bstr, ?4: sealed bstr,
+	//	{1: app tstr, 2: sequence uint, 3: artifact bstr, ?4: reserved bstr,
 	//	 ?5: start bool}
 	TypeDeploy Type = 9
 
 	// TypeUpdate replaces an installed application with a newer artifact
-	// (gateway to device); same layout and reply as Deploy.
+	// (gateway to device); same layout, reserved key and reply as Deploy.
 	//
-	//	{1: app tstr, 2: sequence uint, 3: artifact bstr, ?4: sealed bstr,
+	//	{1: app tstr, 2: sequence uint, 3: artifact bstr, ?4: reserved bstr,
 	//	 ?5: start bool}
 	TypeUpdate Type = 10
 
@@ -134,10 +146,10 @@ const (
 
 	// TypeRenewRequest asks for a new device certificate over an established
 	// mutual-TLS session (device to gateway), before the current one
-	// expires. The CSR is a PKCS#10 request (DER) signed by the key it
-	// carries: the device's current identity key, or a new key when the
-	// device rotates it. The gateway answers with a RenewResponse or an
-	// Error. CSR size: at most MaxCSRSize bytes.
+	// expires. The CSR is a PKCS#10 request (DER) for the device's current
+	// identity key, signed by it: renewal never changes the key (a device
+	// that needs a new identity key enrolls again). The gateway answers with
+	// a RenewResponse or an Error. CSR size: at most MaxCSRSize bytes.
 	//
 	//	{1: csr bstr}
 	TypeRenewRequest Type = 18

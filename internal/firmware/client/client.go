@@ -22,12 +22,18 @@ import (
 type Identity interface {
 	// DeviceID returns the enrolled device id, or "" before enrollment.
 	DeviceID() string
-	// EnrollRequest describes the device for enrollment (public key and
-	// algorithm, type, capabilities, firmware version).
-	EnrollRequest() (*protocol.EnrollRequest, error)
-	// Enroll persists the identity the gateway issued. After it returns
-	// nil, DeviceID and Certificate reflect the new identity, also after a
-	// reboot.
+	// EnrollRequest describes the device for enrollment over the
+	// connection whose pki.EnrollmentBinding is binding: public key and
+	// algorithm, a certificate request signed by the key, type,
+	// capabilities, firmware version, and the sealing key with its proof
+	// (pki.SignSealingKeyProof over binding).
+	EnrollRequest(binding []byte) (*protocol.EnrollRequest, error)
+	// Enroll persists the identity the gateway issued; the client has
+	// verified the chain up to the pinned root and that its leaf certifies
+	// the enrolled key and device id. After it returns nil, DeviceID and
+	// Certificate reflect the new identity, also after a reboot. An
+	// identity that already trusts platform keys keeps them (see
+	// security.Manager.Enroll).
 	Enroll(resp *protocol.EnrollResponse) error
 	// Certificate returns the device's TLS client certificate (chain and
 	// private key) for mutually authenticated sessions.
@@ -166,15 +172,19 @@ func (p Phase) String() string {
 
 // Stats are cumulative client counters.
 type Stats struct {
-	Sessions       uint64 // sessions established
-	Enrollments    uint64 // successful enrollments
-	Heartbeats     uint64 // heartbeats sent
-	HeartbeatAcks  uint64 // heartbeat acks received
-	Commands       uint64 // application and configuration commands handled
-	Reports        uint64 // metrics reports sent
-	ErrorsSent     uint64 // Error replies sent
-	ErrorsReceived uint64 // Error messages received
-	SessionErrors  uint64 // sessions or attempts that ended in an error
+	Sessions    uint64 // sessions established
+	Enrollments uint64 // successful enrollments
+	// EnrollmentsRejected counts enrollment responses the device refused:
+	// a chain that does not verify up to the pinned root, or is not for
+	// its key.
+	EnrollmentsRejected uint64
+	Heartbeats          uint64 // heartbeats sent
+	HeartbeatAcks       uint64 // heartbeat acks received
+	Commands            uint64 // application and configuration commands handled
+	Reports             uint64 // metrics reports sent
+	ErrorsSent          uint64 // Error replies sent
+	ErrorsReceived      uint64 // Error messages received
+	SessionErrors       uint64 // sessions or attempts that ended in an error
 
 	RenewalRequests  uint64 // RenewRequests sent
 	Renewals         uint64 // renewed certificates accepted and stored
@@ -251,7 +261,7 @@ type Client struct {
 
 	phase atomic.Uint32
 	stats struct {
-		sessions, enrollments, heartbeats, heartbeatAcks, commands, reports,
+		sessions, enrollments, enrollmentsRejected, heartbeats, heartbeatAcks, commands, reports,
 		errorsSent, errorsReceived, sessionErrors atomic.Uint64
 		renewalRequests, renewals, renewalsRefused, renewalsRejected,
 		renewalTimeouts, reenrollments atomic.Uint64
@@ -330,15 +340,16 @@ func (c *Client) Status() Status {
 		DeviceID:           c.cfg.Identity.DeviceID(),
 		CertificateExpired: c.expired.Load(),
 		Stats: Stats{
-			Sessions:       c.stats.sessions.Load(),
-			Enrollments:    c.stats.enrollments.Load(),
-			Heartbeats:     c.stats.heartbeats.Load(),
-			HeartbeatAcks:  c.stats.heartbeatAcks.Load(),
-			Commands:       c.stats.commands.Load(),
-			Reports:        c.stats.reports.Load(),
-			ErrorsSent:     c.stats.errorsSent.Load(),
-			ErrorsReceived: c.stats.errorsReceived.Load(),
-			SessionErrors:  c.stats.sessionErrors.Load(),
+			Sessions:            c.stats.sessions.Load(),
+			Enrollments:         c.stats.enrollments.Load(),
+			EnrollmentsRejected: c.stats.enrollmentsRejected.Load(),
+			Heartbeats:          c.stats.heartbeats.Load(),
+			HeartbeatAcks:       c.stats.heartbeatAcks.Load(),
+			Commands:            c.stats.commands.Load(),
+			Reports:             c.stats.reports.Load(),
+			ErrorsSent:          c.stats.errorsSent.Load(),
+			ErrorsReceived:      c.stats.errorsReceived.Load(),
+			SessionErrors:       c.stats.sessionErrors.Load(),
 
 			RenewalRequests:  c.stats.renewalRequests.Load(),
 			Renewals:         c.stats.renewals.Load(),

@@ -97,6 +97,9 @@ type deviceOpts struct {
 	sessionEndpoints []string
 	clock            link.Clock
 	heartbeat        time.Duration
+	// wrap, when set, wraps the device's identity (to tamper with what it
+	// sends).
+	wrap func(*clienttest.MemIdentity) client.Identity
 }
 
 func startDevice(t *testing.T, srv *clienttest.Server, o deviceOpts) *device {
@@ -121,8 +124,12 @@ func startDevice(t *testing.T, srv *clienttest.Server, o deviceOpts) *device {
 		t.Fatal(err)
 	}
 	d := &device{id: clienttest.NewMemIdentity("esp32"), apps: &fakeApps{}, link: lm, errc: make(chan error, 1)}
+	var ident client.Identity = d.id
+	if o.wrap != nil {
+		ident = o.wrap(d.id)
+	}
 	d.client, err = client.New(client.Config{
-		Link: lm, EnrollLink: em, Identity: d.id, Apps: d.apps, Root: srv.Root(),
+		Link: lm, EnrollLink: em, Identity: ident, Apps: d.apps, Root: srv.Root(),
 		HeartbeatInterval: o.heartbeat, MetricsInterval: -1, Clock: o.clock,
 	})
 	if err != nil {

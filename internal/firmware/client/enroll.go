@@ -7,13 +7,22 @@ import (
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
-// enroll runs the enrollment exchange over conn: EnrollRequest →
-// EnrollResponse → persist → EnrollAck → Ack. The connection is closed
-// when it returns; on success the next connection is opened at once, with
-// the new certificate.
+// ErrBadEnrollment reports an EnrollResponse the device refuses: its chain
+// does not verify up to the pinned root through a CA allowed to issue
+// device certificates (the pinned device CA, when configured), or does not
+// certify the device's key under the id the response names. Nothing is
+// stored.
+var ErrBadEnrollment = errors.New("client: bad enrollment response")
+
+// enroll runs the enrollment exchange over conn: EnrollRequest (proof of
+// possession bound to this connection) → EnrollResponse → verify the chain
+// → persist → EnrollAck → Ack → Disconnect(enrolled). The connection is
+// closed when it returns; on success the next connection is opened at
+// once, with the new certificate.
 func (c *Client) enroll(ctx context.Context, lm *link.Manager, conn *link.Conn) (err error) {
 	c.phase.Store(uint32(Enrolling))
 	tc, err := c.handshake(ctx, lm, conn, nil)
@@ -41,9 +50,17 @@ func (c *Client) enroll(ctx context.Context, lm *link.Manager, conn *link.Conn) 
 
 	r := protocol.NewReader(tc, c.cfg.Codec)
 	w := protocol.NewWriter(tc, c.cfg.Codec)
-	req, err := c.cfg.Identity.EnrollRequest()
+	binding, err := pki.EnrollmentBinding(tc.ConnectionState())
+	if err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	req, err := c.cfg.Identity.EnrollRequest(binding)
 	if err != nil {
 		return fmt.Errorf("enroll: build request: %w", err)
+	}
+	key, err := pki.PublicKeyFromRaw(pki.KeyAlgorithm(req.KeyAlgorithm.String()), req.PublicKey)
+	if err != nil {
+		return fmt.Errorf("enroll: identity key: %w", err)
 	}
 	if len(c.cfg.PairingToken) > 0 {
 		req.PairingToken = c.cfg.PairingToken
@@ -67,6 +84,14 @@ func (c *Client) enroll(ctx context.Context, lm *link.Manager, conn *link.Conn) 
 		return &EnrollError{Code: m.Code, Text: m.Text}
 	default:
 		return fmt.Errorf("enroll: unexpected %s reply", env.Message.Type())
+	}
+	// Verify the chain as a renewed one is verified: whoever answered
+	// must not hand the device an identity the platform's device CA did
+	// not issue for its key.
+	if _, err := c.verifyOwnChain(ctx, resp.CertChain, resp.DeviceID, key); err != nil {
+		c.stats.enrollmentsRejected.Add(1)
+		c.log.Warn("enrollment response refused", "endpoint", conn.Endpoint(), "err", err)
+		return fmt.Errorf("enroll: %w: %w", ErrBadEnrollment, err)
 	}
 	if err := c.cfg.Identity.Enroll(resp); err != nil {
 		return fmt.Errorf("enroll: store identity: %w", err)

@@ -29,16 +29,29 @@ var (
 
 // VerifyArtifact implements appmgr.ArtifactVerifier.
 func (a admitter) VerifyArtifact(ctx context.Context, app string, data, sealed []byte) (appmgr.Request, func(), error) {
-	req, done, err := a.sec.VerifyArtifact(app, data, sealed)
+	v, err := a.sec.VerifyArtifact(app, data, sealed)
 	if err != nil {
-		return req, done, err
+		return appmgr.Request{}, nil, err
 	}
+	req, done := installRequest(v)
 	_, err = admission.Check(ctx, req.Module, a.prof, req.Limits,
 		admission.Options{App: app, Installed: a.installed(app), Engine: a.run.eng})
 	if err != nil {
 		return appmgr.Request{}, nil, err
 	}
 	return req, done, nil
+}
+
+// installRequest turns an artifact the security manager verified into the
+// application manager's install request, its replay mark committed with the
+// install.
+func installRequest(v *security.Verified) (appmgr.Request, func()) {
+	m := &v.Manifest
+	return appmgr.Request{
+		Name: m.App, Version: m.Version, Sequence: m.Sequence, Module: v.Module, SHA256: m.ModuleHash,
+		Limits: m.Limits,
+		Extra:  v.Mark,
+	}, v.Committed
 }
 
 // installed returns the usage of every installed application but skip

@@ -438,7 +438,7 @@ func addClient(a, b client.Stats) client.Stats {
 		Heartbeats: a.Heartbeats + b.Heartbeats, HeartbeatAcks: a.HeartbeatAcks + b.HeartbeatAcks,
 		Commands: a.Commands + b.Commands, Reports: a.Reports + b.Reports,
 		ErrorsSent: a.ErrorsSent + b.ErrorsSent, ErrorsReceived: a.ErrorsReceived + b.ErrorsReceived,
-		SessionErrors: a.SessionErrors + b.SessionErrors,
+		SessionErrors: a.SessionErrors + b.SessionErrors, EnrollmentsRejected: a.EnrollmentsRejected + b.EnrollmentsRejected,
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
+	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
@@ -47,6 +48,16 @@ func TestEnrollSendsSealingKey(t *testing.T) {
 	want := fw.Security.SealingPublicKey().Bytes()
 	if len(req.SealingKey) != 32 || !bytes.Equal(req.SealingKey, want) {
 		t.Errorf("sealing key: got %x, want the device's X25519 key %x", req.SealingKey, want)
+	}
+	if len(req.SealingKeyProof) == 0 {
+		t.Error("sealing key sent without its proof")
+	}
+	csr, err := pki.ParseCSR(req.CSR)
+	if err != nil {
+		t.Fatalf("certificate request: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil || !fw.Security.PublicKey().Equal(csr.PublicKey) {
+		t.Errorf("certificate request: signature %v, key %v; want one signed by the identity key", err, csr.PublicKey)
 	}
 }
 

@@ -31,14 +31,6 @@ func (r failingRunner) Start(_ context.Context, spec appmgr.RunSpec, _ func(erro
 	return nopRunner{}, nil
 }
 
-// verifier adapts the security manager to appmgr.ArtifactVerifier; a
-// device composition runs its admission between the two.
-type verifier struct{ *Manager }
-
-func (v verifier) VerifyArtifact(_ context.Context, app string, data, sealed []byte) (appmgr.Request, func(), error) {
-	return v.Manager.VerifyArtifact(app, data, sealed)
-}
-
 func TestCommands(t *testing.T) {
 	p := newPlatform(t)
 	d, _ := enrolledDevice(t, p)

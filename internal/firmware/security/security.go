@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -11,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/wasmbed/wasmbed/internal/artifact"
+	"github.com/wasmbed/wasmbed/internal/edkey"
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
@@ -99,6 +102,9 @@ type Manager struct {
 	leaf     *x509.Certificate
 
 	refusals [numRefusals]uint64
+	// ignoredKeys counts platform keys offered at a re-enrollment and
+	// ignored because the device already trusts a set.
+	ignoredKeys uint64
 }
 
 var decMode = func() cbor.DecMode {
@@ -226,16 +232,30 @@ func (m *Manager) DeviceID() string {
 // platform.
 func (m *Manager) Enrolled() bool { return m.DeviceID() != "" }
 
-// EnrollRequest describes the device for enrollment: its identity key, and
-// its X25519 sealing key so the platform can seal payloads to it.
-func (m *Manager) EnrollRequest() (*protocol.EnrollRequest, error) {
+// EnrollRequest describes the device for enrollment over the connection
+// whose enrollment binding (pki.EnrollmentBinding) is binding: its identity
+// key with a certificate request signed by it (proof of possession), and its
+// X25519 sealing key with the identity key's signature binding it to the
+// identity and to this connection (pki.SignSealingKeyProof).
+func (m *Manager) EnrollRequest(binding []byte) (*protocol.EnrollRequest, error) {
+	csr, err := pki.NewDeviceCSR(m.key, "")
+	if err != nil {
+		return nil, fmt.Errorf("security: enrollment request: %w", err)
+	}
+	sealing := m.SealingPublicKey().Bytes()
+	proof, err := pki.SignSealingKeyProof(m.key, binding, sealing)
+	if err != nil {
+		return nil, fmt.Errorf("security: enrollment request: %w", err)
+	}
 	return &protocol.EnrollRequest{
 		PublicKey:       bytes.Clone(m.PublicKey()),
 		KeyAlgorithm:    protocol.KeyEd25519,
 		DeviceType:      m.cfg.DeviceType,
 		Capabilities:    m.cfg.Capabilities,
+		CSR:             csr,
 		FirmwareVersion: m.cfg.FirmwareVersion,
-		SealingKey:      m.SealingPublicKey().Bytes(),
+		SealingKey:      sealing,
+		SealingKeyProof: proof,
 	}, nil
 }
 
@@ -257,8 +277,9 @@ func (m *Manager) checkEnrollment(rec *enrolledRecord) error {
 		return fmt.Errorf("%w: certificate names device %q, enrolled as %q", ErrBadEnrollment, id, rec.DeviceID)
 	}
 	for _, k := range rec.SigningKeys {
-		if len(k) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: signing key of %d bytes", ErrBadEnrollment, len(k))
+		// A small-order key would let anyone sign artifacts.
+		if err := edkey.Check(k); err != nil {
+			return fmt.Errorf("%w: signing key: %w", ErrBadEnrollment, err)
 		}
 	}
 	if n := len(rec.SigningKeys); n == 0 || n > artifact.MaxTrustedKeys {
@@ -274,14 +295,64 @@ func (m *Manager) checkEnrollment(rec *enrolledRecord) error {
 
 // Enroll checks and persists the identity the gateway issued: the device
 // id, the certificate chain (whose leaf must certify this device's key and
-// id) and the platform's signing and sealing keys, in one flash
-// transaction.
+// id; the caller verified it up to the pinned root) and the platform's
+// signing and sealing keys, in one flash transaction.
+//
+// The platform keys are pinned at the first enrollment only. A device that
+// already trusts a set — one enrolling again after its certificate expired
+// — keeps it: whoever answers an enrollment (a compromised gateway replica,
+// or a network attacker holding a gateway key) must not be able to replace
+// or shrink the keys that decide what code the device runs. A key in the
+// response that the device does not already trust is ignored, logged and
+// counted (IgnoredEnrollmentKeys). Trusting a new key needs a message
+// signed by a currently trusted one (see docs/security.md, "Key rotation").
 func (m *Manager) Enroll(resp *protocol.EnrollResponse) error {
 	rec := &enrolledRecord{DeviceID: resp.DeviceID, Chain: resp.CertChain, SigningKeys: [][]byte{resp.SigningKey}}
 	if len(resp.SealingKey) > 0 {
 		rec.SealingKeys = [][]byte{resp.SealingKey}
 	}
+	m.mu.Lock()
+	prev := m.enr
+	m.mu.Unlock()
+	if prev != nil {
+		m.keepTrustedKeys(rec, prev)
+	}
 	return m.enroll(rec)
+}
+
+// keepTrustedKeys gives rec the platform keys of the enrollment before it,
+// and reports the offered keys that are not among them.
+func (m *Manager) keepTrustedKeys(rec, prev *enrolledRecord) {
+	for _, k := range []struct {
+		what            string
+		offered, pinned [][]byte
+	}{{"signing", rec.SigningKeys, prev.SigningKeys}, {"sealing", rec.SealingKeys, prev.SealingKeys}} {
+		for _, o := range k.offered {
+			if !slices.ContainsFunc(k.pinned, func(p []byte) bool { return bytes.Equal(p, o) }) {
+				m.mu.Lock()
+				m.ignoredKeys++
+				m.mu.Unlock()
+				m.log.Warn("re-enrollment offered an untrusted platform key; keeping the pinned keys",
+					"kind", k.what, "keyID", fmt.Sprintf("%x", keyID(o)), "pinned", len(k.pinned))
+			}
+		}
+	}
+	rec.SigningKeys = slices.Clone(prev.SigningKeys)
+	rec.SealingKeys = slices.Clone(prev.SealingKeys)
+}
+
+// keyID names a platform key in logs: the first 8 bytes of its SHA-256.
+func keyID(k []byte) []byte {
+	sum := sha256.Sum256(k)
+	return sum[:8]
+}
+
+// IgnoredEnrollmentKeys returns how many platform keys re-enrollments
+// offered that the device did not already trust, and ignored, since boot.
+func (m *Manager) IgnoredEnrollmentKeys() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ignoredKeys
 }
 
 func (m *Manager) enroll(rec *enrolledRecord) error {
@@ -301,23 +372,6 @@ func (m *Manager) enroll(rec *enrolledRecord) error {
 	m.verifier, m.opener, m.leaf = nil, nil, nil
 	m.log.Info("device enrolled", "deviceID", rec.DeviceID)
 	return nil
-}
-
-// PinSigningKeys replaces the pinned platform signing keys (for key
-// rotation: the current key and the next one).
-func (m *Manager) PinSigningKeys(keys ...ed25519.PublicKey) error {
-	m.mu.Lock()
-	if m.enr == nil {
-		m.mu.Unlock()
-		return ErrNotEnrolled
-	}
-	rec := *m.enr
-	m.mu.Unlock()
-	rec.SigningKeys = nil
-	for _, k := range keys {
-		rec.SigningKeys = append(rec.SigningKeys, bytes.Clone(k))
-	}
-	return m.enroll(&rec)
 }
 
 // Certificate returns the device's TLS client certificate.

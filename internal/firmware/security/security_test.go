@@ -65,11 +65,7 @@ func (p *platform) enrollResponse(t testing.TB, id string, pub ed25519.PublicKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := [][]byte{cert.Leaf.Raw}
-	for _, c := range cert.Chain {
-		chain = append(chain, c.Raw)
-	}
-	return &protocol.EnrollResponse{DeviceID: id, CertChain: chain, SigningKey: p.signer.PublicKey(), SealingKey: p.sealKey.PublicKey().Bytes()}
+	return &protocol.EnrollResponse{DeviceID: id, CertChain: cert.DER(), SigningKey: p.signer.PublicKey(), SealingKey: p.sealKey.PublicKey().Bytes()}
 }
 
 var wasm = append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{0x42}, 600)...)
@@ -135,6 +131,7 @@ func enrolledDevice(t testing.TB, p *platform) (*device, *time.Time) {
 }
 
 func TestIdentityGeneratedOnceFromInjectedRandomness(t *testing.T) {
+	p0 := newPlatform(t)
 	now := t0
 	chip, _ := flash.NewMem(testGeo)
 	a := openDevice(t, chip, 1, &now)
@@ -151,12 +148,28 @@ func TestIdentityGeneratedOnceFromInjectedRandomness(t *testing.T) {
 	if other := openDevice(t, chip3, 2, &now); other.sec.PublicKey().Equal(a.sec.PublicKey()) {
 		t.Fatal("different seeds gave the same key")
 	}
-	req, err := a.sec.EnrollRequest()
+	binding := bytes.Repeat([]byte{0xb1}, pki.EnrollmentBindingSize)
+	req, err := a.sec.EnrollRequest(binding)
 	if err != nil || req.KeyAlgorithm != protocol.KeyEd25519 || !bytes.Equal(req.PublicKey, a.sec.PublicKey()) || req.DeviceType != "esp32" {
 		t.Fatalf("enroll request %+v, %v", req, err)
 	}
 	if want := a.sec.SealingPublicKey().Bytes(); len(req.SealingKey) != 32 || !bytes.Equal(req.SealingKey, want) {
 		t.Fatalf("enroll request sealing key: got %x, want %x", req.SealingKey, want)
+	}
+	// The request proves possession of the key and binds the sealing key
+	// to it and to the connection: what a gateway checks.
+	csr, err := pki.ParseCSR(req.CSR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p0.ca.IssueDeviceFromCSR(csr, pki.DeviceRequest{DeviceID: "dev-1", PublicKey: a.sec.PublicKey()}); err != nil {
+		t.Fatalf("enroll request CSR: %v", err)
+	}
+	if err := pki.VerifySealingKeyProof(a.sec.PublicKey(), binding, req.SealingKey, req.SealingKeyProof); err != nil {
+		t.Fatalf("sealing key proof: %v", err)
+	}
+	if err := pki.VerifySealingKeyProof(a.sec.PublicKey(), bytes.Repeat([]byte{0xb2}, pki.EnrollmentBindingSize), req.SealingKey, req.SealingKeyProof); err == nil {
+		t.Fatal("sealing key proof verifies for another connection")
 	}
 	if a.sec.DeviceID() != "" || a.sec.Enrolled() {
 		t.Fatal("fresh device reports an id")
@@ -217,6 +230,8 @@ func TestEnroll(t *testing.T) {
 		{"empty chain", func(_ *device, r *protocol.EnrollResponse) { r.CertChain = nil }, false},
 		{"garbage certificate", func(_ *device, r *protocol.EnrollResponse) { r.CertChain = [][]byte{{1, 2, 3}} }, false},
 		{"short signing key", func(_ *device, r *protocol.EnrollResponse) { r.SigningKey = r.SigningKey[:31] }, false},
+		// Under the identity point anyone could sign artifacts.
+		{"small-order signing key", func(_ *device, r *protocol.EnrollResponse) { r.SigningKey = append([]byte{1}, make([]byte, 31)...) }, false},
 		{"bad sealing key", func(_ *device, r *protocol.EnrollResponse) { r.SealingKey = []byte{1} }, false},
 	}
 	for _, tt := range tests {
@@ -274,41 +289,46 @@ func TestVerifyArtifactRefusals(t *testing.T) {
 		build  func(d *device) []byte
 		want   Refusal
 		reason protocol.Reason
+		sealed []byte // the command's separate sealed payload
 	}{
-		{"malformed", "app", func(*device) []byte { return []byte("not cbor") }, RefusedMalformed, protocol.ReasonMalformedArtifact},
-		{"too large", "app", func(*device) []byte { return make([]byte, artifact.DefaultMaxSize+1) }, RefusedTooLarge, protocol.ReasonMalformedArtifact},
+		{"malformed", "app", func(*device) []byte { return []byte("not cbor") }, RefusedMalformed, protocol.ReasonMalformedArtifact, nil},
+		{"too large", "app", func(*device) []byte { return make([]byte, artifact.DefaultMaxSize+1) }, RefusedTooLarge, protocol.ReasonMalformedArtifact, nil},
 		{"unknown signer", "app", func(*device) []byte {
 			data, _, err := rogue.Sign(manifest("app", 1), wasm, artifact.SignOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return data
-		}, RefusedUnknownSigner, protocol.ReasonBadSignature},
+		}, RefusedUnknownSigner, protocol.ReasonBadSignature, nil},
 		{"bad signature", "app", func(*device) []byte {
 			s := must(artifact.Unmarshal(p.sign(t, manifest("app", 1), nil), 0))
 			s.Signature[3] ^= 1
 			return must(s.Marshal())
-		}, RefusedBadSignature, protocol.ReasonBadSignature},
+		}, RefusedBadSignature, protocol.ReasonBadSignature, nil},
 		{"hash mismatch", "app", func(*device) []byte {
 			s := must(artifact.Unmarshal(p.sign(t, manifest("app", 6), nil), 0))
 			s.Payload[len(s.Payload)-1] ^= 1
 			return must(s.Marshal())
-		}, RefusedHashMismatch, protocol.ReasonBadSignature},
+		}, RefusedHashMismatch, protocol.ReasonBadSignature, nil},
 		{"wrong device", "app", func(*device) []byte {
 			return p.sign(t, manifest("app", 1, func(m *artifact.Manifest) { m.DeviceID = "dev-2" }), nil)
-		}, RefusedWrongDevice, protocol.ReasonWrongDevice},
+		}, RefusedWrongDevice, protocol.ReasonWrongDevice, nil},
 		{"expired", "app", func(*device) []byte {
 			return p.sign(t, manifest("app", 1, func(m *artifact.Manifest) { m.IssuedAt, m.Expires = t0.Add(-2*time.Hour), t0 }), nil)
-		}, RefusedExpired, protocol.ReasonExpired},
+		}, RefusedExpired, protocol.ReasonExpired, nil},
 		{"not yet valid", "app", func(*device) []byte {
 			return p.sign(t, manifest("app", 1, func(m *artifact.Manifest) { m.IssuedAt, m.Expires = t0.Add(time.Hour), t0.Add(2*time.Hour) }), nil)
-		}, RefusedNotYetValid, protocol.ReasonExpired},
-		{"replay", "app", func(*device) []byte { return p.sign(t, manifest("app", 5), nil) }, RefusedReplay, protocol.ReasonReplay},
-		{"downgrade", "app", func(*device) []byte { return p.sign(t, manifest("app", 4), nil) }, RefusedDowngrade, protocol.ReasonReplay},
+		}, RefusedNotYetValid, protocol.ReasonExpired, nil},
+		{"replay", "app", func(*device) []byte { return p.sign(t, manifest("app", 5), nil) }, RefusedReplay, protocol.ReasonReplay, nil},
+		{"downgrade", "app", func(*device) []byte { return p.sign(t, manifest("app", 4), nil) }, RefusedDowngrade, protocol.ReasonReplay, nil},
 		{"decryption failure", "app", func(*device) []byte {
 			return p.sign(t, manifest("app", 6), otherDevice.PublicKey())
-		}, RefusedDecrypt, protocol.ReasonDecryptFailed},
-		{"wrong app", "other", func(*device) []byte { return p.sign(t, manifest("app", 6), nil) }, RefusedWrongApp, protocol.ReasonMalformedArtifact},
+		}, RefusedDecrypt, protocol.ReasonDecryptFailed, nil},
+		{"wrong app", "other", func(*device) []byte { return p.sign(t, manifest("app", 6), nil) }, RefusedWrongApp, protocol.ReasonMalformedArtifact, nil},
+		// A valid artifact, but the command also carries the reserved
+		// separate sealed payload: refused, not silently dropped.
+		{"separate sealed payload", "app", func(*device) []byte { return p.sign(t, manifest("app", 6), nil) }, RefusedSeparateSealed,
+			protocol.ReasonMalformedArtifact, []byte{1, 2, 3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,13 +336,13 @@ func TestVerifyArtifactRefusals(t *testing.T) {
 			// Sequence 5 of "app" was accepted before.
 			install(t, d, p.sign(t, manifest("app", 5), nil))
 			before := snapshot(t, d.store)
-			_, done, err := d.sec.VerifyArtifact(tt.app, tt.build(d), nil)
+			v, err := d.sec.VerifyArtifact(tt.app, tt.build(d), tt.sealed)
 			var re *RefusalError
 			if !errors.As(err, &re) || re.Reason != tt.want {
 				t.Fatalf("got %v, want refusal %s", err, tt.want)
 			}
-			if done != nil {
-				t.Fatal("refusal returned a done function")
+			if v != nil {
+				t.Fatal("refusal returned a verified artifact")
 			}
 			if re.ProtocolReason() != tt.reason {
 				t.Fatalf("protocol reason %s, want %s", re.ProtocolReason(), tt.reason)
@@ -342,7 +362,7 @@ func TestVerifyArtifactRefusals(t *testing.T) {
 		chip, _ := flash.NewMem(testGeo)
 		now := t0
 		d := openDevice(t, chip, 1, &now)
-		_, _, err := d.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), nil), nil)
+		_, err := d.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), nil), nil)
 		var re *RefusalError
 		if !errors.As(err, &re) || re.Reason != RefusedNotEnrolled {
 			t.Fatalf("got %v, want not enrolled", err)
@@ -364,11 +384,32 @@ func snapshot(t testing.TB, s *flash.Store) []byte {
 	return b
 }
 
+// verifier adapts the Manager to the application manager, as the device
+// composition does (which runs its admission between the two).
+type verifier struct{ sec *Manager }
+
+func (v verifier) VerifyArtifact(_ context.Context, app string, data, sealed []byte) (appmgr.Request, func(), error) {
+	a, err := v.sec.VerifyArtifact(app, data, sealed)
+	if err != nil {
+		return appmgr.Request{}, nil, err
+	}
+	m := &a.Manifest
+	return appmgr.Request{
+		Name: m.App, Version: m.Version, Sequence: m.Sequence, Module: a.Module, SHA256: m.ModuleHash,
+		Limits: m.Limits,
+		Extra:  a.Mark,
+	}, a.Committed, nil
+}
+
+func (v verifier) OpenConfig(app string, generation uint64, sealed []byte) (map[string]string, error) {
+	return v.sec.OpenConfig(app, generation, sealed)
+}
+
 // install verifies data and installs it through an application manager,
 // committing the replay mark with the module.
 func install(t testing.TB, d *device, data []byte) appmgr.Status {
 	t.Helper()
-	req, done, err := d.sec.VerifyArtifact("app", data, nil)
+	req, done, err := verifier{d.sec}.VerifyArtifact(context.Background(), "app", data, nil)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -395,13 +436,16 @@ func (nopRunner) Stop(context.Context) error { return nil }
 func TestConfidentialArtifact(t *testing.T) {
 	p := newPlatform(t)
 	d, _ := enrolledDevice(t, p)
-	req, done, err := d.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), d.sec.SealingPublicKey()), nil)
+	v, err := d.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), d.sec.SealingPublicKey()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done()
-	if !bytes.Equal(req.Module, wasm) || req.Sequence != 1 || req.Limits.MemoryLimit != 64<<10 || req.Limits.ExecutionTimeout != 100*time.Millisecond {
-		t.Fatalf("request %+v does not match the manifest", req)
+	if d.sec.LastSequence("app") != 0 {
+		t.Fatal("verification alone raised the replay mark")
+	}
+	v.Committed()
+	if m := v.Manifest; !bytes.Equal(v.Module, wasm) || m.Sequence != 1 || m.Limits.MemoryLimit != 64<<10 || m.Limits.ExecutionTimeout != 100*time.Millisecond {
+		t.Fatalf("verified %+v does not match the manifest", m)
 	}
 	if d.sec.LastSequence("app") != 1 {
 		t.Fatalf("mark %d, want 1", d.sec.LastSequence("app"))
@@ -472,7 +516,7 @@ func TestReplayMarksSurviveRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	d2 := openDevice(t, d.chip, 1, now)
-	_, _, err := d2.sec.VerifyArtifact("app", p.sign(t, manifest("app", 3), nil), nil)
+	_, err := d2.sec.VerifyArtifact("app", p.sign(t, manifest("app", 3), nil), nil)
 	var re *RefusalError
 	if !errors.As(err, &re) || re.Reason != RefusedReplay {
 		t.Fatalf("got %v, want replay refused after remove", err)
@@ -515,4 +559,48 @@ func TestDamagedStateRefusesToRun(t *testing.T) {
 			t.Fatal("damaged enrollment accepted")
 		}
 	})
+}
+
+// TestReenrollmentKeepsTrustedKeys: a device whose certificate expired
+// enrolls again, and whoever answers (here a gateway pinning its own
+// signing and sealing keys) cannot replace the keys the device trusts:
+// the new identity is stored, the foreign keys are ignored and counted, and
+// artifacts signed by the foreign key are refused, also after a reboot.
+func TestReenrollmentKeepsTrustedKeys(t *testing.T) {
+	p := newPlatform(t)
+	d, now := enrolledDevice(t, p)
+	rogue := newPlatform(t)
+	rogue.signer = must(artifact.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x66}, 32))))
+	rogue.sealKey = must(seal.ParsePrivateKey(bytes.Repeat([]byte{0x67}, 32)))
+	// Same authority (a compromised replica answering the enrollment), new id.
+	resp := rogue.enrollResponse(t, "dev-1", d.sec.PublicKey())
+	resp.CertChain = p.enrollResponse(t, "dev-1", d.sec.PublicKey()).CertChain
+	if err := d.sec.Enroll(resp); err != nil {
+		t.Fatalf("re-enrollment: %v", err)
+	}
+	if got := d.sec.IgnoredEnrollmentKeys(); got != 2 {
+		t.Fatalf("ignored keys: got %d, want 2 (signing and sealing)", got)
+	}
+	for _, dev := range []*device{d, openDevice(t, d.chip, 1, now)} {
+		_, err := dev.sec.VerifyArtifact("app", rogue.sign(t, manifest("app", 1), nil), nil)
+		var re *RefusalError
+		if !errors.As(err, &re) || re.Reason != RefusedUnknownSigner {
+			t.Fatalf("artifact of the foreign key: got %v, want unknown signer", err)
+		}
+		if _, err := dev.sec.VerifyArtifact("app", p.sign(t, manifest("app", 1), nil), nil); err != nil {
+			t.Fatalf("artifact of the pinned key: %v", err)
+		}
+		// Sealed for the device by the foreign platform key: not opened.
+		if _, err := dev.sec.VerifyArtifact("app", rogue.sign(t, manifest("app", 2), dev.sec.SealingPublicKey()), nil); err == nil {
+			t.Fatal("artifact sealed and signed by the foreign platform accepted")
+		}
+	}
+	// Re-enrolling with the pinned keys is no incident.
+	again := openDevice(t, d.chip, 1, now)
+	if err := again.sec.Enroll(p.enrollResponse(t, "dev-1", again.sec.PublicKey())); err != nil {
+		t.Fatal(err)
+	}
+	if got := again.sec.IgnoredEnrollmentKeys(); got != 0 {
+		t.Fatalf("ignored keys after an honest re-enrollment: got %d, want 0", got)
+	}
 }

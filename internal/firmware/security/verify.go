@@ -8,7 +8,6 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/wasmbed/wasmbed/internal/artifact"
-	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/seal"
@@ -35,15 +34,22 @@ const (
 	RefusedWrongApp
 	// RefusedNotEnrolled: the device has no pinned platform keys yet.
 	RefusedNotEnrolled
+	// RefusedSeparateSealed: the command carries a separate sealed payload
+	// (Deploy/Update key 4, reserved): confidential modules travel sealed
+	// inside the artifact, and nothing the device was sent is ignored.
+	RefusedSeparateSealed
 	numRefusals
 )
+
+// ErrSeparateSealed is the cause of a RefusedSeparateSealed refusal.
+var ErrSeparateSealed = errors.New("security: separate sealed payload not supported")
 
 var refusalNames = [...]string{
 	RefusedMalformed: "malformed", RefusedTooLarge: "too large", RefusedUnknownSigner: "unknown signer",
 	RefusedBadSignature: "bad signature", RefusedWrongDevice: "wrong device", RefusedReplay: "replay",
 	RefusedDowngrade: "downgrade", RefusedExpired: "expired", RefusedNotYetValid: "not yet valid",
 	RefusedHashMismatch: "hash mismatch", RefusedDecrypt: "decryption failed", RefusedWrongApp: "wrong application",
-	RefusedNotEnrolled: "not enrolled",
+	RefusedNotEnrolled: "not enrolled", RefusedSeparateSealed: "separate sealed payload",
 }
 
 // String returns the refusal's name.
@@ -69,7 +75,7 @@ func (r Refusal) Reason() protocol.Reason {
 		return protocol.ReasonExpired
 	case RefusedDecrypt:
 		return protocol.ReasonDecryptFailed
-	case RefusedMalformed, RefusedTooLarge, RefusedWrongApp:
+	case RefusedMalformed, RefusedTooLarge, RefusedWrongApp, RefusedSeparateSealed:
 		return protocol.ReasonMalformedArtifact
 	}
 	return protocol.ReasonInternal
@@ -99,6 +105,8 @@ func (e *RefusalError) PeerMessage() string {
 		return "malformed artifact"
 	case RefusedNotEnrolled:
 		return "not enrolled"
+	case RefusedSeparateSealed:
+		return "separate sealed payload not supported"
 	}
 	if msg := artifact.PeerMessage(e.Err); msg != "internal error" {
 		return msg
@@ -127,6 +135,7 @@ func classify(err error) Refusal {
 	return RefusedMalformed
 }
 
+// refuse counts and logs a refusal; m.mu is held.
 func (m *Manager) refuse(r Refusal, err error) *RefusalError {
 	m.refusals[r]++
 	m.log.Warn("artifact refused", "reason", r, "err", err)
@@ -149,43 +158,55 @@ func (m *Manager) LastSequence(app string) uint64 {
 	return seq
 }
 
+// Verified is an artifact the device accepted, ready to install.
+type Verified struct {
+	// Manifest is the verified manifest: application, version, sequence,
+	// module hash and limits.
+	Manifest artifact.Manifest
+	// Module is the plaintext WebAssembly module.
+	Module []byte
+	// Mark raises the application's replay mark to the artifact's
+	// sequence. Commit it in the same flash transaction as the install, so
+	// a power cut leaves both or neither, then call Committed.
+	Mark *flash.Batch
+
+	m *Manager
+}
+
+// Committed tells the security manager that Mark was committed with the
+// install: the in-memory replay mark follows the one in flash.
+func (v *Verified) Committed() { v.m.marks.set(v.Manifest.App, v.Manifest.Sequence) }
+
 // VerifyArtifact verifies a deploy artifact for app — signature against the
 // pinned keys, target device, validity window, sequence against the replay
 // marks, module hash, and decryption of a confidential module — and returns
-// the install request for the application manager. The request's Extra
-// holds the raised replay mark, so it is committed in the same flash
-// transaction as the install; done must be called once that commit
-// succeeded. A refusal is a *RefusalError and changes nothing. sealed is
-// the Deploy message's separate sealed payload, unused: artifacts carry
-// their sealed module inside.
-func (m *Manager) VerifyArtifact(app string, data, sealed []byte) (appmgr.Request, func(), error) {
-	_ = sealed
+// it with the flash update that raises its replay mark. sealed is the
+// command's separate sealed payload (Deploy/Update key 4), which is
+// reserved: a non-empty one is refused (RefusedSeparateSealed). A refusal
+// is a *RefusalError and changes nothing.
+func (m *Manager) VerifyArtifact(app string, data, sealed []byte) (*Verified, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(sealed) > 0 {
+		return nil, m.refuse(RefusedSeparateSealed, fmt.Errorf("%w: %d bytes", ErrSeparateSealed, len(sealed)))
+	}
 	v, err := m.verifierLocked()
 	if err != nil {
-		return appmgr.Request{}, nil, m.refuse(classify(err), err)
+		return nil, m.refuse(classify(err), err)
 	}
 	a, err := v.Verify(data, &m.marks)
 	if err != nil {
-		return appmgr.Request{}, nil, m.refuse(classify(err), err)
+		return nil, m.refuse(classify(err), err)
 	}
 	man := &a.Manifest
 	if man.App != app {
-		return appmgr.Request{}, nil, m.refuse(RefusedWrongApp, fmt.Errorf("artifact for app %q, command names %q", man.App, app))
+		return nil, m.refuse(RefusedWrongApp, fmt.Errorf("artifact for app %q, command names %q", man.App, app))
 	}
 	var seq [8]byte
 	binary.BigEndian.PutUint64(seq[:], man.Sequence)
-	extra := new(flash.Batch)
-	extra.Put(replayPrefix+man.App, seq[:])
-	req := appmgr.Request{
-		Name: man.App, Version: man.Version, Sequence: man.Sequence, Module: a.Module, SHA256: man.ModuleHash,
-		Limits: man.Limits,
-		Extra:  extra,
-	}
-	appName, sequence := man.App, man.Sequence
-	done := func() { m.marks.set(appName, sequence) }
-	return req, done, nil
+	mark := new(flash.Batch)
+	mark.Put(replayPrefix+man.App, seq[:])
+	return &Verified{Manifest: *man, Module: a.Module, Mark: mark, m: m}, nil
 }
 
 // OpenConfig opens the sealed secret part of a configuration push for app

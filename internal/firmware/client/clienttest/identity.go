@@ -1,7 +1,9 @@
 package clienttest
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,10 +14,13 @@ import (
 )
 
 // MemIdentity is an in-memory client.Identity (and client.Renewer) with an
-// Ed25519 key, for tests of the client alone.
+// Ed25519 identity key and an X25519 sealing key, for tests of the client
+// alone. Unlike the firmware's security manager it takes the platform key
+// of every enrollment.
 type MemIdentity struct {
-	Type string
-	key  ed25519.PrivateKey
+	Type    string
+	key     ed25519.PrivateKey
+	sealing *ecdh.PrivateKey
 
 	mu      sync.Mutex
 	id      string
@@ -29,7 +34,11 @@ func NewMemIdentity(deviceType string) *MemIdentity {
 	if err != nil {
 		panic(err)
 	}
-	return &MemIdentity{Type: deviceType, key: key}
+	sealing, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return &MemIdentity{Type: deviceType, key: key, sealing: sealing}
 }
 
 // DeviceID implements client.Identity.
@@ -46,15 +55,31 @@ func (m *MemIdentity) SigningKey() []byte {
 	return m.signKey
 }
 
-// EnrollRequest implements client.Identity.
-func (m *MemIdentity) EnrollRequest() (*protocol.EnrollRequest, error) {
+// EnrollRequest implements client.Identity: a CSR signed by the identity
+// key and the sealing key with its proof for the connection's binding.
+func (m *MemIdentity) EnrollRequest(binding []byte) (*protocol.EnrollRequest, error) {
+	csr, err := pki.NewDeviceCSR(m.key, "")
+	if err != nil {
+		return nil, err
+	}
+	sealing := m.sealing.PublicKey().Bytes()
+	proof, err := pki.SignSealingKeyProof(m.key, binding, sealing)
+	if err != nil {
+		return nil, err
+	}
 	return &protocol.EnrollRequest{
-		PublicKey:    m.key.Public().(ed25519.PublicKey),
-		KeyAlgorithm: protocol.KeyEd25519,
-		DeviceType:   m.Type,
-		Capabilities: []string{"wasm", "tls"},
+		PublicKey:       m.key.Public().(ed25519.PublicKey),
+		KeyAlgorithm:    protocol.KeyEd25519,
+		DeviceType:      m.Type,
+		Capabilities:    []string{"wasm", "tls"},
+		CSR:             csr,
+		SealingKey:      sealing,
+		SealingKeyProof: proof,
 	}, nil
 }
+
+// SealingKey returns the device's X25519 sealing public key.
+func (m *MemIdentity) SealingKey() *ecdh.PublicKey { return m.sealing.PublicKey() }
 
 // Enroll implements client.Identity.
 func (m *MemIdentity) Enroll(resp *protocol.EnrollResponse) error {

@@ -1,10 +1,12 @@
 // Package clienttest provides a small gateway for tests of the device
 // firmware: a TLS 1.3 server on loopback that speaks the device protocol.
-// It enrolls devices on its enrollment listener (issuing certificates from
-// its own authority), serves mutually authenticated sessions on its session
-// listener (acknowledging heartbeats, recording statuses and metrics,
-// renewing device certificates), lets
-// a test send any command to a connected device and wait for the reply, and
+// It enrolls devices on its enrollment listener — checking the proof of
+// possession (the CSR signed by the identity key) and the sealing-key proof
+// bound to the connection, and issuing certificates from its authority's
+// device CA —, serves mutually authenticated sessions on its session
+// listener with a gateway-CA certificate (acknowledging heartbeats,
+// recording statuses and metrics, renewing device certificates), lets a
+// test send any command to a connected device and wait for the reply, and
 // can drop every connection or stop listening to simulate a dead gateway.
 //
 // It is a test double, not the product's gateway: no control plane, no
@@ -14,9 +16,8 @@ package clienttest
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
+	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
 // Options configure a [Server]. Zero values take defaults.
@@ -62,6 +64,11 @@ type Options struct {
 	// IgnoreRenewal leaves RenewRequests unanswered (a gateway that lost
 	// them); they are still counted and recorded.
 	IgnoreRenewal bool
+	// Enroll, when set, replaces the certificate the server issues at
+	// enrollment, after the request's proofs were checked: it gets the
+	// assigned device id and the enrolled key and returns the chain to send
+	// (DER, leaf first). Tests use it to send chains a device must refuse.
+	Enroll func(deviceID string, key crypto.PublicKey) [][]byte
 	// Renew, when set, replaces the server's renewal: it gets the session's
 	// device id and the parsed request, and returns the chain to send (DER,
 	// leaf first) or an Error to answer with. Tests use it to send chains a
@@ -90,6 +97,7 @@ type Server struct {
 	peers    map[string]*Peer
 	conns    map[net.Conn]struct{}
 	enrolled map[string]bool
+	sealing  map[string]*ecdh.PublicKey // device id → sealing key proven at enrollment
 	waiters  []chan struct{}
 	history  []Record
 	nextDev  atomic.Uint64
@@ -104,6 +112,10 @@ type Server struct {
 	Sessions      atomic.Uint64
 	Goodbyes      atomic.Uint64
 	RenewRequests atomic.Uint64
+	// EnrollRefusals counts EnrollRequests refused for a failed proof: a
+	// CSR that does not verify or is not for the enrolled key, or a
+	// sealing-key proof that does not verify for the connection.
+	EnrollRefusals atomic.Uint64
 }
 
 // Renewal records one RenewRequest the server received.
@@ -138,6 +150,7 @@ func Start(opts Options) (*Server, error) {
 		peers:    map[string]*Peer{},
 		conns:    map[net.Conn]struct{}{},
 		enrolled: map[string]bool{},
+		sealing:  map[string]*ecdh.PublicKey{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -251,6 +264,13 @@ func (s *Server) Renewals() []Renewal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Renewal(nil), s.renewals...)
+}
+
+// SealingKey returns the sealing key a device proved at enrollment, or nil.
+func (s *Server) SealingKey(deviceID string) *ecdh.PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sealing[deviceID]
 }
 
 // Enrolled returns the number of devices enrolled so far.
@@ -387,20 +407,6 @@ func (s *Server) accept(ln net.Listener, cfg *tls.Config, serve func(*tls.Conn))
 	}
 }
 
-// PublicKey converts an EnrollRequest key to a crypto.PublicKey.
-func PublicKey(alg protocol.KeyAlgorithm, key []byte) (crypto.PublicKey, error) {
-	switch alg {
-	case protocol.KeyEd25519:
-		if len(key) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("ed25519 key of %d bytes", len(key))
-		}
-		return ed25519.PublicKey(key), nil
-	case protocol.KeyECDSAP256:
-		return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), key)
-	}
-	return nil, fmt.Errorf("unsupported key algorithm %s", alg)
-}
-
 func (s *Server) serveEnroll(tc *tls.Conn) {
 	r := protocol.NewReader(tc, s.codec)
 	w := protocol.NewWriter(tc, s.codec)
@@ -416,24 +422,7 @@ func (s *Server) serveEnroll(tc *tls.Conn) {
 		}
 		switch m := env.Message.(type) {
 		case *protocol.EnrollRequest:
-			if s.opts.RefuseEnrollment {
-				_ = w.WriteEnvelope(errorReply(env.MessageID, protocol.CodeUnauthorized, "no pairing window open"))
-				continue
-			}
-			pub, err := PublicKey(m.KeyAlgorithm, m.PublicKey)
-			if err != nil {
-				_ = w.WriteEnvelope(errorReply(env.MessageID, protocol.CodeRefused, err.Error()))
-				continue
-			}
-			id := fmt.Sprintf("%s-%06d", m.DeviceType, s.nextDev.Add(1))
-			cert, err := s.ca.IssueDevice(pub, pki.DeviceOptions{DeviceID: id, Lifetime: s.opts.DeviceLifetime})
-			if err != nil {
-				_ = w.WriteEnvelope(errorReply(env.MessageID, protocol.CodeInternal, err.Error()))
-				continue
-			}
-			_ = w.WriteEnvelope(protocol.Envelope{MessageID: env.MessageID, Message: &protocol.EnrollResponse{
-				DeviceID: id, CertChain: cert.DER(), SigningKey: s.signKey.Public().(ed25519.PublicKey),
-			}})
+			_ = w.WriteEnvelope(s.enroll(tc, env.MessageID, m))
 		case *protocol.EnrollAck:
 			s.mu.Lock()
 			s.enrolled[m.DeviceID] = true
@@ -446,6 +435,63 @@ func (s *Server) serveEnroll(tc *tls.Conn) {
 			_ = w.WriteEnvelope(errorReply(env.MessageID, protocol.CodeUnexpected, "enrollment only"))
 		}
 	}
+}
+
+// enroll answers an EnrollRequest as the product gateway must: the CSR
+// proves possession of the enrolled key, the sealing-key proof binds the
+// sealing key to it and to this connection, and the certificate comes from
+// the device CA for exactly that key.
+func (s *Server) enroll(tc *tls.Conn, id uint64, m *protocol.EnrollRequest) protocol.Envelope {
+	if s.opts.RefuseEnrollment {
+		return errorReply(id, protocol.CodeUnauthorized, "no pairing window open")
+	}
+	refuse := func(text string, err error) protocol.Envelope {
+		s.EnrollRefusals.Add(1)
+		s.log.Debug("enrollment refused", "reason", text, "err", err)
+		return errorReply(id, protocol.CodeRefused, text)
+	}
+	pub, err := pki.PublicKeyFromRaw(pki.KeyAlgorithm(m.KeyAlgorithm.String()), m.PublicKey)
+	if err != nil {
+		return refuse("identity key not accepted", err)
+	}
+	csr, err := pki.ParseCSR(m.CSR)
+	if err != nil {
+		return refuse("bad certificate request", err)
+	}
+	var sealing *ecdh.PublicKey
+	if len(m.SealingKey) > 0 {
+		binding, err := pki.EnrollmentBinding(tc.ConnectionState())
+		if err != nil {
+			return errorReply(id, protocol.CodeInternal, "no enrollment binding")
+		}
+		if err := pki.VerifySealingKeyProof(pub, binding, m.SealingKey, m.SealingKeyProof); err != nil {
+			return refuse("sealing key proof invalid", err)
+		}
+		if sealing, err = seal.ParsePublicKey(m.SealingKey); err != nil {
+			return refuse("sealing key not accepted", err)
+		}
+	}
+	deviceID := fmt.Sprintf("%s-%06d", m.DeviceType, s.nextDev.Add(1))
+	cert, err := s.ca.IssueDeviceFromCSR(csr, pki.DeviceRequest{DeviceID: deviceID, PublicKey: pub, Lifetime: s.opts.DeviceLifetime})
+	if err != nil {
+		var re *pki.RequestError
+		if errors.As(err, &re) {
+			return refuse("bad certificate request", err)
+		}
+		return errorReply(id, protocol.CodeInternal, err.Error())
+	}
+	chain := cert.DER()
+	if s.opts.Enroll != nil {
+		chain = s.opts.Enroll(deviceID, pub)
+	}
+	if sealing != nil {
+		s.mu.Lock()
+		s.sealing[deviceID] = sealing
+		s.mu.Unlock()
+	}
+	return protocol.Envelope{MessageID: id, Message: &protocol.EnrollResponse{
+		DeviceID: deviceID, CertChain: chain, SigningKey: s.signKey.Public().(ed25519.PublicKey),
+	}}
 }
 
 func errorReply(id uint64, code protocol.ErrorCode, text string) protocol.Envelope {
