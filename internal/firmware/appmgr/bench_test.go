@@ -148,7 +148,7 @@ func BenchmarkIdleDeviceFootprint(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						resp := &protocol.EnrollResponse{DeviceID: id, CertChain: [][]byte{cert.Leaf.Raw, cert.Chain[0].Raw}, SigningKey: signKey.Public().(ed25519.PublicKey)}
+						resp := &protocol.EnrollResponse{DeviceID: id, CertChain: cert.DER(), SigningKey: signKey.Public().(ed25519.PublicKey)}
 						if err := sec.Enroll(resp); err != nil {
 							b.Fatal(err)
 						}

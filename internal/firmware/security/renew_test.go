@@ -21,11 +21,7 @@ func (p *platform) issueChain(t testing.TB, at time.Time, id string, pub ed25519
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := [][]byte{cert.Leaf.Raw}
-	for _, c := range cert.Chain {
-		chain = append(chain, c.Raw)
-	}
-	return chain
+	return cert.DER()
 }
 
 func serialOf(t testing.TB, m *Manager) string {
