@@ -10,7 +10,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(map[bool]string{false: "plain", true: "confidential"}[confidential], func(t *testing.T) {
 			f := newFixture(t)
 			data := f.sign(t, manifest(), confidential)
-			a, err := f.verifier.Verify(data, NewReplayState())
+			a, err := f.verifier.Verify(data, store{})
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}

@@ -37,21 +37,22 @@
 //	data, m, err := signer.Sign(artifact.Manifest{App: "sensor", ...}, module,
 //		artifact.SignOptions{Sealer: deviceSealer})
 //	...
-//	a, err := verifier.Verify(data, replay)
+//	a, err := verifier.Verify(data, marks)
 //	if err != nil {
 //		log.Warn("artifact refused", "err", err)              // precise
 //		reply(artifact.PeerMessage(err))                      // vague
 //	}
-//	// install a.Module, then in the same flash transaction:
-//	replay.Accept(a.Manifest.App, a.Manifest.Sequence)
+//	// install a.Module and, in the same flash transaction, raise
+//	// a.Manifest.App's mark to a.Manifest.Sequence
 //
 // # Replay and downgrade
 //
 // Sequences are per application and per device: the device accepts an
 // artifact only if its sequence is above the last one it accepted for that
-// application ([ReplayState], or any [SequenceStore]). Verify itself changes
-// nothing; the caller raises the mark when the install is committed, so a
-// failed install can be retried with the same artifact.
+// application, which it reads through a [SequenceStore]. Verify itself
+// changes nothing; the caller raises the mark when the install is
+// committed, so a failed install can be retried with the same artifact.
+// [NextSequence] gives issuers sequences that never go back.
 //
 // # Errors
 //

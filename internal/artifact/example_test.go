@@ -12,6 +12,12 @@ import (
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
+// sequences is an in-memory artifact.SequenceStore: application → highest
+// sequence accepted.
+type sequences map[string]uint64
+
+func (s sequences) LastSequence(app string) (uint64, error) { return s[app], nil }
+
 // Example walks through a confidential deployment: the platform seals and
 // signs a module for one device; the device verifies it, installs it and
 // records its sequence; a replay of the same artifact is then refused.
@@ -48,17 +54,17 @@ func Example() {
 		Opener:      opener,
 		Now:         func() time.Time { return now.Add(time.Minute) },
 	})
-	replay := artifact.NewReplayState() // loaded from flash in practice
-	a, err := verifier.Verify(data, replay)
+	marks := sequences{} // one flash value per application in practice
+	a, err := verifier.Verify(data, marks)
 	if err != nil {
 		fmt.Println("refused:", artifact.PeerMessage(err))
 		return
 	}
-	// Install a.Module, then record the sequence in the same flash write.
-	_ = replay.Accept(a.Manifest.App, a.Manifest.Sequence)
+	// Install a.Module, and raise the mark in the same flash write.
+	marks[a.Manifest.App] = a.Manifest.Sequence
 	fmt.Printf("installed %s %s (%d bytes, confidential %t)\n", a.Manifest.App, a.Manifest.Version, len(a.Module), a.Manifest.Confidential)
 
-	_, err = verifier.Verify(data, replay)
+	_, err = verifier.Verify(data, marks)
 	fmt.Println("replay refused:", errors.Is(err, artifact.ErrReplay), "-", artifact.PeerMessage(err))
 	// Output:
 	// installed sensor 1.0.0 (8 bytes, confidential true)

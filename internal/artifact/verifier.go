@@ -20,8 +20,10 @@ const DefaultClockSkew = 5 * time.Minute
 const MaxTrustedKeys = 4
 
 // SequenceStore gives the replay-protection high-water marks a Verifier checks
-// against. The device keeps them in flash; ReplayState is an implementation
-// that marshals to a single flash value.
+// against: per application, the highest sequence the device accepted. The
+// device's security manager keeps each mark in a flash value of its own and
+// raises it in the same flash transaction as the install
+// (internal/firmware/security).
 type SequenceStore interface {
 	// LastSequence returns the highest sequence accepted for app on this
 	// device, or 0 if none was ever accepted.
@@ -49,9 +51,9 @@ type VerifierConfig struct {
 }
 
 // Verifier checks deploy artifacts on a device. It does not change any state:
-// after installing a verified artifact the caller records its sequence (for
-// example with ReplayState.Accept) in the same flash transaction as the
-// install. It is safe for concurrent use.
+// after installing a verified artifact the caller raises the application's
+// mark in its SequenceStore in the same flash transaction as the install.
+// It is safe for concurrent use.
 type Verifier struct {
 	deviceID string
 	keys     map[KeyID]ed25519.PublicKey
