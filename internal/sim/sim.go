@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
@@ -147,7 +148,7 @@ type Options struct {
 	// Out receives summary lines; nil discards them.
 	Out io.Writer
 	// Clock is the fleet's clock; nil means the system clock.
-	Clock link.Clock
+	Clock hal.Clock
 	// Logger receives device logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -193,7 +194,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 		opts.Out = io.Discard
 	}
 	if opts.Clock == nil {
-		opts.Clock = link.SystemClock()
+		opts.Clock = hal.SystemClock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -311,7 +312,7 @@ func (f *Fleet) Run(ctx context.Context) Summary {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for link.Sleep(runCtx, f.opts.Clock, f.opts.SummaryInterval) == nil {
+			for hal.Sleep(runCtx, f.opts.Clock, f.opts.SummaryInterval) == nil {
 				fmt.Fprintln(f.opts.Out, f.Summary())
 			}
 		}()
@@ -335,7 +336,7 @@ func (f *Fleet) startAll(ctx context.Context, wg *sync.WaitGroup) {
 	for _, d := range f.devices {
 		if interval > 0 {
 			if wait := next.Sub(f.opts.Clock.Now()); wait > 0 {
-				if link.Sleep(ctx, f.opts.Clock, wait) != nil {
+				if hal.Sleep(ctx, f.opts.Clock, wait) != nil {
 					return
 				}
 			}
@@ -361,7 +362,7 @@ const faultTick = time.Second
 func (f *Fleet) injectFaults(ctx context.Context) {
 	pLoss := f.opts.PowerLossRate * faultTick.Hours()
 	pFlap := f.opts.FlapRate * faultTick.Hours()
-	for link.Sleep(ctx, f.opts.Clock, faultTick) == nil {
+	for hal.Sleep(ctx, f.opts.Clock, faultTick) == nil {
 		n := f.Started()
 		for _, d := range f.devices[:n] {
 			if pLoss > 0 && f.rand.Float64() < pLoss {

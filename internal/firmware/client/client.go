@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
@@ -121,7 +122,7 @@ type Config struct {
 	RenewJitter float64
 	// Clock times heartbeats, liveness and certificate renewal; nil means
 	// link.SystemClock.
-	Clock link.Clock
+	Clock hal.Clock
 	// Logger receives client events; nil discards them.
 	Logger *slog.Logger
 }
@@ -255,7 +256,7 @@ func DefaultCodec() *protocol.Codec {
 // Client is the gateway client of one device.
 type Client struct {
 	cfg   Config
-	clock link.Clock
+	clock hal.Clock
 	log   *slog.Logger
 	cache tls.ClientSessionCache
 
@@ -273,8 +274,8 @@ type Client struct {
 	blocking bool     // the session goroutine waits for a frame's first byte
 	cur      net.Conn // connection whose read to interrupt
 	queued   []protocol.AppStatus
-	hbTimer  link.Timer
-	mTimer   link.Timer
+	hbTimer  hal.Timer
+	mTimer   hal.Timer
 	interval time.Duration // heartbeat interval in force
 	ids      protocol.IDs  // device-originated message ids
 
@@ -306,7 +307,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.IOTimeout = 30 * time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = link.SystemClock()
+		cfg.Clock = hal.SystemClock{}
 	}
 	if cfg.RenewTimeout <= 0 {
 		cfg.RenewTimeout = time.Minute

@@ -12,8 +12,8 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/firmware/client"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
@@ -95,7 +95,7 @@ type device struct {
 
 type deviceOpts struct {
 	sessionEndpoints []string
-	clock            link.Clock
+	clock            hal.Clock
 	heartbeat        time.Duration
 	// wrap, when set, wraps the device's identity (to tamper with what it
 	// sends).
@@ -108,7 +108,7 @@ func startDevice(t *testing.T, srv *clienttest.Server, o deviceOpts) *device {
 		o.sessionEndpoints = []string{srv.SessionAddr()}
 	}
 	if o.clock == nil {
-		o.clock = link.SystemClock()
+		o.clock = hal.SystemClock{}
 	}
 	if o.heartbeat == 0 {
 		o.heartbeat = time.Hour
@@ -341,7 +341,7 @@ func TestRevokedStops(t *testing.T) {
 
 func TestReconnectWithBackoffAfterDrop(t *testing.T) {
 	srv := startServer(t, clienttest.Options{})
-	clk := linktest.NewClock(time.Now())
+	clk := hal.NewManualClock(time.Now())
 	d := startDevice(t, srv, deviceOpts{clock: clk})
 	ctx := waitCtx(t)
 	peer, err := srv.AnyPeer(ctx)
@@ -400,7 +400,7 @@ func TestFailoverToSecondGateway(t *testing.T) {
 
 func TestHeartbeatsAndIntervalFromAck(t *testing.T) {
 	srv := startServer(t, clienttest.Options{HeartbeatInterval: 2 * time.Second})
-	clk := linktest.NewClock(time.Now())
+	clk := hal.NewManualClock(time.Now())
 	d := startDevice(t, srv, deviceOpts{clock: clk, heartbeat: time.Minute})
 	ctx := waitCtx(t)
 	if _, err := srv.AnyPeer(ctx); err != nil {
@@ -431,7 +431,7 @@ func TestLivenessTimeout(t *testing.T) {
 	// A gateway that never answers heartbeats: after three intervals of
 	// silence the client gives the session up.
 	srv := startServer(t, clienttest.Options{NoHeartbeatAck: true})
-	clk := linktest.NewClock(time.Now())
+	clk := hal.NewManualClock(time.Now())
 	d := startDevice(t, srv, deviceOpts{clock: clk, heartbeat: 10 * time.Second})
 	ctx := waitCtx(t)
 	if _, err := srv.AnyPeer(ctx); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/wasmbed/wasmbed/internal/firmware/client"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
@@ -43,7 +43,7 @@ func describe(env protocol.Envelope) string {
 // compares what the device sent with testdata/session.golden.
 func TestSessionTranscript(t *testing.T) {
 	srv := startServer(t, clienttest.Options{})
-	clk := linktest.NewClock(time.Now()) // certificates are issued on the wall clock
+	clk := hal.NewManualClock(time.Now()) // certificates are issued on the wall clock
 	d := startDevice(t, srv, deviceOpts{clock: clk, heartbeat: 10 * time.Second})
 	ctx := waitCtx(t)
 	peer, err := srv.AnyPeer(ctx)

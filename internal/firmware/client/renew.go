@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
@@ -39,7 +39,7 @@ type renewState struct {
 	sent     time.Time // when it was sent
 	attempts int       // requests sent since the last success
 	next     time.Time // earliest time of the next request
-	timer    link.Timer
+	timer    hal.Timer
 }
 
 func (c *Client) onRenew() { c.signal(evRenew) }

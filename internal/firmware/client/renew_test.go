@@ -19,8 +19,8 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/client"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/flash"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
 	"github.com/wasmbed/wasmbed/internal/firmware/security"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
@@ -57,7 +57,7 @@ type renewOpts struct {
 	backoff  link.Backoff
 }
 
-func startRenewDevice(t *testing.T, srv *clienttest.Server, clk *linktest.Clock, o renewOpts) *renewDevice {
+func startRenewDevice(t *testing.T, srv *clienttest.Server, clk *hal.ManualClock, o renewOpts) *renewDevice {
 	t.Helper()
 	backoff := link.Backoff{Base: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -91,9 +91,9 @@ func startRenewDevice(t *testing.T, srv *clienttest.Server, clk *linktest.Clock,
 }
 
 // testClock returns a fake clock and an authority that issues by it.
-func testClock(t *testing.T) (*linktest.Clock, *pki.Authority) {
+func testClock(t *testing.T) (*hal.ManualClock, *pki.Authority) {
 	t.Helper()
-	clk := linktest.NewClock(time.Now().Truncate(time.Second))
+	clk := hal.NewManualClock(time.Now().Truncate(time.Second))
 	ca, err := pki.NewAuthority(pki.AuthorityOptions{Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // nextTimer waits until a timer is due within limit and returns its delay.
-func nextTimer(t *testing.T, clk *linktest.Clock, limit time.Duration) time.Duration {
+func nextTimer(t *testing.T, clk *hal.ManualClock, limit time.Duration) time.Duration {
 	t.Helper()
 	var d time.Duration
 	eventually(t, "a timer due within "+limit.String(), func() bool {

@@ -1,25 +1,14 @@
 package device
 
 import (
-	"context"
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/hal"
-	"github.com/wasmbed/wasmbed/internal/firmware/link"
 )
-
-// halClock adapts a link.Clock to hal.Clock.
-type halClock struct{ c link.Clock }
-
-var _ hal.Clock = halClock{}
-
-func (h halClock) Now() time.Time { return h.c.Now() }
-
-func (h halClock) Sleep(ctx context.Context, d time.Duration) error { return link.Sleep(ctx, h.c, d) }
 
 // Skewed returns a clock that reads offset ahead of c (behind when
 // negative), for clock-skew fault injection. Timers are unaffected.
-func Skewed(c link.Clock, offset time.Duration) link.Clock {
+func Skewed(c hal.Clock, offset time.Duration) hal.Clock {
 	if offset == 0 {
 		return c
 	}
@@ -27,7 +16,7 @@ func Skewed(c link.Clock, offset time.Duration) link.Clock {
 }
 
 type skewed struct {
-	link.Clock
+	hal.Clock
 	off time.Duration
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/sandbox"
@@ -221,9 +221,9 @@ func TestPowerLossDuringInstallIsConsistent(t *testing.T) {
 
 // fakeClockDevice starts a device with the shared engine on a fake clock
 // and waits until its session is up.
-func fakeClockDevice(t *testing.T, srv *clienttest.Server, metricsInterval time.Duration) (*device.Device, *linktest.Clock, *clienttest.Peer) {
+func fakeClockDevice(t *testing.T, srv *clienttest.Server, metricsInterval time.Duration) (*device.Device, *hal.ManualClock, *clienttest.Peer) {
 	t.Helper()
-	clk := linktest.NewClock(time.Now())
+	clk := hal.NewManualClock(time.Now())
 	cfg := testConfig(srv)
 	cfg.Engine = sharedEngine(t)
 	cfg.Clock = clk

@@ -62,7 +62,7 @@ type Config struct {
 	// client's default.
 	Codec *protocol.Codec
 	// Clock is the device clock; nil means the system clock.
-	Clock link.Clock
+	Clock hal.Clock
 	// Rand is the device's random source; nil seeds one at random.
 	Rand *rand.Rand
 	// Dial opens transport connections; nil means a net.Dialer.
@@ -144,7 +144,7 @@ type Device struct {
 	prof    profile.Profile
 	chip    *flash.Faulty
 	closer  func() error
-	clock   link.Clock
+	clock   hal.Clock
 	rand    *rand.Rand
 	log     *slog.Logger
 	randMu  sync.Mutex
@@ -177,7 +177,7 @@ func New(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("device: %w", err)
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = link.SystemClock()
+		cfg.Clock = hal.SystemClock{}
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -288,12 +288,12 @@ func (d *Device) Run(ctx context.Context) error {
 		switch {
 		case d.takePowerLoss():
 			d.phaseNo.Store(uint32(Off))
-			if link.Sleep(ctx, d.clock, d.cfg.PowerOffTime) != nil {
+			if hal.Sleep(ctx, d.clock, d.cfg.PowerOffTime) != nil {
 				return nil
 			}
 			d.chip.PowerOn()
 		case failures > 0:
-			if link.Sleep(ctx, d.clock, d.backoff().Delay(failures, d.lockedRand())) != nil {
+			if hal.Sleep(ctx, d.clock, d.backoff().Delay(failures, d.lockedRand())) != nil {
 				return nil
 			}
 		}
@@ -492,11 +492,10 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 		return nil, err
 	}
 	fw := &Firmware{Runtime: d.cfg.Engine, Security: sec, Store: store}
-	hc := halClock{d.clock}
-	fw.board = hal.NewSim(hc, d.prof.SimConfig())
+	fw.board = hal.NewSim(d.clock, d.prof.SimConfig())
 	// Applications read their configuration from the application manager
 	// (appmgr.RunSpec.Config), also while they initialise.
-	run := newRunner(d.cfg.Engine, d.prof.ModuleBounds, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: hc, Publisher: discard{},
+	run := newRunner(d.cfg.Engine, d.prof.ModuleBounds, d.clock, wasm.Host{Board: d.prof.Board(fw.board), Clock: d.clock, Publisher: discard{},
 		Logger: d.log}, d.log)
 	fw.Monitoring = newMonitor(d.clock, d.prof, run, d.cfg.MetricsInterval)
 	fw.runner = run

@@ -8,7 +8,7 @@
 // — and boots, runs, reboots and loses power.
 //
 // Every source of time, randomness and I/O is injected through [Config]:
-// the clock (link.Clock, shared by the link manager, the client, the
+// the clock (hal.Clock, shared by the link manager, the client, the
 // application ticks and the HAL), the random source (backoff jitter, the
 // simulated medium), the dialer, the flash chip and the logger. Many
 // devices share one [wasm.Engine] so a module is compiled once per process.

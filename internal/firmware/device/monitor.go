@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/monitor"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
@@ -20,7 +20,7 @@ import (
 // Early reports come from application events (a trap, a limit hit, a
 // fallback: see Firmware.observe) and from the monitor's change detection,
 // asked after every tick (see Firmware.afterTick).
-func newMonitor(clock link.Clock, prof profile.Profile, run *runner, metricsInterval time.Duration) *monitor.Monitor {
+func newMonitor(clock hal.Clock, prof profile.Profile, run *runner, metricsInterval time.Duration) *monitor.Monitor {
 	switch {
 	case metricsInterval == 0:
 		metricsInterval = defaultMetricsInterval

@@ -8,7 +8,7 @@ import (
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/firmware/client/clienttest"
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/sandbox"
@@ -21,7 +21,7 @@ import (
 // own) offers its key. The device keeps the key it pinned first, so the
 // rogue's artifacts are refused and the platform's still install.
 func TestReenrollmentCannotRepinSigningKey(t *testing.T) {
-	clk := linktest.NewClock(time.Now())
+	clk := hal.NewManualClock(time.Now())
 	ca, err := pki.NewAuthority(pki.AuthorityOptions{Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmbed/wasmbed/internal/firmware/appmgr"
-	"github.com/wasmbed/wasmbed/internal/firmware/link"
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/monitor"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
@@ -26,7 +26,7 @@ import (
 type runner struct {
 	eng    *wasm.Engine
 	bounds wasm.Bounds // the board profile's module bounds
-	clock  link.Clock
+	clock  hal.Clock
 	host   wasm.Host
 	log    *slog.Logger
 
@@ -41,7 +41,7 @@ type runner struct {
 	apps []*instance
 }
 
-func newRunner(eng *wasm.Engine, bounds wasm.Bounds, clock link.Clock, host wasm.Host, log *slog.Logger) *runner {
+func newRunner(eng *wasm.Engine, bounds wasm.Bounds, clock hal.Clock, host wasm.Host, log *slog.Logger) *runner {
 	return &runner{eng: eng, bounds: bounds, clock: clock, host: host, log: log}
 }
 
@@ -56,7 +56,7 @@ type instance struct {
 	mu      sync.Mutex
 	mod     *wasm.Module
 	app     *wasm.App
-	timer   link.Timer
+	timer   hal.Timer
 	stopped bool
 	final   wasm.Stats // counters when it stopped
 }

@@ -2,8 +2,10 @@ package hal
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -209,15 +211,71 @@ func TestPowerAccounting(t *testing.T) {
 
 func TestManualClockSleep(t *testing.T) {
 	clk := NewManualClock(t0)
-	if err := clk.Sleep(t.Context(), 3*time.Second); err != nil {
+	// Timer-driven: Sleep returns once the clock is advanced past it.
+	done := make(chan error, 1)
+	go func() { done <- Sleep(t.Context(), clk, 3*time.Second) }()
+	if !clk.WaitForTimers(1, 5*time.Second) {
+		t.Fatal("Sleep set no timer")
+	}
+	clk.Advance(2 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("Sleep returned %v before its deadline", err)
+	default:
+	}
+	clk.Advance(time.Second)
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := clk.Now(); !got.Equal(t0.Add(3 * time.Second)) {
-		t.Errorf("after Sleep: got %v, want t0+3s", got)
+	// Auto-advance: the clock jumps to the deadline at once.
+	clk.SetAutoAdvance(true)
+	if err := Sleep(t.Context(), clk, 4*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := clk.Now(); !got.Equal(t0.Add(7 * time.Second)) {
+		t.Errorf("after Sleep: got %v, want t0+7s", got)
 	}
 	clk.Set(t0) // never backwards
-	if got := clk.Now(); !got.Equal(t0.Add(3 * time.Second)) {
-		t.Errorf("after Set(earlier): got %v, want t0+3s", got)
+	if got := clk.Now(); !got.Equal(t0.Add(7 * time.Second)) {
+		t.Errorf("after Set(earlier): got %v, want t0+7s", got)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Sleep(ctx, clk, time.Second); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sleep with a cancelled context: got %v, want context.Canceled", err)
+	}
+}
+
+// TestManualClockTimers: timers fire in deadline order, then set order;
+// Stop and Reset take effect.
+func TestManualClockTimers(t *testing.T) {
+	clk := NewManualClock(t0)
+	var got []string
+	rec := func(s string) func() { return func() { got = append(got, s) } }
+	clk.AfterFunc(2*time.Second, rec("b"))
+	clk.AfterFunc(time.Second, rec("a"))
+	clk.AfterFunc(2*time.Second, rec("c"))
+	stopped := clk.AfterFunc(time.Second, rec("x"))
+	moved := clk.AfterFunc(time.Second, rec("moved"))
+	if !stopped.Stop() || stopped.Stop() {
+		t.Error("Stop: want true then false")
+	}
+	if !moved.Reset(5 * time.Second) {
+		t.Error("Reset of a pending timer: want true")
+	}
+	if next, ok := clk.Next(); !ok || next != time.Second {
+		t.Errorf("Next: got %v %v, want 1s", next, ok)
+	}
+	clk.Advance(2 * time.Second)
+	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("fired: got %v, want %v", got, want)
+	}
+	if clk.Pending() != 1 {
+		t.Errorf("Pending: got %d, want 1", clk.Pending())
+	}
+	clk.Advance(3 * time.Second)
+	if got[len(got)-1] != "moved" {
+		t.Errorf("reset timer: fired %v", got)
 	}
 }
 

@@ -4,7 +4,7 @@
 // A [Manager] owns the device's radio: it dials the gateway endpoints in
 // order, sticks to the one that works, rotates to the next when one fails,
 // and waits with exponential backoff and full jitter (drawn from an injected
-// random source, timed by an injected [Clock]) once a whole round of
+// random source, timed by an injected [hal.Clock]) once a whole round of
 // endpoints has failed or an established link was lost. Connections it hands
 // out are [Conn] values: net.Conn wrappers that model the medium — added
 // latency, a probability that any read or write finds the link gone — and
@@ -37,6 +37,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 )
 
 // Medium is the physical link kind of a device.
@@ -119,8 +121,8 @@ type Config struct {
 	Conditions Conditions
 	// Backoff between rounds of failed attempts; zero means DefaultBackoff.
 	Backoff Backoff
-	// Clock times backoff, flaps and latency; nil means SystemClock.
-	Clock Clock
+	// Clock times backoff, flaps and latency; nil means hal.SystemClock.
+	Clock hal.Clock
 	// Rand draws jitter, drops and RSSI noise; nil means a random seed.
 	// The Manager serialises its use.
 	Rand *rand.Rand
@@ -170,7 +172,7 @@ type Manager struct {
 	dial      DialFunc
 	timeout   time.Duration
 	backoff   Backoff
-	clock     Clock
+	clock     hal.Clock
 	log       *slog.Logger
 
 	mu        sync.Mutex
@@ -216,7 +218,7 @@ func New(cfg Config) (*Manager, error) {
 		m.backoff = DefaultBackoff
 	}
 	if m.clock == nil {
-		m.clock = SystemClock()
+		m.clock = hal.SystemClock{}
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -270,7 +272,7 @@ func (m *Manager) Connect(ctx context.Context) (*Conn, error) {
 		}
 		m.mu.Unlock()
 		if wait > 0 {
-			if err := Sleep(ctx, m.clock, wait); err != nil {
+			if err := hal.Sleep(ctx, m.clock, wait); err != nil {
 				m.setState(Down)
 				return nil, fmt.Errorf("connect: %w", err)
 			}
@@ -488,7 +490,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, ErrLinkDropped
 	}
 	if d := c.m.latency(); d > 0 {
-		_ = Sleep(context.Background(), c.m.clock, d)
+		_ = hal.Sleep(context.Background(), c.m.clock, d)
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil && c.dropped.Load() {

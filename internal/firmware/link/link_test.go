@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmbed/wasmbed/internal/firmware/hal"
 	"github.com/wasmbed/wasmbed/internal/firmware/link"
-	"github.com/wasmbed/wasmbed/internal/firmware/link/linktest"
 )
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -95,7 +95,7 @@ func (f *fakeNet) dialed() []string {
 	return append([]string(nil), f.dials...)
 }
 
-func newManager(t *testing.T, fn *fakeNet, clk link.Clock, eps ...string) *link.Manager {
+func newManager(t *testing.T, fn *fakeNet, clk hal.Clock, eps ...string) *link.Manager {
 	t.Helper()
 	m, err := link.New(link.Config{
 		Endpoints: eps,
@@ -125,7 +125,7 @@ func connectAsync(ctx context.Context, m *link.Manager) <-chan *link.Conn {
 }
 
 // drive advances clk until ch yields or the real-time budget runs out.
-func drive(t *testing.T, clk *linktest.Clock, ch <-chan *link.Conn) *link.Conn {
+func drive(t *testing.T, clk *hal.ManualClock, ch <-chan *link.Conn) *link.Conn {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -148,7 +148,7 @@ func drive(t *testing.T, clk *linktest.Clock, ch <-chan *link.Conn) *link.Conn {
 
 func TestFailoverToSecondEndpoint(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{"gw-a:1": false, "gw-b:1": true}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "gw-a:1", "gw-b:1")
 	c := drive(t, clk, connectAsync(t.Context(), m))
 	if got, want := c.Endpoint(), "gw-b:1"; got != want {
@@ -172,7 +172,7 @@ func TestFailoverToSecondEndpoint(t *testing.T) {
 
 func TestRejectRotates(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{"a:1": true, "b:1": true}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "a:1", "b:1")
 	c := drive(t, clk, connectAsync(t.Context(), m))
 	if c.Endpoint() != "a:1" {
@@ -187,7 +187,7 @@ func TestRejectRotates(t *testing.T) {
 
 func TestBackoffWhenAllEndpointsDown(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "a:1", "b:1")
 	ch := connectAsync(t.Context(), m)
 	// Each round tries both endpoints, then waits; the waits' ceilings grow
@@ -219,7 +219,7 @@ func TestBackoffWhenAllEndpointsDown(t *testing.T) {
 
 func TestFlapCutsAndHoldsDown(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{"a:1": true}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "a:1")
 	c := drive(t, clk, connectAsync(t.Context(), m))
 	m.Established()
@@ -251,7 +251,7 @@ func TestFlapCutsAndHoldsDown(t *testing.T) {
 
 func TestDropProbability(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{"a:1": true}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "a:1")
 	m.SetConditions(link.Conditions{DropProbability: 1})
 	c := drive(t, clk, connectAsync(t.Context(), m))
@@ -268,7 +268,7 @@ func TestDropProbability(t *testing.T) {
 
 func TestLatencyDelaysWrites(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{"a:1": true}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "a:1")
 	m.SetConditions(link.Conditions{Latency: 50 * time.Millisecond})
 	c := drive(t, clk, connectAsync(t.Context(), m))
@@ -301,7 +301,7 @@ func TestStatusByMedium(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fn := &fakeNet{up: map[string]bool{"a:1": true}}
-			clk := linktest.NewClock(epoch)
+			clk := hal.NewManualClock(epoch)
 			m, err := link.New(link.Config{Medium: tt.medium, Endpoints: []string{"a:1"}, Dial: fn.dial,
 				Clock: clk, Rand: rand.New(rand.NewPCG(1, 1)), Conditions: tt.cond})
 			if err != nil {
@@ -332,7 +332,7 @@ func TestStatusByMedium(t *testing.T) {
 
 func TestConnectCancelled(t *testing.T) {
 	fn := &fakeNet{up: map[string]bool{}}
-	clk := linktest.NewClock(epoch)
+	clk := hal.NewManualClock(epoch)
 	m := newManager(t, fn, clk, "a:1")
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)

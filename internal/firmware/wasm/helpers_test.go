@@ -83,6 +83,7 @@ type device struct {
 
 func newDevice() *device {
 	clk := hal.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk.SetAutoAdvance(true) // sleep_ms passes virtual time at once
 	return &device{clock: clk, sim: hal.NewSim(clk, hal.SimConfig{}), rec: &recorder{config: map[string]string{}}}
 }
 

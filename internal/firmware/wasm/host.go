@@ -277,7 +277,7 @@ func hSleep(ctx context.Context, a *App, _ api.Memory, s []uint64) int32 {
 	// clock); the guest is then stopped at its next check.
 	sctx, cancel := context.WithDeadline(ctx, a.deadline)
 	defer cancel()
-	err := a.clock().Sleep(sctx, d)
+	err := hal.Sleep(sctx, a.clock(), d)
 	if err != nil {
 		a.expire()
 	}
