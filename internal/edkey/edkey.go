@@ -85,55 +85,78 @@ var smallOrderY = [][32]byte{
 		0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
 }
 
-// Check returns nil if pub is a canonically encoded Ed25519 public key of
-// large order, and an *Error otherwise. It costs a few big-integer
-// operations (tens of microseconds): call it where a key is pinned, not on
-// every signature.
-func Check(pub []byte) error {
+// CheckFast refuses what Check refuses except points off the curve, with
+// byte comparisons only (no allocation): the length, non-canonical
+// encodings and the points of small order — everything under which a
+// signature can be forged. It serves hot paths (every TLS handshake) for
+// keys that Check accepted when they were pinned or certified; a key off
+// the curve admits no forgery, crypto/ed25519 refuses to decode it.
+func CheckFast(pub []byte) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return &Error{Reason: ErrLength, Detail: fmt.Sprintf("%d bytes, want %d", len(pub), ed25519.PublicKeySize)}
 	}
 	var enc [32]byte
 	copy(enc[:], pub)
-	sign := enc[31] >> 7
 	enc[31] &= 0x7f
 	for _, y := range smallOrderY {
 		if enc == y {
 			return &Error{Reason: ErrSmallOrder}
 		}
 	}
-	// y, little-endian.
-	var be [32]byte
-	for i := range enc {
-		be[31-i] = enc[i]
-	}
-	y := new(big.Int).SetBytes(be[:])
-	if y.Cmp(p) >= 0 {
-		// y = p and y = p+1 spell 0 and 1 again: small-order points.
+	if nonCanonical(&enc) {
 		return &Error{Reason: ErrNonCanonical, Detail: "y coordinate not below 2^255-19"}
 	}
-	// x^2 = (y^2 - 1) / (d y^2 + 1) must be a square mod p.
-	y2 := new(big.Int).Mul(y, y)
-	y2.Mod(y2, p)
-	u := new(big.Int).Sub(y2, one)
-	u.Mod(u, p)
-	v := new(big.Int).Mul(d, y2)
-	v.Add(v, one).Mod(v, p)
-	vInv := new(big.Int).ModInverse(v, p)
-	if vInv == nil {
-		return &Error{Reason: ErrNotOnCurve, Detail: "no x coordinate"}
+	return nil
+}
+
+// nonCanonical reports whether the little-endian y (sign bit cleared) is at
+// least p = 2^255-19, whose encoding is ed ff ... ff 7f.
+func nonCanonical(enc *[32]byte) bool {
+	if enc[31] != 0x7f || enc[0] < 0xed {
+		return false
 	}
-	x2 := u.Mul(u, vInv)
-	x2.Mod(x2, p)
-	if x2.Sign() == 0 {
-		// Only y = ±1 give x = 0, and both are listed above; a set sign
-		// bit with x = 0 is no valid encoding either way.
+	for _, b := range enc[1:31] {
+		if b != 0xff {
+			return false
+		}
+	}
+	return true
+}
+
+// Check returns nil if pub is a canonically encoded Ed25519 public key of
+// large order, and an *Error otherwise. It costs a few big-integer
+// operations (see BenchmarkCheck): call it where a key is pinned or
+// accepted, not on every signature.
+func Check(pub []byte) error {
+	if err := CheckFast(pub); err != nil {
+		return err
+	}
+	sign := pub[31] >> 7
+	// y, big-endian, sign bit cleared.
+	var be [32]byte
+	for i := range be {
+		be[31-i] = pub[i]
+	}
+	be[0] &= 0x7f
+	y := new(big.Int).SetBytes(be[:])
+	// x^2 = u/v with u = y^2 - 1, v = d y^2 + 1 must be a square mod p;
+	// u/v is one exactly when u·v is (u/v = u·v / v^2), which spares the
+	// inversion. v is never zero: -1/d is not a square.
+	u := new(big.Int).Mul(y, y)
+	v := new(big.Int).Mul(d, u)
+	u.Sub(u, one)
+	v.Add(v, one)
+	uv := u.Mul(u, v)
+	uv.Mod(uv, p)
+	if uv.Sign() == 0 {
+		// x = 0: only y = ±1, both listed above; a set sign bit with x = 0
+		// is no valid encoding either way.
 		if sign == 1 {
 			return &Error{Reason: ErrNotOnCurve, Detail: "x = 0 with the sign bit set"}
 		}
 		return &Error{Reason: ErrSmallOrder}
 	}
-	if big.Jacobi(x2, p) != 1 {
+	if big.Jacobi(uv, p) != 1 {
 		return &Error{Reason: ErrNotOnCurve, Detail: "x^2 is not a square"}
 	}
 	return nil

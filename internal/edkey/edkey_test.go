@@ -1,6 +1,7 @@
 package edkey
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -155,4 +156,51 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("accepted key %x admits a forgery", b)
 		}
 	})
+}
+
+// BenchmarkCheck measures the check of a valid key, the common case.
+func BenchmarkCheck(b *testing.B) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Check(pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCheckFastAgrees: CheckFast refuses exactly what Check refuses, except
+// keys off the curve.
+func TestCheckFastAgrees(t *testing.T) {
+	keys := [][]byte{nil, make([]byte, 31)}
+	for _, h := range smallOrder {
+		keys = append(keys, mustHex(t, h))
+	}
+	for y := range 64 {
+		k := make([]byte, 32)
+		k[0] = byte(y)
+		keys = append(keys, k)
+		nc := bytes.Repeat([]byte{0xff}, 32)
+		nc[0], nc[31] = byte(0xed+y%19), 0x7f|byte(y%2)<<7
+		keys = append(keys, nc)
+	}
+	for range 32 {
+		pub, _, _ := ed25519.GenerateKey(nil)
+		keys = append(keys, pub)
+	}
+	for _, k := range keys {
+		full, fast := Check(k), CheckFast(k)
+		if errors.Is(full, ErrNotOnCurve) {
+			if fast != nil {
+				t.Errorf("%x: CheckFast %v for an off-curve key of canonical encoding", k, fast)
+			}
+			continue
+		}
+		if (full == nil) != (fast == nil) || (full != nil && !errors.Is(fast, full.(*Error).Reason)) {
+			t.Errorf("%x: Check %v, CheckFast %v", k, full, fast)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = CheckFast(keys[len(keys)-1]) }); allocs != 0 {
+		t.Errorf("CheckFast allocates %v times, want 0", allocs)
+	}
 }

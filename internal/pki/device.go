@@ -104,7 +104,7 @@ func IdentityFromCert(cert *x509.Certificate) (*DeviceIdentity, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := EncodePublicKey(pub)
+	enc, err := encodeChecked(pub)
 	if err != nil {
 		return nil, err
 	}

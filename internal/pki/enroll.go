@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -80,7 +81,10 @@ func EnrollmentBinding(cs tls.ConnectionState) ([]byte, error) {
 // message keeps a signature from being moved to another key; the binding
 // ties it to one TLS connection.
 func SealingKeyProofMessage(identity crypto.PublicKey, binding, sealingKey []byte) ([]byte, error) {
-	spki, err := spkiDER(identity)
+	if err := CheckPublicKey(identity); err != nil {
+		return nil, fmt.Errorf("sealing key proof: %w", err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(identity)
 	if err != nil {
 		return nil, fmt.Errorf("sealing key proof: %w", err)
 	}
@@ -131,9 +135,6 @@ func SignSealingKeyProof(identity crypto.Signer, binding, sealingKey []byte) ([]
 // Any failure matches ErrSealingKeyProof, except a key outside the accepted
 // set (ErrUnsupportedKey).
 func VerifySealingKeyProof(identity crypto.PublicKey, binding, sealingKey, proof []byte) error {
-	if err := CheckPublicKey(identity); err != nil {
-		return fmt.Errorf("sealing key proof: %w", err)
-	}
 	if len(proof) == 0 {
 		return fmt.Errorf("%w: no proof", ErrSealingKeyProof)
 	}

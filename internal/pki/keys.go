@@ -71,14 +71,23 @@ func GenerateKey(alg KeyAlgorithm) (crypto.Signer, error) {
 // error says "weak" for RSA below 2048 bits and for Ed25519 keys that
 // internal/edkey refuses (small order — under which anyone can forge
 // signatures —, non-canonical encodings, points off the curve), with the
-// edkey error as its cause.
-func CheckPublicKey(pub crypto.PublicKey) error {
+// edkey error as its cause. Every key the package issues for, parses or
+// takes from a request passes it. On the per-handshake path the keys of
+// certificates get the cheaper check without the on-curve test
+// (edkey.CheckFast): they were checked in full when certified.
+func CheckPublicKey(pub crypto.PublicKey) error { return checkPublicKey(pub, edkey.Check) }
+
+// checkCertKey is CheckPublicKey for the key of a certificate on the
+// handshake path.
+func checkCertKey(pub crypto.PublicKey) error { return checkPublicKey(pub, edkey.CheckFast) }
+
+func checkPublicKey(pub crypto.PublicKey, edCheck func([]byte) error) error {
 	switch k := pub.(type) {
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize {
 			return &UnsupportedKeyError{Algorithm: "Ed25519", Reason: fmt.Sprintf("public key is %d bytes, want %d", len(k), ed25519.PublicKeySize)}
 		}
-		if err := edkey.Check(k); err != nil {
+		if err := edCheck(k); err != nil {
 			return &UnsupportedKeyError{Algorithm: "Ed25519", Reason: "weak: " + err.Error(), Err: err}
 		}
 		return nil
@@ -139,11 +148,7 @@ func EncodePublicKey(pub crypto.PublicKey) (string, error) {
 	if err := CheckPublicKey(pub); err != nil {
 		return "", fmt.Errorf("encode public key: %w", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", fmt.Errorf("encode public key: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(der), nil
+	return encodeChecked(pub)
 }
 
 // ParsePublicKey is the inverse of EncodePublicKey. It refuses inputs longer
@@ -189,13 +194,14 @@ func parsePKIX(der []byte) (crypto.PublicKey, error) {
 }
 
 // PublicKeyFromCert returns the certificate's public key after checking it is
-// an accepted algorithm. A gateway calls it on the handshake's leaf
-// certificate and looks the Device up by EncodePublicKey of the result.
+// an accepted algorithm (without the on-curve test of an Ed25519 key, see
+// CheckPublicKey). A gateway calls it on the handshake's leaf certificate
+// and looks the Device up by EncodePublicKey of the result.
 func PublicKeyFromCert(cert *x509.Certificate) (crypto.PublicKey, error) {
 	if cert == nil {
 		return nil, fmt.Errorf("public key from certificate: %w", ErrNoCertificate)
 	}
-	if err := CheckPublicKey(cert.PublicKey); err != nil {
+	if err := checkCertKey(cert.PublicKey); err != nil {
 		return nil, fmt.Errorf("public key from certificate %q: %w", cert.Subject.CommonName, err)
 	}
 	return cert.PublicKey, nil
@@ -230,10 +236,11 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	return sum[:20], nil
 }
 
-// spkiDER returns the PKIX SubjectPublicKeyInfo DER of an accepted key.
-func spkiDER(pub crypto.PublicKey) ([]byte, error) {
-	if err := CheckPublicKey(pub); err != nil {
-		return nil, err
+// encodeChecked is EncodePublicKey for a key already checked.
+func encodeChecked(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("encode public key: %w", err)
 	}
-	return x509.MarshalPKIXPublicKey(pub)
+	return base64.RawURLEncoding.EncodeToString(der), nil
 }

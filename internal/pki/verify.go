@@ -179,7 +179,7 @@ func (v *Verifier) resumable(chain []*x509.Certificate, usage x509.ExtKeyUsage, 
 		return nil, false
 	}
 	leaf := chain[0]
-	if CheckPublicKey(leaf.PublicKey) != nil || !slices.Contains(leaf.ExtKeyUsage, usage) {
+	if checkCertKey(leaf.PublicKey) != nil || !slices.Contains(leaf.ExtKeyUsage, usage) {
 		return nil, false
 	}
 	t := v.Now()
@@ -279,7 +279,7 @@ func (v *Verifier) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, ser
 	if len(chain) > MaxChainLen {
 		return nil, certError(ErrInvalidCertificate, leaf, fmt.Sprintf("chain of %d certificates, limit %d", len(chain), MaxChainLen), nil)
 	}
-	if err := CheckPublicKey(leaf.PublicKey); err != nil {
+	if err := checkCertKey(leaf.PublicKey); err != nil {
 		return nil, certError(ErrUnsupportedKey, leaf, "", err)
 	}
 	t := v.Now()

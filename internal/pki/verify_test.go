@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -117,6 +118,8 @@ func TestVerifier(t *testing.T) {
 		{name: "gateway ok, root pinned", chain: gateway(ca), asServer: true, v: rootOnly},
 		{name: "rsa device key", chain: []*x509.Certificate{rawLeaf(t, ca, &rsaKey.PublicKey, x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
 		{name: "p384 device key", chain: []*x509.Certificate{rawLeaf(t, ca, &p384.PublicKey, x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
+		// Mis-issued for the identity point: refused on the handshake path too.
+		{name: "small-order device key", chain: []*x509.Certificate{rawLeaf(t, ca, ed25519.PublicKey(append([]byte{1}, make([]byte, 31)...)), x509.ExtKeyUsageClientAuth)}, want: ErrUnsupportedKey},
 		{name: "empty chain", chain: nil, want: ErrNoCertificate},
 		{name: "chain too long", chain: append(okDevice, okDevice[1], okDevice[1], okDevice[1], okDevice[1]), want: ErrInvalidCertificate},
 	}
