@@ -1,6 +1,8 @@
 package v1_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -205,4 +207,34 @@ func equalCaps(got, want []wasmbedv1.Capability) bool {
 		}
 	}
 	return true
+}
+
+// TestCapabilitiesMatchSchema keeps the Capabilities list and the CRD's
+// enumeration the same.
+func TestCapabilitiesMatchSchema(t *testing.T) {
+	crd, err := os.ReadFile(filepath.Join("..", "..", "config", "crd", "wasmbed.github.io_devices.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(crd)
+	start := strings.Index(text, "capabilities:")
+	if start < 0 {
+		t.Fatal("no capabilities in the Device CRD")
+	}
+	section := text[start:]
+	section = section[strings.Index(section, "enum:"):strings.Index(section, "type: array")]
+	var enum []string
+	for _, line := range strings.Split(section, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "- "); ok {
+			enum = append(enum, v)
+		}
+	}
+	var want []string
+	for _, c := range wasmbedv1.Capabilities {
+		want = append(want, string(c))
+	}
+	if strings.Join(enum, ",") != strings.Join(want, ",") {
+		t.Errorf("CRD capabilities enum %v, Capabilities %v", enum, want)
+	}
 }

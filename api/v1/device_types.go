@@ -17,8 +17,13 @@ const (
 )
 
 // Capability is a feature a device offers to applications and the platform.
-// +kubebuilder:validation:Enum=wasm;tls;wifi;ethernet;serial;gpio;uart;spi;i2c;sensors;crypto-accel
+// +kubebuilder:validation:Enum=wasm;tls;wifi;bluetooth;ethernet;serial;gpio;uart;spi;i2c;sensors;crypto-accel
 type Capability string
+
+// Capabilities lists every Capability the API accepts, in the order of the
+// schema's enumeration. A gateway enrolling a device keeps the capabilities
+// it reports that are in this list and drops the others.
+var Capabilities = []Capability{"wasm", "tls", "wifi", "bluetooth", "ethernet", "serial", "gpio", "uart", "spi", "i2c", "sensors", "crypto-accel"}
 
 // DevicePhase is the lifecycle phase of a device as observed by the platform.
 // +kubebuilder:validation:Enum=Pending;Enrolling;Enrolled;Connected;Disconnected;Unreachable;Error

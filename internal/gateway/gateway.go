@@ -1,0 +1,508 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/pki"
+	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/session"
+)
+
+// Trust is the public key material a gateway needs: the root devices and
+// gateways chain to, the device CA it accepts device certificates from,
+// its own serving certificate, and the platform keys it hands enrolling
+// devices to pin.
+type Trust struct {
+	// Root is the platform's root certificate. Required.
+	Root *x509.Certificate
+	// DeviceCA issues device certificates. Required.
+	DeviceCA *x509.Certificate
+	// Certificate is the gateway's serving certificate chain and key.
+	// Required.
+	Certificate tls.Certificate
+	// SigningKeys are the platform's artifact-signing public keys, handed
+	// to enrolling devices. At least one is required.
+	SigningKeys []ed25519.PublicKey
+	// SealingKey is the platform's X25519 public key for sealed payloads,
+	// if sealing is in use.
+	SealingKey []byte
+}
+
+// Options configure a Gateway. Zero values take the defaults documented on
+// each field.
+type Options struct {
+	// Name identifies this replica: the Lease it renews and the
+	// status.gateway of the Devices it holds. Required; a DNS label.
+	Name string
+	// Config reaches the Kubernetes API server. Required.
+	Config *rest.Config
+	// SystemNamespace holds the gateways' Leases and the pairing window;
+	// default wasmbedv1.DefaultSystemNamespace.
+	SystemNamespace string
+	// DeviceNamespace is where enrollment creates Devices; default
+	// "default".
+	DeviceNamespace string
+	// Trust holds the certificates and platform keys. Required.
+	Trust Trust
+
+	// SessionListener, EnrollListener and HTTPListener are the listeners
+	// to serve on; when nil, SessionAddr, EnrollAddr and HTTPAddr are
+	// listened on (defaults :4423, :4424, :8080).
+	SessionListener, EnrollListener, HTTPListener net.Listener
+	SessionAddr, EnrollAddr, HTTPAddr            string
+
+	// HeartbeatInterval is announced to devices in every HeartbeatAck;
+	// default 30s.
+	HeartbeatInterval time.Duration
+	// UnreachableAfter is the missed-heartbeat deadline: a device silent
+	// for this long is disconnected and marked Unreachable. Default three
+	// heartbeat intervals.
+	UnreachableAfter time.Duration
+	// LastSeenPeriod is how often a connected device's status.lastSeen is
+	// refreshed; default 1h. Heartbeats themselves never reach the API
+	// server.
+	LastSeenPeriod time.Duration
+	// LeaseDuration of this replica's Lease, renewed every third of it;
+	// default 15s.
+	LeaseDuration time.Duration
+	// Limits bound the session listeners; see session.Limits.
+	Limits session.Limits
+	// MaxConcurrentDeliveries bounds devices being delivered to at once;
+	// default 128.
+	MaxConcurrentDeliveries int
+	// CommandTimeout bounds one command's round trip to a device (an
+	// install compiles the module); default 60s.
+	CommandTimeout time.Duration
+	// ModuleCacheBytes bounds the module payloads kept in memory; default
+	// 64 MiB.
+	ModuleCacheBytes int64
+	// QPS and Burst of the Kubernetes client; defaults 200 and 400 (a
+	// rollout to thousands of devices writes thousands of statuses).
+	QPS   float32
+	Burst int
+	// Registry receives the gateway's metrics; a new registry when nil.
+	Registry *prometheus.Registry
+	// Clock is the gateway's clock; time.Now when nil.
+	Clock func() time.Time
+	// Logger receives the gateway's logs; nil discards them.
+	Logger *slog.Logger
+	// HTTPHandler, when set, is mounted under /api/ on the HTTP listener.
+	HTTPHandler func(Fleet) (http.Handler, error)
+}
+
+func (o *Options) setDefaults() error {
+	if o.Name == "" {
+		return errors.New("gateway: a replica name is required")
+	}
+	if o.Config == nil {
+		return errors.New("gateway: a Kubernetes configuration is required")
+	}
+	if o.Trust.Root == nil || o.Trust.DeviceCA == nil || len(o.Trust.Certificate.Certificate) == 0 || len(o.Trust.SigningKeys) == 0 {
+		return errors.New("gateway: trust needs a root, a device CA, a serving certificate and a signing key")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.SystemNamespace == "" {
+		o.SystemNamespace = wasmbedv1.DefaultSystemNamespace
+	}
+	if o.DeviceNamespace == "" {
+		o.DeviceNamespace = "default"
+	}
+	if o.SessionAddr == "" {
+		o.SessionAddr = ":4423"
+	}
+	if o.EnrollAddr == "" {
+		o.EnrollAddr = ":4424"
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = ":8080"
+	}
+	def(&o.HeartbeatInterval, 30*time.Second)
+	def(&o.UnreachableAfter, 3*o.HeartbeatInterval)
+	def(&o.LastSeenPeriod, time.Hour)
+	def(&o.LeaseDuration, 15*time.Second)
+	def(&o.CommandTimeout, time.Minute)
+	if o.MaxConcurrentDeliveries <= 0 {
+		o.MaxConcurrentDeliveries = 128
+	}
+	if o.ModuleCacheBytes <= 0 {
+		o.ModuleCacheBytes = 64 << 20
+	}
+	if o.QPS <= 0 {
+		o.QPS = 200
+	}
+	if o.Burst <= 0 {
+		o.Burst = 400
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Limits.IdleTimeout = o.UnreachableAfter
+	return nil
+}
+
+// Gateway is one gateway replica.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	mgr     manager.Manager
+	client  client.Client
+	reader  client.Reader // uncached
+	events  recorder.EventRecorder
+	srv     *session.Server
+	metrics *metrics
+	modules *moduleCache
+
+	mu       sync.Mutex
+	sessions map[types.NamespacedName]*deviceSession // by Device
+	closed   map[types.NamespacedName]closedSession  // sessions ended, status not yet written
+
+	queue workqueue.TypedRateLimitingInterface[types.NamespacedName] // devices to reconcile
+
+	csrs csrWaiters // certificate requests waiting for the signer
+
+	cacheSynced    atomic.Bool
+	listenersReady atomic.Bool
+}
+
+// New builds a gateway from opts. Run starts it.
+func New(opts Options) (*Gateway, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		opts:     opts,
+		log:      opts.Logger.With("gateway", opts.Name),
+		now:      opts.Clock,
+		sessions: map[types.NamespacedName]*deviceSession{},
+		closed:   map[types.NamespacedName]closedSession{},
+	}
+	var err error
+	if g.metrics, err = newMetrics(opts.Registry); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	g.modules = newModuleCache(opts.ModuleCacheBytes)
+	if err := g.buildManager(); err != nil {
+		return nil, err
+	}
+	sm, err := session.NewMetrics(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	g.srv, err = session.NewServer(session.Config{
+		Handler:           g,
+		Enroller:          &enroller{g: g},
+		Renewer:           &renewer{g: g},
+		Limits:            opts.Limits,
+		HeartbeatInterval: opts.HeartbeatInterval,
+		Clock:             opts.Clock,
+		Metrics:           sm,
+		Logger:            g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// NewScheme returns the scheme the gateway's clients use.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := wasmbedv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Index names of the gateway's cache.
+const (
+	indexPublicKey = "spec.publicKey"
+	indexDevice    = "spec.device"
+)
+
+func (g *Gateway) buildManager() error {
+	scheme, err := NewScheme()
+	if err != nil {
+		return err
+	}
+	cfg := rest.CopyConfig(g.opts.Config)
+	cfg.QPS, cfg.Burst = g.opts.QPS, g.opts.Burst
+	cfg.UserAgent = "wasmbed-gateway/" + g.opts.Name
+	mgr, err := manager.New(cfg, manager.Options{
+		Scheme:                 scheme,
+		Logger:                 logr.FromSlogHandler(g.log.Handler()),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// ConfigMaps (the pairing window, module payloads) and Secrets are
+		// read when needed, never cached: a gateway watches no more than the
+		// Devices and DeviceApplications it serves.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.ConfigMap{}, &corev1.Secret{}, &coordinationv1.Lease{}}}},
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: manager: %w", err)
+	}
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &wasmbedv1.Device{}, indexPublicKey, func(o client.Object) []string {
+		return []string{o.(*wasmbedv1.Device).Spec.PublicKey}
+	}); err != nil {
+		return fmt.Errorf("gateway: index devices: %w", err)
+	}
+	if err := idx.IndexField(ctx, &wasmbedv1.DeviceApplication{}, indexDevice, func(o client.Object) []string {
+		return []string{o.(*wasmbedv1.DeviceApplication).Spec.Device}
+	}); err != nil {
+		return fmt.Errorf("gateway: index device applications: %w", err)
+	}
+	g.mgr = mgr
+	g.client = mgr.GetClient()
+	g.reader = mgr.GetAPIReader()
+	g.events = mgr.GetEventRecorder("wasmbed-gateway")
+	return g.setupDelivery()
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
+// says goodbye to every device and flushes the status writes under way.
+func (g *Gateway) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- g.mgr.Start(ctx) }()
+	if !g.mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		err := <-mgrDone
+		return fmt.Errorf("gateway: caches did not sync: %w", errors.Join(err, ctx.Err()))
+	}
+	err := g.watchCSRs(ctx)
+	if err == nil {
+		err = g.watchDevices(ctx)
+	}
+	if err != nil {
+		cancel()
+		<-mgrDone
+		return err
+	}
+	g.cacheSynced.Store(true)
+
+	sessLn, enrLn, httpLn, err := g.listen()
+	if err != nil {
+		cancel()
+		<-mgrDone
+		return err
+	}
+	sessTLS, enrollTLS, err := g.tlsConfigs()
+	if err != nil {
+		cancel()
+		<-mgrDone
+		return err
+	}
+	httpSrv, err := g.httpServer()
+	if err != nil {
+		cancel()
+		<-mgrDone
+		return err
+	}
+
+	// Delivery and status writes outlive ctx for the shutdown's flush.
+	workCtx, workCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer workCancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	wg.Go(func() { errs <- ignoreClosed(g.srv.ServeSessions(sessLn, sessTLS)) })
+	wg.Go(func() { errs <- ignoreClosed(g.srv.ServeEnrollment(enrLn, enrollTLS)) })
+	wg.Go(func() {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("gateway: http: %w", err)
+		}
+	})
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		g.runDelivery(workCtx)
+	}()
+	wg.Go(func() { g.renewLease(ctx) })
+	wg.Go(func() { g.refreshLastSeen(ctx) })
+	g.listenersReady.Store(true)
+	g.log.Info("gateway serving", "sessions", sessLn.Addr().String(), "enroll", enrLn.Addr().String(), "http", httpLn.Addr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	case runErr = <-mgrDone:
+		if runErr == nil {
+			runErr = errors.New("gateway: manager stopped")
+		}
+	}
+	g.listenersReady.Store(false)
+	g.log.Info("gateway shutting down")
+	shutCtx, shutCancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer shutCancel()
+	_ = g.srv.Shutdown(shutCtx)
+	_ = httpSrv.Shutdown(shutCtx)
+	// Flush: finish the status writes under way, then stop.
+	go func() {
+		<-shutCtx.Done()
+		workCancel()
+	}()
+	g.queue.ShutDownWithDrain()
+	<-delivered
+	// The Lease is left to expire rather than released: a replica that
+	// restarts within its duration takes its devices back without the
+	// controller marking them Unreachable in between.
+	workCancel()
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, session.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// listen opens the listeners not given in Options.
+func (g *Gateway) listen() (sess, enroll, httpLn net.Listener, err error) {
+	open := func(ln net.Listener, addr string) (net.Listener, error) {
+		if ln != nil {
+			return ln, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: listen on %s: %w", addr, err)
+		}
+		return l, nil
+	}
+	if sess, err = open(g.opts.SessionListener, g.opts.SessionAddr); err != nil {
+		return nil, nil, nil, err
+	}
+	if enroll, err = open(g.opts.EnrollListener, g.opts.EnrollAddr); err != nil {
+		_ = sess.Close()
+		return nil, nil, nil, err
+	}
+	if httpLn, err = open(g.opts.HTTPListener, g.opts.HTTPAddr); err != nil {
+		_ = sess.Close()
+		_ = enroll.Close()
+		return nil, nil, nil, err
+	}
+	return sess, enroll, httpLn, nil
+}
+
+// tlsConfigs returns the session and enrollment listeners' TLS
+// configurations. Device certificates are verified against the device CA,
+// and a device revoked in Kubernetes is refused already at the handshake.
+func (g *Gateway) tlsConfigs() (sess, enroll *tls.Config, err error) {
+	v, err := pki.NewVerifier(pki.VerifierConfig{
+		Root:       g.opts.Trust.Root,
+		Issuer:     g.opts.Trust.DeviceCA,
+		Revocation: pki.RevocationCheckerFunc(g.certificateRevoked),
+		Clock:      g.now,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: verifier: %w", err)
+	}
+	opts := pki.ServerOptions{Certificate: g.opts.Trust.Certificate, Verifier: v, Logger: g.log}
+	if sess, err = pki.ServerTLSConfig(opts); err != nil {
+		return nil, nil, fmt.Errorf("gateway: session tls: %w", err)
+	}
+	if enroll, err = pki.EnrollmentServerTLSConfig(opts); err != nil {
+		return nil, nil, fmt.Errorf("gateway: enrollment tls: %w", err)
+	}
+	// Sessions agree on X25519 alone: see docs/pki.md for the measurement.
+	sess.CurvePreferences = []tls.CurveID{tls.X25519}
+	return sess, enroll, nil
+}
+
+// httpServer serves health, readiness, metrics and the API.
+func (g *Gateway) httpServer() (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := g.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	gatherers := prometheus.Gatherers{g.opts.Registry, ctrlmetrics.Registry}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
+	if g.opts.HTTPHandler != nil {
+		api, err := g.opts.HTTPHandler(g)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: http api: %w", err)
+		}
+		mux.Handle("/api/", api)
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, nil
+}
+
+// Ready reports whether the gateway serves: caches synced and device
+// listener up.
+func (g *Gateway) Ready() error {
+	switch {
+	case !g.cacheSynced.Load():
+		return errors.New("caches not synced")
+	case !g.listenersReady.Load():
+		return errors.New("device listener not serving")
+	}
+	return nil
+}
+
+// Fleet is what the gateway knows beyond Kubernetes, for the HTTP API.
+type Fleet interface {
+	// Ready reports whether the gateway serves.
+	Ready() error
+	// DeviceMetrics returns the last metrics report of a device whose
+	// session this replica holds.
+	DeviceMetrics(key types.NamespacedName) (*protocol.MetricsReport, time.Time, bool)
+}
+
+// Sessions returns the number of live device sessions.
+func (g *Gateway) Sessions() int { return g.srv.Sessions() }

@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/session"
+)
+
+// Condition reasons the gateway writes on the Connected condition.
+const (
+	reasonSessionOpen   = "SessionOpen"
+	reasonGoodbye       = "Goodbye"
+	reasonMissedHeartbt = "MissedHeartbeats"
+	reasonConnLost      = "ConnectionLost"
+	reasonProtocolError = "ProtocolError"
+	reasonRevoked       = "Revoked"
+)
+
+// syncDeviceStatus writes the Device status this replica is responsible
+// for, when it changed: Connected with this replica's name while it holds
+// the session; Disconnected or Unreachable once the session it held ended
+// (only if no newer session elsewhere took over, checked with an optimistic
+// lock on the object).
+func (g *Gateway) syncDeviceStatus(ctx context.Context, key types.NamespacedName, dev *wasmbedv1.Device, ds *deviceSession) error {
+	if dev == nil {
+		g.mu.Lock()
+		delete(g.closed, key)
+		g.mu.Unlock()
+		return nil
+	}
+	now := g.now()
+	st := dev.Status.DeepCopy()
+	if ds != nil && !ds.s.Closed() {
+		if cs := st.ConnectedSince; st.Gateway != g.opts.Name && cs != nil && cs.After(ds.since) {
+			return nil // a newer session elsewhere: deviceChanged closes ours
+		}
+		if st.Phase != wasmbedv1.DevicePhaseConnected || st.Gateway != g.opts.Name || st.ConnectedSince == nil {
+			// A device reconnecting to the replica that already holds it
+			// (after a restart of this replica) keeps its status as it is:
+			// a gateway restart costs no Device writes.
+			since := metav1.NewMicroTime(ds.since)
+			st.Phase = wasmbedv1.DevicePhaseConnected
+			st.Gateway = g.opts.Name
+			st.ConnectedSince = &since
+		}
+		if st.LastSeen == nil || now.Sub(st.LastSeen.Time) >= g.lastSeenDue(key) {
+			seen := metav1.NewTime(ds.s.LastHeard())
+			st.LastSeen = &seen
+		}
+		notAfter := metav1.NewTime(ds.notAfter)
+		st.CertificateNotAfter = &notAfter
+		apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionTrue,
+			Reason: reasonSessionOpen, Message: "session held by gateway " + g.opts.Name, ObservedGeneration: dev.Generation})
+		return g.patchDeviceStatus(ctx, dev, st)
+	}
+	g.mu.Lock()
+	closed, ok := g.closed[key]
+	g.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	mine := st.Gateway == g.opts.Name && (st.ConnectedSince == nil || !st.ConnectedSince.Time.After(closed.since))
+	var phase wasmbedv1.DevicePhase
+	var reason string
+	switch closed.reason {
+	case session.CloseGoodbye:
+		phase, reason = wasmbedv1.DevicePhaseDisconnected, reasonGoodbye
+	case session.CloseIdle:
+		phase, reason = wasmbedv1.DevicePhaseUnreachable, reasonMissedHeartbt
+	case session.CloseLost:
+		phase, reason = wasmbedv1.DevicePhaseUnreachable, reasonConnLost
+	case session.CloseProtocol:
+		phase, reason = wasmbedv1.DevicePhaseDisconnected, reasonProtocolError
+	case session.CloseRevoked:
+		phase, reason = wasmbedv1.DevicePhaseDisconnected, reasonRevoked
+	default:
+		// Replaced or shut down: another session, or the controller through
+		// this replica's Lease, says what happens next.
+		mine = false
+	}
+	if mine {
+		seen := metav1.NewTime(closed.at)
+		st.Phase = phase
+		st.LastSeen = &seen
+		apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionFalse,
+			Reason: reason, Message: "session with gateway " + g.opts.Name + " ended", ObservedGeneration: dev.Generation})
+		if err := g.patchDeviceStatus(ctx, dev, st); err != nil {
+			return err
+		}
+		if phase == wasmbedv1.DevicePhaseUnreachable {
+			g.events.Eventf(dev, nil, corev1.EventTypeWarning, "Unreachable", "Disconnect",
+				"device missed its heartbeats or lost its connection to gateway %s", g.opts.Name)
+		}
+	}
+	g.mu.Lock()
+	if g.closed[key] == closed {
+		delete(g.closed, key)
+	}
+	g.mu.Unlock()
+	return nil
+}
+
+// patchDeviceStatus writes st as dev's status if it changed, with an
+// optimistic lock: a conflict means someone else wrote meanwhile, and the
+// reconcile runs again on the fresh object.
+func (g *Gateway) patchDeviceStatus(ctx context.Context, dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus) error {
+	if equalDeviceStatus(&dev.Status, st) {
+		return nil
+	}
+	orig := dev.DeepCopy()
+	dev.Status = *st
+	if err := g.client.Status().Patch(ctx, dev, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		dev.Status = orig.Status
+		return fmt.Errorf("patch status of %s: %w", dev.Name, err)
+	}
+	g.metrics.statusWrites.WithLabelValues("Device").Inc()
+	return nil
+}
+
+// equalDeviceStatus compares two statuses, ignoring condition transition
+// times that SetStatusCondition keeps when nothing else changed.
+func equalDeviceStatus(a, b *wasmbedv1.DeviceStatus) bool {
+	if a.Phase != b.Phase || a.Gateway != b.Gateway || !eqMicro(a.ConnectedSince, b.ConnectedSince) ||
+		!eqTime(a.LastSeen, b.LastSeen) || !eqTime(a.CertificateNotAfter, b.CertificateNotAfter) ||
+		len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for i := range a.Conditions {
+		x, y := a.Conditions[i], b.Conditions[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message ||
+			x.ObservedGeneration != y.ObservedGeneration || !x.LastTransitionTime.Equal(&y.LastTransitionTime) {
+			return false
+		}
+	}
+	return true
+}
+
+func eqTime(a, b *metav1.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(b)
+}
+
+func eqMicro(a, b *metav1.MicroTime) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(b)
+}
+
+// lastSeenDue returns how old a connected device's lastSeen may get before
+// it is refreshed: the period plus up to a fifth of it, spread by the
+// device's name so that a fleet connected at once does not refresh at once,
+// and so that no device is written more than once per period.
+func (g *Gateway) lastSeenDue(key types.NamespacedName) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key.String()))
+	p := g.opts.LastSeenPeriod
+	return p + time.Duration(uint64(h.Sum32())%uint64(p/5+1)) //nolint:gosec // durations are positive
+}
+
+// refreshLastSeen enqueues the connected devices whose lastSeen is due.
+func (g *Gateway) refreshLastSeen(ctx context.Context) {
+	tick := min(max(g.opts.LastSeenPeriod/20, time.Second), time.Minute)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		keys := make([]types.NamespacedName, 0, len(g.sessions))
+		for k := range g.sessions {
+			keys = append(keys, k)
+		}
+		g.mu.Unlock()
+		now := g.now()
+		for _, k := range keys {
+			dev := &wasmbedv1.Device{}
+			if err := g.client.Get(ctx, k, dev); err != nil {
+				continue
+			}
+			if dev.Status.LastSeen == nil || now.Sub(dev.Status.LastSeen.Time) >= g.lastSeenDue(k) {
+				g.enqueue(k)
+			}
+		}
+	}
+}
