@@ -80,7 +80,7 @@ type Options struct {
 	// to serve on; when nil, SessionAddr, EnrollAddr and HTTPAddr are
 	// listened on (defaults :4423, :4424, :8080).
 	SessionListener, EnrollListener, HTTPListener net.Listener
-	SessionAddr, EnrollAddr, HTTPAddr            string
+	SessionAddr, EnrollAddr, HTTPAddr             string
 
 	// HeartbeatInterval is announced to devices in every HeartbeatAck;
 	// default 30s.

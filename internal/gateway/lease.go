@@ -53,4 +53,3 @@ func (g *Gateway) touchLease(ctx context.Context, now time.Time) error {
 	lease.Spec.RenewTime = &renew
 	return g.client.Update(ctx, lease)
 }
-

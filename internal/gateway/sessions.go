@@ -32,7 +32,7 @@ type deviceSession struct {
 	inventory bool                   // the device's opening report is complete
 	report    *protocol.MetricsReport
 	reportAt  time.Time
-	attempts  map[string]attempt // by application name: the last delivery and its outcome
+	attempts  map[string]attempt             // by application name: the last delivery and its outcome
 	counters  map[string]protocol.AppMetrics // by application name: counters at the last report
 }
 
