@@ -34,6 +34,7 @@ func TestDeviceSidePackagesStayLight(t *testing.T) {
 		{"./internal/protocol/...", cbor},
 		{"./internal/edkey/...", nil},
 		{"./internal/pki/...", []string{module + "internal/edkey"}},
+		{"./internal/procmem/...", nil},
 		{"./internal/seal/...", cbor},
 		{"./internal/sandbox/...", nil},
 		{"./internal/artifact/...", append([]string{module + "internal/seal", module + "internal/sandbox", module + "internal/edkey"}, cbor...)},
