@@ -10,6 +10,9 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+
+	// Before any kubectl package initialises: no English catalogue load.
+	_ "github.com/wasmbed/wasmbed/internal/cli/kubectli18n"
 )
 
 func newKubectlCommand() *cobra.Command {
