@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -52,7 +53,9 @@ keep their sessions (retrying with backoff while no gateway answers), and run
 what is deployed to them. Faults are injected at a rate per device-hour:
 --power-loss-rate cuts power (torn flash writes, reboot from flash),
 --flap-rate takes the link down for --flap-duration; --clock-skew offsets each
-device's clock. A summary line (devices per state, applications, reconnects,
+device's clock. Device keys come from the system's random source unless
+--seed is given: a seed makes the whole fleet reproducible, keys included,
+so anyone who knows it can impersonate the devices. A summary line (devices per state, applications, reconnects,
 errors) is printed every --summary-interval and once more at the end. See
 docs/simulator.md.`,
 		Args: cobra.NoArgs,
@@ -68,7 +71,7 @@ docs/simulator.md.`,
 	f.StringVar(&opts.serverName, "server-name", "", "name in the gateway certificate (default: the endpoint's host)")
 	f.StringVar(&opts.dataDir, "data-dir", "", "directory for the devices' flash, one subdirectory each (default: in memory)")
 	f.StringVar(&opts.profileMix, "profile-mix", "esp32=100", "profile mix, e.g. esp32=80,hifive1=20")
-	f.Uint64Var(&opts.seed, "seed", 0, "seed of the devices' random sources (0: random)")
+	f.Uint64Var(&opts.seed, "seed", 0, "make the fleet reproducible, device keys included: anyone who knows the seed can impersonate the devices (0: keys from the system's random source)")
 	f.Float64Var(&opts.startRate, "start-rate", 200, "devices started per second (0: all at once)")
 	f.Float64Var(&opts.powerLossRate, "power-loss-rate", 0, "power losses per device per hour")
 	f.Float64Var(&opts.flapRate, "flap-rate", 0, "link flaps per device per hour")
@@ -123,6 +126,9 @@ func runSim(cmd *cobra.Command, opts *simOptions, logger *slog.Logger) error {
 	})
 	if err != nil {
 		return err
+	}
+	if opts.seed != 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "wasmbed: warning: --seed %d makes every device key predictable to anyone who knows the seed; use it only against test gateways\n", opts.seed)
 	}
 	if opts.duration > 0 {
 		var cancel context.CancelFunc

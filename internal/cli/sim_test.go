@@ -53,6 +53,11 @@ func TestSimCommandRunsFleet(t *testing.T) {
 	if !strings.Contains(final, "online=4") || !strings.Contains(final, "enrolled=4") {
 		t.Errorf("final summary: got %q, want 4 devices online and enrolled", final)
 	}
+	// The fleet's log line is below --log-level error; the command's
+	// warning is not a log line and shows regardless.
+	if !strings.Contains(text, "warning: --seed 7 makes every device key predictable") {
+		t.Errorf("--seed: output lacks the warning:\n%s", text)
+	}
 	if srv.Enrolled() != 4 {
 		t.Errorf("gateway enrollments: got %d, want 4", srv.Enrolled())
 	}

@@ -3,11 +3,15 @@
 // A [Fleet] builds N devices (package device) from [Options]: a mix of
 // hardware profiles, one shared WebAssembly engine (so each module is
 // compiled once for the whole fleet), per-device flash in memory or under a
-// data directory, per-device random sources derived from one seed, and
-// optional clock skew. [Fleet.Run] starts them at a bounded rate, injects
+// data directory, per-device random sources, and optional clock skew. [Fleet.Run] starts them at a bounded rate, injects
 // faults — power losses and link flaps at a rate per device-hour — and
 // prints a summary of the fleet's states periodically and once more when it
 // stops. Devices keep retrying, with backoff, while no gateway answers.
+//
+// Device keys come from crypto/rand. [Options.Seed] makes a fleet
+// reproducible, keys included: whoever knows the seed can recreate every
+// device's key and impersonate it, so New logs a warning when a seed is
+// set, and a seeded fleet is for test gateways only.
 //
 // Each device costs one goroutine (its boot loop, which is also its
 // gateway session) and, when connected, one socket; with a data directory
@@ -17,6 +21,7 @@ package sim
 import (
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -116,7 +121,12 @@ type Options struct {
 	DataDir string
 	// Mix is the profile mix (default: all esp32).
 	Mix []Share
-	// Seed derives every device's random source; zero picks one.
+	// Seed, when non-zero, makes the fleet reproducible: every device's
+	// noise (backoff jitter, medium drops, clock skew), the fault draws and
+	// every device's keys derive from it. Anyone who knows it can recreate
+	// the keys and impersonate the devices: use it against test gateways
+	// only. Zero (the default) draws keys from crypto/rand and the rest
+	// from a random seed.
 	Seed uint64
 	// StartRate bounds devices started per second (staggered start); zero
 	// starts them all at once.
@@ -181,7 +191,8 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 	if len(opts.Mix) == 0 {
 		opts.Mix = []Share{{Profile: "esp32", Weight: 1}}
 	}
-	if opts.Seed == 0 {
+	seeded := opts.Seed != 0
+	if !seeded {
 		opts.Seed = rand.Uint64()
 	}
 	if opts.FlapDuration <= 0 {
@@ -198,6 +209,9 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if seeded {
+		opts.Logger.Warn(SeedWarning, "seed", opts.Seed)
 	}
 	if opts.DataDir != "" {
 		if err := checkFileLimit(opts.Devices); err != nil {
@@ -233,6 +247,9 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 			HeartbeatInterval: opts.HeartbeatInterval, MetricsInterval: opts.MetricsInterval,
 			PowerOffTime: opts.PowerOffTime, Logger: opts.Logger,
 		}
+		if seeded {
+			cfg.KeyRand = keyRand(opts.Seed, i)
+		}
 		if len(dialers) > 0 {
 			cfg.Dial = dialers[i%len(dialers)]
 		}
@@ -247,6 +264,20 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 		f.devices = append(f.devices, d)
 	}
 	return f, nil
+}
+
+// SeedWarning is the message logged when a fleet's keys derive from a seed.
+const SeedWarning = "device keys derive from the seed: anyone who knows it can impersonate these devices; use a seed only against test gateways"
+
+// keyRand is device i's key entropy in a seeded fleet: a ChaCha8 stream
+// keyed by the seed, the device index and a label that keeps it apart from
+// the noise streams.
+func keyRand(seed uint64, i int) io.Reader {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[0:], seed)
+	binary.LittleEndian.PutUint64(key[8:], uint64(i))
+	copy(key[16:], "wasmbed sim keys")
+	return rand.NewChaCha8(key)
 }
 
 // dialers returns one dial function per source address.

@@ -3,6 +3,8 @@ package sim_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -242,4 +244,51 @@ func TestFleetLossyLink(t *testing.T) {
 		}
 		return drops > 0 && f.Summary().Reconnects > 0
 	})
+}
+
+// TestFleetSeedKeys checks where device keys come from: without a seed,
+// from crypto/rand (two fleets differ, nothing is logged); with one, from
+// the seed (two fleets with the same seed hold the same keys) and a
+// warning says so.
+func TestFleetSeedKeys(t *testing.T) {
+	const n = 3
+	keys := func(seed uint64) (keys []string, log string) {
+		t.Helper()
+		var out syncBuffer
+		logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		f, stop := runFleet(t, quietServer(t), sim.Options{
+			Devices: n, Seed: seed, Logger: logger, SummaryInterval: -1,
+			HeartbeatInterval: time.Hour, MetricsInterval: -1,
+		})
+		waitFor(t, "every device online", time.Minute, func() bool { return f.Summary().Phases[device.Online] == n })
+		for _, d := range f.Devices() {
+			keys = append(keys, string(d.Firmware().Security.PublicKey()))
+		}
+		stop()
+		return keys, out.String()
+	}
+	tests := []struct {
+		name     string
+		seed     uint64
+		wantSame bool
+		wantWarn bool
+	}{
+		{"no seed", 0, false, false},
+		{"seed 11", 11, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, logA := keys(tt.seed)
+			b, _ := keys(tt.seed)
+			if same := slices.Equal(a, b); same != tt.wantSame {
+				t.Errorf("two fleets hold the same keys: got %v, want %v", same, tt.wantSame)
+			}
+			if len(slices.Compact(slices.Sorted(slices.Values(a)))) != n {
+				t.Errorf("devices of one fleet share keys")
+			}
+			if warned := strings.Contains(logA, sim.SeedWarning); warned != tt.wantWarn {
+				t.Errorf("seed warning logged: got %v, want %v; log:\n%s", warned, tt.wantWarn, logA)
+			}
+		})
+	}
 }

@@ -2,9 +2,11 @@ package device
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -63,8 +65,15 @@ type Config struct {
 	Codec *protocol.Codec
 	// Clock is the device clock; nil means the system clock.
 	Clock hal.Clock
-	// Rand is the device's random source; nil seeds one at random.
+	// Rand is the device's source of simulated noise (backoff jitter, link
+	// drops and latency); nil seeds one at random. Keys never come from it.
 	Rand *rand.Rand
+	// KeyRand is the entropy the device's identity and sealing keys are
+	// generated from on first boot; nil means crypto/rand. A deterministic
+	// reader makes the keys known to whoever knows the reader's seed, who
+	// can then impersonate the device: only for tests and reproducible
+	// simulations against test gateways.
+	KeyRand io.Reader
 	// Dial opens transport connections; nil means a net.Dialer.
 	Dial link.DialFunc
 	// Backoff between reconnection rounds; zero means link.DefaultBackoff.
@@ -181,6 +190,9 @@ func New(cfg Config) (*Device, error) {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if cfg.KeyRand == nil {
+		cfg.KeyRand = cryptorand.Reader
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -475,16 +487,9 @@ func (d *Device) boot(ctx context.Context) (*Firmware, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount flash: %w", err)
 	}
-	var seed [32]byte
 	r := d.lockedRand()
-	for i := 0; i < len(seed); i += 8 {
-		v := r.Uint64()
-		for j := range 8 {
-			seed[i+j] = byte(v >> (8 * j))
-		}
-	}
 	sec, err := security.Open(security.Config{
-		Store: store, Rand: rand.NewChaCha8(seed), Clock: d.clock.Now,
+		Store: store, Rand: d.cfg.KeyRand, Clock: d.clock.Now,
 		DeviceType: d.prof.Name, Capabilities: d.prof.Capabilities, FirmwareVersion: FirmwareVersion,
 		Logger: d.log,
 	})

@@ -2,6 +2,7 @@ package device_test
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -177,5 +178,40 @@ func TestRebootReconnects(t *testing.T) {
 	})
 	if srv.Goodbyes.Load() != 1 {
 		t.Errorf("goodbyes: got %d, want 1", srv.Goodbyes.Load())
+	}
+}
+
+// TestKeysComeFromKeyRand checks where identity keys come from: never from
+// the simulation's seeded Rand (two devices with the same Rand get
+// different keys from crypto/rand), and from KeyRand when one is given.
+func TestKeysComeFromKeyRand(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	keyOf := func(cfg device.Config) string {
+		t.Helper()
+		d := newDevice(t, cfg)
+		stop := runDevice(t, d)
+		defer stop()
+		waitFor(t, "online", func() bool { return d.Status().Phase == device.Online })
+		return string(d.Firmware().Security.PublicKey())
+	}
+	seeded := func() io.Reader { return rand.NewChaCha8([32]byte{7}) }
+	tests := []struct {
+		name     string
+		a, b     func(*device.Config)
+		wantSame bool
+	}{
+		{"same Rand, no KeyRand", func(*device.Config) {}, func(*device.Config) {}, false},
+		{"same KeyRand seed", func(c *device.Config) { c.KeyRand = seeded() }, func(c *device.Config) { c.KeyRand = seeded() }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ca, cb := testConfig(srv), testConfig(srv)
+			tt.a(&ca)
+			tt.b(&cb)
+			ka, kb := keyOf(ca), keyOf(cb)
+			if same := ka == kb; same != tt.wantSame {
+				t.Errorf("keys equal: got %v, want %v", same, tt.wantSame)
+			}
+		})
 	}
 }
