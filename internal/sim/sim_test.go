@@ -212,9 +212,11 @@ func TestFleetFaultInjection(t *testing.T) {
 		Backoff:           link.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		HeartbeatInterval: time.Hour, MetricsInterval: -1, SummaryInterval: -1,
 	})
-	waitFor(t, "power losses and flaps", time.Minute, func() bool {
+	// Every device enrolls (a loaded machine may take a while), and faults
+	// hit the fleet.
+	waitFor(t, "enrollments, power losses and flaps", time.Minute, func() bool {
 		s := f.Summary()
-		return s.PowerLosses >= 2 && s.Flaps >= 2
+		return s.Enrolled == n && s.PowerLosses >= 2 && s.Flaps >= 2
 	})
 	final := stop()
 	if final.PowerLosses < 2 || final.Flaps < 2 {
