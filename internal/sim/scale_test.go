@@ -23,6 +23,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/device"
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/pki"
+	"github.com/wasmbed/wasmbed/internal/procmem"
 	"github.com/wasmbed/wasmbed/internal/sim"
 )
 
@@ -154,17 +155,51 @@ func (g *gatewayChild) ask(tb testing.TB, cmd string) string {
 	return g.out.Text()
 }
 
-// memSample is the fleet process's live memory after a full collection.
+// memSample is the fleet process's memory at one moment: as the operating
+// system counts it (procmem: smaps Rss and Anonymous) both as found and
+// after a full collection that returns free pages, and the Go runtime's
+// live heap and goroutine stacks after that collection.
 type memSample struct {
-	heap, stacks, sys uint64
+	found, collected procmem.Usage
+	heap, stacks     uint64
 }
 
-func sampleMem() memSample {
+func sampleMem(tb testing.TB) memSample {
+	tb.Helper()
+	found, err := procmem.Self()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
+	collected, err := procmem.Self()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{heap: ms.HeapAlloc, stacks: ms.StackInuse, sys: ms.Sys - ms.HeapReleased}
+	return memSample{found: found, collected: collected, heap: ms.HeapAlloc, stacks: ms.StackInuse}
+}
+
+// perDevice is the growth of a memSample over a baseline, per device, in
+// bytes.
+type perDevice struct {
+	private, resident           float64 // after the collection
+	foundPrivate, foundResident float64 // as found, before it
+	heap                        float64 // live heap + goroutine stacks
+}
+
+func (s memSample) perDevice(base memSample, n int) perDevice {
+	var p perDevice
+	p.resident, p.private = s.collected.Sub(base.collected).Per(n)
+	p.foundResident, p.foundPrivate = s.found.Sub(base.found).Per(n)
+	p.heap = (float64(s.heap+s.stacks) - float64(base.heap+base.stacks)) / float64(n)
+	return p
+}
+
+func (p perDevice) String() string {
+	return fmt.Sprintf("private=%.1fKiB resident=%.1fKiB (as found: private=%.1fKiB resident=%.1fKiB) heap+stacks=%.1fKiB",
+		p.private/1024, p.resident/1024, p.foundPrivate/1024, p.foundResident/1024, p.heap/1024)
 }
 
 // writeHeapProfile writes the live heap to path, for `go tool pprof
@@ -185,17 +220,21 @@ func writeHeapProfile(tb testing.TB, path string) {
 type fleetFigures struct {
 	devices          int
 	startup          time.Duration
-	idleBytes        float64 // heap + stacks per device, no application
-	idleHeap         float64
-	appBytes         float64 // heap + stacks per device, one app running
+	idle             perDevice     // sessions open, no application
+	idleProcess      procmem.Usage // the whole fleet process then, after collection
+	withApp          perDevice     // one app running on every device
 	appsRunning      int
 	goroutinesPerDev float64
 }
 
 func (f fleetFigures) String() string {
-	return fmt.Sprintf("devices=%d startup=%s devices/s=%.0f idle=%.1f KiB/device (heap %.1f KiB) with-app=%.1f KiB/device apps_running=%d goroutines/device=%.2f",
-		f.devices, f.startup.Round(time.Millisecond), float64(f.devices)/f.startup.Seconds(),
-		f.idleBytes/1024, f.idleHeap/1024, f.appBytes/1024, f.appsRunning, f.goroutinesPerDev)
+	s := fmt.Sprintf("devices=%d startup=%s devices/s=%.0f goroutines/device=%.2f\n  idle per device: %v\n  idle process: %v",
+		f.devices, f.startup.Round(time.Millisecond), float64(f.devices)/f.startup.Seconds(), f.goroutinesPerDev,
+		f.idle, f.idleProcess)
+	if f.appsRunning > 0 {
+		s += fmt.Sprintf("\n  with app per device: %v apps_running=%d", f.withApp, f.appsRunning)
+	}
+	return s
 }
 
 // measureFleet runs n devices against a gateway child, until all are
@@ -219,11 +258,11 @@ func measureFleet(tb testing.TB, n int, withApp bool, timeout time.Duration) fle
 	if n > 2000 {
 		sources = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}
 	}
-	base := sampleMem()
+	base := sampleMem(tb)
 	baseG := runtime.NumGoroutine()
 	f, err := sim.New(ctx, sim.Options{
 		Devices: n, Gateways: []string{g.info.Session}, EnrollGateways: []string{g.info.Enroll},
-		Root: certs[0], Seed: 1, SourceAddrs: sources, Engine: eng, SummaryInterval: -1,
+		Root: certs[0], SourceAddrs: sources, Engine: eng, SummaryInterval: -1,
 		HeartbeatInterval: 30 * time.Second, MetricsInterval: 5 * time.Minute,
 	})
 	if err != nil {
@@ -245,9 +284,8 @@ func measureFleet(tb testing.TB, n int, withApp bool, timeout time.Duration) fle
 	}
 	fig := fleetFigures{devices: n, startup: time.Since(start)}
 	time.Sleep(2 * time.Second) // let handshake garbage and buffers settle
-	idle := sampleMem()
-	fig.idleBytes = float64(idle.heap+idle.stacks-base.heap-base.stacks) / float64(n)
-	fig.idleHeap = float64(idle.heap-base.heap) / float64(n)
+	idle := sampleMem(tb)
+	fig.idle, fig.idleProcess = idle.perDevice(base, n), idle.collected
 	fig.goroutinesPerDev = float64(runtime.NumGoroutine()-baseG) / float64(n)
 	if path := os.Getenv("WASMBED_SIM_HEAPPROFILE"); path != "" {
 		writeHeapProfile(tb, path)
@@ -261,11 +299,39 @@ func measureFleet(tb testing.TB, n int, withApp bool, timeout time.Duration) fle
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(time.Second)
-		withApp := sampleMem()
-		fig.appBytes = float64(withApp.heap+withApp.stacks-base.heap-base.stacks) / float64(n)
+		fig.withApp = sampleMem(tb).perDevice(base, n)
 		fig.appsRunning = f.Summary().AppsRunning
 	}
 	return fig
+}
+
+// maxGoroutinesPerDevice bounds goroutines per idle device with its
+// session open (one: its boot loop, which is also its session). The
+// memory bound, maxPrivatePerDevice, is in norace_test.go and
+// race_test.go: the race detector's shadow memory multiplies it.
+const maxGoroutinesPerDevice = 1.1
+
+// checkBounds fails tb when fig exceeds the per-device bounds.
+func checkBounds(tb testing.TB, fig fleetFigures) {
+	tb.Helper()
+	if limit := float64(maxPrivatePerDevice); fig.idle.private > limit {
+		tb.Errorf("private memory per idle device: got %.1f KiB, want at most %.0f KiB (%v)", fig.idle.private/1024, limit/1024, fig.idle)
+	}
+	if fig.goroutinesPerDev > maxGoroutinesPerDevice {
+		tb.Errorf("goroutines per idle device: got %.2f, want at most %.1f", fig.goroutinesPerDev, maxGoroutinesPerDevice)
+	}
+}
+
+// TestFleetMemoryBound runs a few hundred devices with their sessions open
+// against a gateway in another process and bounds what each costs the
+// fleet's process: private memory and goroutines.
+func TestFleetMemoryBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 300 devices and a gateway process")
+	}
+	fig := measureFleet(t, 300, false, 3*time.Minute)
+	t.Log(fig)
+	checkBounds(t, fig)
 }
 
 // TestFleetScale is the large fleet run, opt-in: WASMBED_SIM_SCALE=10000
@@ -282,20 +348,21 @@ func TestFleetScale(t *testing.T) {
 	}
 	fig := measureFleet(t, n, true, timeout)
 	t.Log(fig)
-	if fig.goroutinesPerDev > 1.1 {
-		t.Errorf("goroutines per idle device: got %.2f, want at most one", fig.goroutinesPerDev)
-	}
+	checkBounds(t, fig)
 }
 
 // BenchmarkFleet starts b.N devices against a gateway child and reports
-// devices started per second and live memory per idle device (heap and
-// goroutine stacks, after GC). Run it as
+// devices started per second and, per idle device with its session open,
+// private and resident memory (smaps Anonymous and Rss after a full
+// collection), live heap plus goroutine stacks, and goroutines. Run it as
 // go test -bench Fleet -benchtime=1000x -run '^$' ./internal/sim/.
 func BenchmarkFleet(b *testing.B) {
 	n := b.N
 	b.ReportAllocs()
 	fig := measureFleet(b, n, false, 10*time.Minute)
 	b.ReportMetric(float64(n)/fig.startup.Seconds(), "devices/s")
-	b.ReportMetric(fig.idleBytes, "idle-B/device")
+	b.ReportMetric(fig.idle.private, "private-B/device")
+	b.ReportMetric(fig.idle.resident, "resident-B/device")
+	b.ReportMetric(fig.idle.heap, "heap+stacks-B/device")
 	b.ReportMetric(fig.goroutinesPerDev, "goroutines/device")
 }
