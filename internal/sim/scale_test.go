@@ -24,6 +24,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/firmware/wasm"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/procmem"
+	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/sim"
 )
 
@@ -220,10 +221,13 @@ func writeHeapProfile(tb testing.TB, path string) {
 type fleetFigures struct {
 	devices          int
 	startup          time.Duration
-	idle             perDevice     // sessions open, no application
-	idleProcess      procmem.Usage // the whole fleet process then, after collection
-	withApp          perDevice     // one app running on every device
-	appsRunning      int
+	idle             perDevice      // sessions open, no application
+	idleProcess      procmem.Usage  // the whole fleet process then, after collection
+	withApp          perDevice      // one app deployed to every device
+	appsDeployed     int            // deployments the gateway sent
+	appsStarted      int            // deployments the device answered with "running"
+	appsRunning      int            // apps running when withApp was measured
+	stopped          map[string]int // apps not running when withApp was measured, by state (resource)
 	goroutinesPerDev float64
 }
 
@@ -232,7 +236,8 @@ func (f fleetFigures) String() string {
 		f.devices, f.startup.Round(time.Millisecond), float64(f.devices)/f.startup.Seconds(), f.goroutinesPerDev,
 		f.idle, f.idleProcess)
 	if f.appsRunning > 0 {
-		s += fmt.Sprintf("\n  with app per device: %v apps_running=%d", f.withApp, f.appsRunning)
+		s += fmt.Sprintf("\n  with app per device: %v deployed=%d started=%d running=%d stopped=%v",
+			f.withApp, f.appsDeployed, f.appsStarted, f.appsRunning, f.stopped)
 	}
 	return s
 }
@@ -291,17 +296,36 @@ func measureFleet(tb testing.TB, n int, withApp bool, timeout time.Duration) fle
 		writeHeapProfile(tb, path)
 	}
 	if withApp {
+		// Log the idle figures now: they stand even if the app phase fails.
+		tb.Logf("idle: %v", fig)
 		ans := g.ask(tb, "deploy "+apps.Blinky)
-		for f.Summary().AppsRunning < n {
-			if ctx.Err() != nil {
-				tb.Fatalf("apps running: %d of %d (%s)", f.Summary().AppsRunning, n, ans)
-			}
+		if _, err := fmt.Sscanf(ans, "deployed %d running %d", &fig.appsDeployed, &fig.appsStarted); err != nil {
+			tb.Fatalf("deploy: %q", ans)
+		}
+		// Wait, for at most two minutes, until the fleet runs every app
+		// the gateway saw start.
+		deadline := time.Now().Add(2 * time.Minute)
+		for f.Summary().AppsRunning < fig.appsStarted && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(time.Second)
 		fig.withApp = sampleMem(tb).perDevice(base, n)
 		fig.appsRunning = f.Summary().AppsRunning
+		fig.stopped = map[string]int{}
+		for _, d := range f.Devices() {
+			fw := d.Firmware()
+			if fw == nil {
+				fig.stopped["device off"]++
+				continue
+			}
+			for _, st := range fw.Applications.Statuses(nil) {
+				if st.State != protocol.StateRunning {
+					fig.stopped[fmt.Sprintf("%v (%s)", st.State, st.Resource)]++
+				}
+			}
+		}
 	}
+
 	return fig
 }
 
@@ -349,6 +373,19 @@ func TestFleetScale(t *testing.T) {
 	fig := measureFleet(t, n, true, timeout)
 	t.Log(fig)
 	checkBounds(t, fig)
+	// Every device starts the app. On a machine short of CPU for the
+	// fleet, a tick can overrun the app's execution time limit, which
+	// stops that app: that is the limit working, and the only way an app
+	// may stop here.
+	if fig.appsStarted != n {
+		t.Errorf("apps started: got %d, want %d", fig.appsStarted, n)
+	}
+	for state, count := range fig.stopped {
+		if state != fmt.Sprintf("%v (%s)", protocol.StateLimitExceeded, "execution time") {
+			t.Errorf("%d apps stopped in state %s, want only execution-time limit stops", count, state)
+		}
+	}
+
 }
 
 // BenchmarkFleet starts b.N devices against a gateway child and reports
