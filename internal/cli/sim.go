@@ -53,10 +53,12 @@ keep their sessions (retrying with backoff while no gateway answers), and run
 what is deployed to them. Faults are injected at a rate per device-hour:
 --power-loss-rate cuts power (torn flash writes, reboot from flash),
 --flap-rate takes the link down for --flap-duration; --clock-skew offsets each
-device's clock. Device keys come from the system's random source unless
---seed is given: a seed makes the whole fleet reproducible, keys included,
-so anyone who knows it can impersonate the devices. A summary line (devices per state, applications, reconnects,
-errors) is printed every --summary-interval and once more at the end. See
+device's clock. A summary line (devices per state, applications, reconnects,
+errors) is printed every --summary-interval and once more at the end.
+
+Device keys come from the system's random source unless --seed is given: a
+seed makes the whole fleet reproducible, keys included, so anyone who knows it
+can impersonate the devices; use one only against test gateways. See
 docs/simulator.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -3,10 +3,11 @@
 // A [Fleet] builds N devices (package device) from [Options]: a mix of
 // hardware profiles, one shared WebAssembly engine (so each module is
 // compiled once for the whole fleet), per-device flash in memory or under a
-// data directory, per-device random sources, and optional clock skew. [Fleet.Run] starts them at a bounded rate, injects
-// faults — power losses and link flaps at a rate per device-hour — and
-// prints a summary of the fleet's states periodically and once more when it
-// stops. Devices keep retrying, with backoff, while no gateway answers.
+// data directory, per-device random sources, and optional clock skew.
+// [Fleet.Run] starts them at a bounded rate, injects faults — power losses
+// and link flaps at a rate per device-hour — and prints a summary of the
+// fleet's states periodically and once more when it stops. Devices keep
+// retrying, with backoff, while no gateway answers.
 //
 // Device keys come from crypto/rand. [Options.Seed] makes a fleet
 // reproducible, keys included: whoever knows the seed can recreate every
