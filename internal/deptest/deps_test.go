@@ -2,6 +2,7 @@ package deptest
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -81,4 +82,22 @@ func concat(lists ...[]string) []string {
 		out = append(out, l...)
 	}
 	return out
+}
+
+// TestBinaryLinksKubectlCatalogueLoader checks that the wasmbed binary
+// links internal/cli/kubectli18n, whose init keeps kubectl from parsing its
+// English message catalogue at every start (docs/benchmarks.md).
+func TestBinaryLinksKubectlCatalogueLoader(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list dependencies: %v", err)
+	}
+	out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps", "../../cmd/wasmbed").Output()
+	if err != nil {
+		t.Fatalf("go list ./cmd/wasmbed: %v", err)
+	}
+	const want = module + "internal/cli/kubectli18n"
+	if !slices.Contains(strings.Fields(string(out)), want) {
+		t.Errorf("./cmd/wasmbed does not link %s", want)
+	}
 }

@@ -4,5 +4,7 @@
 // simulated firmware and the simulator add the WebAssembly runtime and the
 // project's own device-safe packages. Kubernetes, controller-runtime and the
 // control plane must never creep in: they would not fit on a device, and the
-// fleet simulator must build and start fast.
+// fleet simulator must build and start fast. It also checks that the
+// wasmbed binary links internal/cli/kubectli18n, which only works by being
+// linked.
 package deptest

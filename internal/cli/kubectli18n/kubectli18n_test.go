@@ -3,6 +3,8 @@ package kubectli18n_test
 import (
 	"testing"
 
+	"k8s.io/kubectl/pkg/util/i18n"
+
 	"github.com/wasmbed/wasmbed/internal/cli/kubectli18n"
 )
 
@@ -29,5 +31,22 @@ func TestEnglish(t *testing.T) {
 				t.Errorf("English(%v): got %v, want %v", tt.env, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOtherLanguagesLoadTheCatalogue checks the path for a language kubectl
+// translates: the catalogue is loaded as kubectl would. Nothing in this
+// test binary translates before it, so it decides the one load.
+func TestOtherLanguagesLoadTheCatalogue(t *testing.T) {
+	t.Setenv("LC_ALL", "de_DE.UTF-8")
+	if err := kubectli18n.Err(); err != nil {
+		t.Fatal(err)
+	}
+	const msg, want = "Display one or many resources", "Zeige eine oder mehrere Resourcen"
+	if got := i18n.T(msg); got != want {
+		t.Errorf("i18n.T(%q) under de_DE: got %q, want %q", msg, got, want)
+	}
+	if !kubectli18n.Loaded() {
+		t.Error("Loaded: got false after a German translation")
 	}
 }
