@@ -69,7 +69,7 @@ docs/simulator.md.`,
 	f.IntVar(&opts.devices, "devices", 10, "number of devices")
 	f.StringArrayVar(&opts.gateways, "gateway", nil, "gateway session endpoint HOST:PORT, repeatable (required)")
 	f.StringArrayVar(&opts.enrollGateways, "enroll-gateway", nil, "gateway enrollment endpoint HOST:PORT, repeatable (default: --gateway)")
-	f.StringVar(&opts.caFile, "ca", "", "PEM file with the root CA that signs gateway certificates (required)")
+	f.StringVar(&opts.caFile, "ca", "", "PEM file with the root CA, optionally followed by the gateway CA and device CA to pin (required)")
 	f.StringVar(&opts.serverName, "server-name", "", "name in the gateway certificate (default: the endpoint's host)")
 	f.StringVar(&opts.dataDir, "data-dir", "", "directory for the devices' flash, one subdirectory each (default: in memory)")
 	f.StringVar(&opts.profileMix, "profile-mix", "esp32=100", "profile mix, e.g. esp32=80,hifive1=20")
@@ -117,7 +117,7 @@ func runSim(cmd *cobra.Command, opts *simOptions, logger *slog.Logger) error {
 	defer eng.Close(context.WithoutCancel(ctx))
 	fleet, err := sim.New(ctx, sim.Options{
 		Devices: opts.devices, Gateways: opts.gateways, EnrollGateways: opts.enrollGateways,
-		Root: pins.Root, ServerName: opts.serverName, DataDir: opts.dataDir, Mix: mix, Seed: opts.seed,
+		Root: pins.Root, GatewayCA: pins.GatewayCA, DeviceCA: pins.DeviceCA, ServerName: opts.serverName, DataDir: opts.dataDir, Mix: mix, Seed: opts.seed,
 		StartRate: opts.startRate, PowerLossRate: opts.powerLossRate, FlapRate: opts.flapRate,
 		FlapDuration: opts.flapDuration, PowerOffTime: opts.powerOffTime, ClockSkew: opts.clockSkew,
 		HeartbeatInterval: opts.heartbeatInterval, MetricsInterval: opts.metricsInterval,

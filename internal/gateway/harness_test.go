@@ -269,7 +269,7 @@ func (p *platform) runFleet(n int, mix string, gws ...*gatewayHandle) *fleet {
 		sess, enr = append(sess, g.session), append(enr, g.enroll)
 	}
 	f, err := sim.New(p.t.Context(), sim.Options{
-		Devices: n, Gateways: sess, EnrollGateways: enr, Root: p.ca.Root.Cert, Mix: shares,
+		Devices: n, Gateways: sess, EnrollGateways: enr, Root: p.ca.Root.Cert, GatewayCA: p.ca.GatewayCA.Cert, DeviceCA: p.ca.DeviceCA.Cert, Mix: shares,
 		HeartbeatInterval: time.Second, MetricsInterval: 2 * time.Second,
 		Backoff:         link.Backoff{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
 		SummaryInterval: -1,

@@ -115,6 +115,9 @@ type Options struct {
 	Gateways, EnrollGateways []string
 	// Root is the gateways' trust anchor. Required.
 	Root *x509.Certificate
+	// GatewayCA and DeviceCA, when set, pin the intermediates that issue
+	// gateway and device certificates (see device.Config).
+	GatewayCA, DeviceCA *x509.Certificate
 	// ServerName is the name in gateway certificates (default: endpoint host).
 	ServerName string
 	// DataDir keeps each device's flash in DataDir/<name>/; empty means
@@ -243,7 +246,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 		}
 		cfg := device.Config{
 			Name: name, Profile: profiles[i], Gateways: opts.Gateways, EnrollGateways: opts.EnrollGateways,
-			Root: opts.Root, ServerName: opts.ServerName, Engine: f.eng, Clock: clk, Rand: r,
+			Root: opts.Root, GatewayCA: opts.GatewayCA, DeviceCA: opts.DeviceCA, ServerName: opts.ServerName, Engine: f.eng, Clock: clk, Rand: r,
 			Backoff: opts.Backoff, Conditions: opts.Conditions,
 			HeartbeatInterval: opts.HeartbeatInterval, MetricsInterval: opts.MetricsInterval,
 			PowerOffTime: opts.PowerOffTime, Logger: opts.Logger,
