@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -200,7 +201,8 @@ type Gateway struct {
 
 	queue workqueue.TypedRateLimitingInterface[types.NamespacedName] // devices to reconcile
 
-	csrs csrWaiters // certificate requests waiting for the signer
+	csrs    csrWaiters    // certificate requests waiting for the signer
+	lookups *rate.Limiter // API lookups of keys missing from the cache
 
 	cacheSynced    atomic.Bool
 	listenersReady atomic.Bool
@@ -217,6 +219,7 @@ func New(opts Options) (*Gateway, error) {
 		now:      opts.Clock,
 		sessions: map[types.NamespacedName]*deviceSession{},
 		closed:   map[types.NamespacedName]closedSession{},
+		lookups:  rate.NewLimiter(10, 10),
 	}
 	var err error
 	if g.metrics, err = newMetrics(opts.Registry); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 	"github.com/wasmbed/wasmbed/internal/gateway"
 	"github.com/wasmbed/wasmbed/internal/pairing"
 	"github.com/wasmbed/wasmbed/internal/pki"
+	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/sandbox"
 	"github.com/wasmbed/wasmbed/internal/sim"
 )
@@ -428,4 +430,149 @@ func (w *tlogWriter) Write(b []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
+}
+
+// rawDevice is a device spoken for at the protocol level over real TLS, for
+// tests that need to misbehave or stay silent.
+type rawDevice struct {
+	t    testing.TB
+	key  ed25519.PrivateKey
+	conn *tls.Conn
+	r    *protocol.Reader
+	w    *protocol.Writer
+	ids  *protocol.IDs
+}
+
+var rawCodec = func() *protocol.Codec {
+	c, err := protocol.NewCodec(protocol.Device, protocol.Limits{})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
+
+// newKey returns a fresh Ed25519 device key.
+func newKey(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// preRegister applies a Device with key, as an operator pre-registering a
+// device, and returns it with a certificate from the device CA.
+func (p *platform) preRegister(name string, key ed25519.PrivateKey) (*wasmbedv1.Device, *tls.Certificate) {
+	p.t.Helper()
+	enc, err := pki.EncodePublicKey(key.Public())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	dev := &wasmbedv1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: name},
+		Spec: wasmbedv1.DeviceSpec{DeviceID: name, PublicKey: enc, DeviceType: wasmbedv1.DeviceTypeESP32}}
+	if err := env.Client.Create(p.t.Context(), dev); err != nil {
+		p.t.Fatal(err)
+	}
+	return dev, p.deviceCert(name, key)
+}
+
+// deviceCert issues a device certificate for key from the platform's device
+// CA.
+func (p *platform) deviceCert(id string, key ed25519.PrivateKey) *tls.Certificate {
+	p.t.Helper()
+	c, err := p.ca.IssueDevice(key.Public(), pki.DeviceOptions{DeviceID: id})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cert, err := pki.NewTLSCertificate(key, c.Leaf, c.Chain...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return &cert
+}
+
+// dial connects a raw device to addr with cert (none for enrollment).
+func (p *platform) dial(addr string, key ed25519.PrivateKey, cert *tls.Certificate) (*rawDevice, error) {
+	p.t.Helper()
+	cfg, err := pki.ClientTLSConfig(pki.ClientOptions{Root: p.ca.Root.Cert, GatewayCA: p.ca.GatewayCA.Cert, Certificate: cert, ServerName: "127.0.0.1"})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(raw, cfg)
+	ctx, cancel := context.WithTimeout(p.t.Context(), 10*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	p.t.Cleanup(func() { _ = tc.Close() })
+	ids, _ := protocol.NewIDs(protocol.Device)
+	return &rawDevice{t: p.t, key: key, conn: tc, r: protocol.NewReader(tc, rawCodec), w: protocol.NewWriter(tc, rawCodec), ids: ids}, nil
+}
+
+func (d *rawDevice) send(m protocol.Message) uint64 {
+	d.t.Helper()
+	id := d.ids.Next()
+	d.reply(id, m)
+	return id
+}
+
+func (d *rawDevice) reply(id uint64, m protocol.Message) {
+	d.t.Helper()
+	if err := d.w.WriteEnvelope(protocol.Envelope{Version: protocol.Version, MessageID: id, Message: m}); err != nil {
+		d.t.Fatalf("device write: %v", err)
+	}
+}
+
+// read returns the next envelope, waiting up to 30 seconds.
+func (d *rawDevice) read() (protocol.Envelope, error) {
+	_ = d.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return d.r.ReadEnvelope()
+}
+
+// next returns the next envelope that is not a heartbeat acknowledgement.
+func (d *rawDevice) next() protocol.Envelope {
+	d.t.Helper()
+	for {
+		env, err := d.read()
+		if err != nil {
+			d.t.Fatalf("device read: %v", err)
+		}
+		if _, ok := env.Message.(*protocol.HeartbeatAck); !ok {
+			return env
+		}
+	}
+}
+
+// announce sends what firmware sends when a session opens: a heartbeat and
+// a metrics report (no applications).
+func (d *rawDevice) announce() {
+	d.send(&protocol.Heartbeat{UptimeSeconds: 1})
+	d.send(&protocol.MetricsReport{UptimeSeconds: 1})
+}
+
+// enrollRequest builds a valid EnrollRequest for key over conn's connection.
+func enrollRequest(t testing.TB, d *rawDevice, sealing []byte) *protocol.EnrollRequest {
+	t.Helper()
+	csr, err := pki.NewDeviceCSR(d.key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &protocol.EnrollRequest{PublicKey: d.key.Public().(ed25519.PublicKey), KeyAlgorithm: protocol.KeyEd25519, DeviceType: "esp32", CSR: csr}
+	if sealing != nil {
+		binding, err := pki.EnrollmentBinding(d.conn.ConnectionState())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SealingKey = sealing
+		if req.SealingKeyProof, err = pki.SignSealingKeyProof(d.key, binding, sealing); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return req
 }

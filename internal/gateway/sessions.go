@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,6 +102,14 @@ func (g *Gateway) deviceByKey(ctx context.Context, key string) (*wasmbedv1.Devic
 	var list wasmbedv1.DeviceList
 	if err := g.client.List(ctx, &list, client.MatchingFields{indexPublicKey: key}); err != nil {
 		return nil, &session.Refusal{Code: protocol.CodeUnavailable, Reason: "Internal", Text: "try again later", Err: err}
+	}
+	if len(list.Items) == 0 && g.lookups.Allow() {
+		// Not in the cache: maybe applied a moment ago. Ask the API server
+		// once, through the selectable field, at a bounded rate so that
+		// unknown devices cannot turn into API load.
+		if err := g.reader.List(ctx, &list, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector(indexPublicKey, key)}); err != nil {
+			return nil, &session.Refusal{Code: protocol.CodeUnavailable, Reason: "Internal", Text: "try again later", Err: err}
+		}
 	}
 	switch len(list.Items) {
 	case 0:
