@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/examples/apps"
+	"github.com/wasmbed/wasmbed/internal/gateway"
 )
 
 // TestEnrollConnectDeliver follows devices of both board types from
@@ -77,5 +81,118 @@ func TestEnrollConnectDeliver(t *testing.T) {
 	p.waitDA(name, "the DeviceApplication gone", func(da *wasmbedv1.DeviceApplication) bool { return da == nil })
 	if got := gw.counter("wasmbed_gateway_deliveries_total", map[string]string{"result": "ok"}); got != 2 {
 		t.Errorf("deliveries_total{ok} = %v, want 2 (one per device)", got)
+	}
+}
+
+// TestRestartRedeliversNothing restarts a gateway (same replica name, same
+// addresses) under a device running an application: the device reconnects
+// and nothing is delivered again, nor is its Device written.
+func TestRestartRedeliversNothing(t *testing.T) {
+	p := newPlatform(t)
+	gw := p.startGateway("gw-0", nil)
+	p.openPairing(10*time.Minute, nil)
+	p.runFleet(1, "esp32=1", gw)
+	dev := p.waitDevices("connected", 1, func(d *wasmbedv1.Device) bool {
+		return d.Status.Phase == wasmbedv1.DevicePhaseConnected
+	})[0]
+	da := p.issue(&dev, "blinky", "1.0", apps.MustLoad(apps.Blinky), 1, wasmbedv1.RunStateRunning)
+	running := p.waitDA(da.Name, "running", func(da *wasmbedv1.DeviceApplication) bool {
+		return da.Status.Phase == wasmbedv1.DeviceApplicationPhaseRunning
+	})
+	before := &wasmbedv1.Device{}
+	if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(&dev), before); err != nil {
+		t.Fatal(err)
+	}
+
+	gw.stop()
+	again := p.startGateway("gw-0", func(o *gateway.Options) {
+		o.SessionListener, o.EnrollListener, o.HTTPListener = relisten(t, gw.session), relisten(t, gw.enroll), relisten(t, gw.hp)
+	})
+	eventually(t, 60*time.Second, "the device back", func() (bool, string) {
+		return again.Sessions() == 1, ""
+	})
+	// Give delivery a chance to act on the reconnected device.
+	time.Sleep(2 * time.Second)
+	if n := again.counter("wasmbed_gateway_deliveries_total", nil); n != 0 {
+		t.Errorf("the restarted gateway delivered %v artifacts, want 0", n)
+	}
+	after := p.waitDA(da.Name, "still running", func(da *wasmbedv1.DeviceApplication) bool {
+		return da.Status.Phase == wasmbedv1.DeviceApplicationPhaseRunning
+	})
+	if after.ResourceVersion != running.ResourceVersion {
+		t.Errorf("the DeviceApplication was written across the restart: %+v", after.Status)
+	}
+	now := &wasmbedv1.Device{}
+	if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(&dev), now); err != nil {
+		t.Fatal(err)
+	}
+	if now.ResourceVersion != before.ResourceVersion {
+		t.Errorf("the Device was written across the restart: %+v", now.Status)
+	}
+}
+
+// relisten listens again on an address a stopped gateway used.
+func relisten(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	eventually(t, 10*time.Second, "listen on "+addr, func() (bool, string) {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err == nil, fmt.Sprint(err)
+	})
+	return ln
+}
+
+// TestFloodDoesNotStopADevice floods the session listener from several
+// source addresses with connections that never finish their handshake,
+// then enrolls and connects a simulated device.
+func TestFloodDoesNotStopADevice(t *testing.T) {
+	p := newPlatform(t)
+	gw := p.startGateway("gw-0", func(o *gateway.Options) {
+		o.Limits.MaxPendingPerSource = 16
+		o.Limits.HelloTimeout = time.Minute
+	})
+	for _, src := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		for range 20 {
+			c, err := d.Dial("tcp", gw.session)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}
+	eventually(t, 10*time.Second, "the per-source limit to refuse the excess", func() (bool, string) {
+		n := gw.counter("wasmbed_gateway_connections_refused_total", map[string]string{"limit": "per_source"})
+		return n >= 12, fmt.Sprint(n)
+	})
+	p.openPairing(10*time.Minute, nil)
+	p.runFleet(1, "hifive1=1", gw)
+	p.waitDevices("the device connected through the flood", 1, func(d *wasmbedv1.Device) bool {
+		return d.Status.Phase == wasmbedv1.DevicePhaseConnected
+	})
+}
+
+// TestReadyz checks /readyz says ready only while the gateway serves, and
+// /healthz and /metrics answer.
+func TestReadyz(t *testing.T) {
+	p := newPlatform(t)
+	gw := p.startGateway("gw-0", nil)
+	get := func(path string) int {
+		resp, err := http.Get("http://" + gw.hp + path)
+		if err != nil {
+			return 0
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/readyz", "/healthz", "/metrics"} {
+		if code := get(path); code != http.StatusOK {
+			t.Errorf("GET %s: %d, want 200", path, code)
+		}
+	}
+	gw.stop()
+	if err := gw.Ready(); err == nil {
+		t.Error("Ready() after shutdown: nil, want an error")
 	}
 }
