@@ -41,6 +41,12 @@ const (
 	// session; the signer checks the key against the Device.
 	PurposeRenew = "renew"
 
+	// TicketKeysSecret is the Secret, in the system namespace, holding the
+	// session-ticket keys the gateway replicas share so that a device
+	// resumes its TLS session on any replica. A ticket key lets its holder
+	// resume a session as any device: only gateways may read it.
+	TicketKeysSecret = "wasmbed-session-tickets"
+
 	// PairingConfigMap is the name of the ConfigMap, in the system namespace,
 	// that holds the pairing window every gateway replica obeys.
 	PairingConfigMap = "wasmbed-pairing"

@@ -97,6 +97,9 @@ type Options struct {
 	// LeaseDuration of this replica's Lease, renewed every third of it;
 	// default 15s.
 	LeaseDuration time.Duration
+	// TicketKeyRotation is the age at which the shared session-ticket key
+	// is replaced (the previous one still decrypts); default 24h.
+	TicketKeyRotation time.Duration
 	// Limits bound the session listeners; see session.Limits.
 	Limits session.Limits
 	// MaxConcurrentDeliveries bounds devices being delivered to at once;
@@ -157,6 +160,7 @@ func (o *Options) setDefaults() error {
 	def(&o.LastSeenPeriod, time.Hour)
 	def(&o.LeaseDuration, 15*time.Second)
 	def(&o.CommandTimeout, time.Minute)
+	def(&o.TicketKeyRotation, 24*time.Hour)
 	if o.MaxConcurrentDeliveries <= 0 {
 		o.MaxConcurrentDeliveries = 128
 	}
@@ -338,7 +342,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		<-mgrDone
 		return err
 	}
-	sessTLS, enrollTLS, err := g.tlsConfigs()
+	tickets, err := g.loadTicketKeys(ctx)
+	if err != nil {
+		cancel()
+		<-mgrDone
+		return err
+	}
+	sessTLS, enrollTLS, err := g.tlsConfigs(tickets.ring)
 	if err != nil {
 		cancel()
 		<-mgrDone
@@ -370,6 +380,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	wg.Go(func() { g.renewLease(ctx) })
 	wg.Go(func() { g.refreshLastSeen(ctx) })
+	wg.Go(func() { tickets.run(ctx, time.Minute) })
 	g.listenersReady.Store(true)
 	g.log.Info("gateway serving", "sessions", sessLn.Addr().String(), "enroll", enrLn.Addr().String(), "http", httpLn.Addr().String())
 
@@ -441,7 +452,7 @@ func (g *Gateway) listen() (sess, enroll, httpLn net.Listener, err error) {
 // tlsConfigs returns the session and enrollment listeners' TLS
 // configurations. Device certificates are verified against the device CA,
 // and a device revoked in Kubernetes is refused already at the handshake.
-func (g *Gateway) tlsConfigs() (sess, enroll *tls.Config, err error) {
+func (g *Gateway) tlsConfigs(tickets *pki.TicketKeyRing) (sess, enroll *tls.Config, err error) {
 	v, err := pki.NewVerifier(pki.VerifierConfig{
 		Root:       g.opts.Trust.Root,
 		Issuer:     g.opts.Trust.DeviceCA,
@@ -451,7 +462,7 @@ func (g *Gateway) tlsConfigs() (sess, enroll *tls.Config, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway: verifier: %w", err)
 	}
-	opts := pki.ServerOptions{Certificate: g.opts.Trust.Certificate, Verifier: v, Logger: g.log}
+	opts := pki.ServerOptions{Certificate: g.opts.Trust.Certificate, Verifier: v, TicketKeys: tickets, Logger: g.log}
 	if sess, err = pki.ServerTLSConfig(opts); err != nil {
 		return nil, nil, fmt.Errorf("gateway: session tls: %w", err)
 	}

@@ -443,3 +443,45 @@ func TestBadFrameEndsOnlyItsSession(t *testing.T) {
 		t.Errorf("frames_rejected_total{malformed} = %v, want 1", n)
 	}
 }
+
+// TestSessionResumesOnAnotherReplica checks that the replicas share their
+// session-ticket keys through the Secret: a ticket one replica issued
+// resumes the session on the other.
+func TestSessionResumesOnAnotherReplica(t *testing.T) {
+	p := newPlatform(t)
+	a := p.startGateway("gw-a", nil)
+	b := p.startGateway("gw-b", nil)
+	key := newKey(t)
+	_, cert := p.preRegister("roamer", key)
+	cache := tls.NewLRUClientSessionCache(4)
+	dial := func(addr string) tls.ConnectionState {
+		cfg, err := pki.ClientTLSConfig(pki.ClientOptions{Root: p.ca.Root.Cert, GatewayCA: p.ca.GatewayCA.Cert, Certificate: cert,
+			ServerName: "127.0.0.1", SessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Read once so that the client takes in the server's session ticket.
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, _ = c.Read(make([]byte, 1))
+		return c.ConnectionState()
+	}
+	if cs := dial(a.session); cs.DidResume {
+		t.Fatal("the first handshake resumed")
+	}
+	if cs := dial(b.session); !cs.DidResume {
+		t.Fatal("a ticket from gw-a did not resume on gw-b: the replicas do not share their ticket keys")
+	}
+	var sec corev1.Secret
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: p.sys, Name: wasmbedv1.TicketKeysSecret}, &sec); err != nil {
+		t.Fatalf("the shared ticket keys: %v", err)
+	}
+	keys, err := pki.ParseTicketKeys(sec.Data[gateway.TicketKeysSecretKey])
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("ticket keys %v, %v: want one key shared by both replicas", keys, err)
+	}
+}
