@@ -293,6 +293,12 @@ func (s *Server) serve(ln net.Listener, cfg *tls.Config, kind listenerKind) erro
 			if s.closing() {
 				return ErrServerClosed
 			}
+			if errors.Is(err, net.ErrClosed) {
+				// Its owner closed the listener: stop accepting on it, and
+				// keep serving the sessions it brought.
+				s.forget(ln)
+				return fmt.Errorf("session: %s listener: %w", kind, err)
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
@@ -308,6 +314,13 @@ func (s *Server) serve(ln net.Listener, cfg *tls.Config, kind listenerKind) erro
 		}
 		a.admit(raw)
 	}
+}
+
+// forget drops a listener its owner closed.
+func (s *Server) forget(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	s.mu.Unlock()
 }
 
 // closing reports whether Shutdown or Close was called.
@@ -330,7 +343,8 @@ func (s *Server) track() bool {
 
 // Shutdown stops accepting, says goodbye (Disconnect shutdown) to every
 // session, closes them and waits for the server's goroutines, or until ctx
-// ends, when it closes what is left.
+// ends, when it closes what is left. After Close, which leaves no session
+// to say goodbye to, Shutdown only waits for the goroutines to end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopListening()
 	var wg sync.WaitGroup
@@ -356,7 +370,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close stops accepting and closes every session and connection at once,
-// without goodbyes.
+// without goodbyes. It does not wait for the server's goroutines to end:
+// Shutdown after Close does.
 func (s *Server) Close() {
 	s.stopListening()
 	s.Range(func(sess *Session) bool {
