@@ -33,6 +33,18 @@
 // is answered with Error(unsupported) and the session goes on, as the
 // protocol's compatibility rule asks.
 //
+// # Test hooks
+//
+// The firmware's test gateway plays gateways that misbehave, on the same
+// core. A few options exist for it, each off by default and unused by the
+// product gateway: Config.Observe shows every received message (replies,
+// heartbeats and goodbyes included) to record transcripts;
+// Config.NoHeartbeatAck leaves heartbeats unanswered; a Renewer's
+// ErrNoReply leaves a renewal request unanswered; Session.RequestFrame sends
+// an already encoded frame (a message type the device does not know) and
+// waits for its reply; Session.Close with no goodbye drops a session as a
+// failing network would.
+//
 // # Memory
 //
 // An idle session holds no goroutine. On Linux a Server parks every session

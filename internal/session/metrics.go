@@ -60,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "enrollments_total", Help: "Enrollment exchanges by result (ok, or the refusal reason)."},
 			[]string{"result"}),
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "renewals_total", Help: "Certificate renewals by result (ok, refused)."},
+			Name: "renewals_total", Help: "Certificate renewals by result (ok, refused, unanswered)."},
 			[]string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.handshakes, m.handshakeTime, m.refusedConns, m.sessionsRefused,

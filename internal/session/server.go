@@ -48,9 +48,16 @@ type Enroller interface {
 // Renewer issues renewed device certificates over live sessions.
 type Renewer interface {
 	// Renew answers a RenewRequest of the session's device with the new
-	// chain (DER, leaf first), or refuses it with an error.
+	// chain (DER, leaf first), or refuses it with an error. ErrNoReply
+	// leaves the request unanswered.
 	Renew(ctx context.Context, s *Session, csr []byte) ([][]byte, error)
 }
+
+// ErrNoReply, returned by a Renewer, leaves the RenewRequest unanswered, as
+// a gateway that lost it would, so that the device's own timeout has to
+// fire. It exists for tests of devices; the product gateway answers every
+// request.
+var ErrNoReply = errors.New("session: request left unanswered")
 
 // Limits bound what a Server accepts. Zero fields take the defaults
 // documented on each.
@@ -141,6 +148,18 @@ type Config struct {
 	Limits Limits
 	// HeartbeatInterval, when set, is announced in every HeartbeatAck.
 	HeartbeatInterval time.Duration
+	// NoHeartbeatAck leaves the devices' heartbeats unanswered, as a gateway
+	// that stopped answering would; they still reach Handler.Handle. It
+	// exists for tests of devices' liveness checks: the product gateway
+	// answers every heartbeat.
+	NoHeartbeatAck bool
+	// Observe, when set, is shown every message a session receives, in
+	// order and before the session acts on it: heartbeats, goodbyes, renewal
+	// requests and replies to Session.Request included. It runs on the
+	// session's reader, one message at a time per session, and must not
+	// block. The firmware's test gateway records transcripts with it; the
+	// product gateway leaves it nil.
+	Observe func(s *Session, env protocol.Envelope)
 	// Clock is the gateway's clock; time.Now when nil.
 	Clock func() time.Time
 	// Metrics counts what the server does; nil counts nothing.

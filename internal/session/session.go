@@ -99,11 +99,47 @@ var ErrClosed = errors.New("session: closed")
 // the error. The session ending first gives an error matching ErrClosed and
 // protocol.ErrConnClosed.
 func (s *Session) Request(ctx context.Context, msg protocol.Message) (protocol.Envelope, error) {
-	call, err := s.calls.Register(s.ids.Next())
+	return s.request(ctx, s.ids.Next(), func(id uint64) error {
+		return s.write(protocol.Envelope{MessageID: id, Message: msg})
+	})
+}
+
+// ErrMessageID is returned by RequestFrame for an id the gateway does not
+// allocate: the reply to it would not be routed back.
+var ErrMessageID = errors.New("session: not a gateway message id")
+
+// RequestFrame sends body, an already encoded envelope (no length prefix)
+// whose message id is id, and waits for the device's reply to id as Request
+// does. The body is not checked: tests use it to send what Encode refuses,
+// such as message types the device does not know. id must be one the
+// gateway allocates (protocol.Owns(protocol.Gateway, id)) and that no
+// request in flight uses.
+func (s *Session) RequestFrame(ctx context.Context, id uint64, body []byte) (protocol.Envelope, error) {
+	if !protocol.Owns(protocol.Gateway, id) {
+		return protocol.Envelope{}, fmt.Errorf("%w: %d", ErrMessageID, id)
+	}
+	return s.request(ctx, id, func(uint64) error {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		if err := s.w.WriteFrame(body); err != nil {
+			if s.closed.Load() {
+				return ErrClosed
+			}
+			return fmt.Errorf("session %s: %w", s.DeviceID(), err)
+		}
+		return nil
+	})
+}
+
+// request registers a call for id, sends it with send and waits for the
+// reply.
+func (s *Session) request(ctx context.Context, id uint64, send func(id uint64) error) (protocol.Envelope, error) {
+	call, err := s.calls.Register(id)
 	if err != nil {
 		return protocol.Envelope{}, fmt.Errorf("%w: %w", ErrClosed, err)
 	}
-	if err := s.write(protocol.Envelope{MessageID: call.ID(), Message: msg}); err != nil {
+	if err := send(id); err != nil {
 		call.Cancel()
 		return protocol.Envelope{}, err
 	}
@@ -306,6 +342,9 @@ func (s *Session) drain() error {
 			return s.frameError(err)
 		}
 		s.lastHeard.Store(s.srv.now().UnixNano())
+		if observe := s.srv.cfg.Observe; observe != nil {
+			observe(s, env)
+		}
 		if err := s.dispatch(env); err != nil {
 			return err
 		}
@@ -362,13 +401,15 @@ func (s *Session) dispatch(env protocol.Envelope) error {
 	}
 	switch m := env.Message.(type) {
 	case *protocol.Heartbeat:
-		ack := &protocol.HeartbeatAck{ServerTime: uint64(srv.now().UnixMilli())} //nolint:gosec // positive until 292277026
-		if srv.cfg.HeartbeatInterval > 0 {
-			ack.IntervalSeconds = uint32(srv.cfg.HeartbeatInterval / time.Second) //nolint:gosec // bounded by configuration
-		}
-		srv.metrics.heartbeat()
-		if err := s.reply(env.MessageID, ack); err != nil {
-			return err
+		if !srv.cfg.NoHeartbeatAck {
+			ack := &protocol.HeartbeatAck{ServerTime: uint64(srv.now().UnixMilli())} //nolint:gosec // positive until 292277026
+			if srv.cfg.HeartbeatInterval > 0 {
+				ack.IntervalSeconds = uint32(srv.cfg.HeartbeatInterval / time.Second) //nolint:gosec // bounded by configuration
+			}
+			srv.metrics.heartbeat()
+			if err := s.reply(env.MessageID, ack); err != nil {
+				return err
+			}
 		}
 		srv.cfg.Handler.Handle(s, env)
 	case *protocol.Disconnect:
@@ -428,6 +469,11 @@ func (s *Server) renew(sess *Session, id uint64, m *protocol.RenewRequest) {
 		ctx, cancel := context.WithTimeout(s.ctx, s.lim.RenewTimeout)
 		defer cancel()
 		chain, err := s.cfg.Renewer.Renew(ctx, sess, m.CSR)
+		if errors.Is(err, ErrNoReply) {
+			s.metrics.renewal("unanswered")
+			s.log.Debug("renewal left unanswered", "device", sess.DeviceID())
+			return
+		}
 		if err != nil {
 			r := asRefusal(err)
 			s.metrics.renewal("refused")
