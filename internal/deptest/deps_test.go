@@ -15,6 +15,13 @@ var cbor = []string{"github.com/fxamacker/cbor/v2", "github.com/x448/float16"}
 // wazero is the WebAssembly runtime with the one module it needs.
 var wazero = []string{"github.com/tetratelabs/wazero", "golang.org/x/sys"}
 
+// prometheus is Prometheus's Go client with the modules it needs.
+var prometheus = []string{
+	"github.com/prometheus/client_golang", "github.com/prometheus/client_model", "github.com/prometheus/common",
+	"github.com/prometheus/procfs", "github.com/beorn7/perks", "github.com/cespare/xxhash/v2",
+	"github.com/munnerz/goautoneg", "google.golang.org/protobuf", "golang.org/x/sys",
+}
+
 // deviceSafe are the project's packages that firmware may build on.
 var deviceSafe = []string{
 	module + "internal/sandbox",
@@ -41,6 +48,11 @@ func TestDeviceSidePackagesStayLight(t *testing.T) {
 		{"./internal/artifact/...", append([]string{module + "internal/seal", module + "internal/sandbox", module + "internal/edkey"}, cbor...)},
 		{"./internal/firmware/...", concat(cbor, wazero, deviceSafe)},
 		{"./internal/sim/...", concat(cbor, wazero, deviceSafe)},
+		// The session core serves both the product gateway and the
+		// firmware's test gateway: no Kubernetes, Prometheus's client only.
+		{"./internal/session/...", concat(cbor, prometheus, []string{
+			module + "internal/protocol", module + "internal/pki", module + "internal/edkey",
+		})},
 		{"./examples/apps/...", nil},
 	}
 	goBin, err := exec.LookPath("go")
