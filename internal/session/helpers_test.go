@@ -89,6 +89,7 @@ type recorder struct {
 	closed   map[string]session.CloseReason
 	changed  chan struct{}
 	handleFn func(*session.Session, protocol.Envelope)
+	openFn   func(*session.Session) // when set, called first by Open
 }
 
 func newRecorder() *recorder {
@@ -97,6 +98,9 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) Open(_ context.Context, s *session.Session) error {
+	if r.openFn != nil {
+		r.openFn(s)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.refuse[s.DeviceID()]; err != nil {

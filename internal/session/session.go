@@ -188,15 +188,17 @@ func (s *Session) closeWith(reason CloseReason, goodbye protocol.Message, cause 
 		}
 		s.closed.Store(true)
 		if goodbye != nil {
-			// Let the goodbye leave before the connection closes: closing
-			// with unread input would reset it and could destroy the frame.
 			_ = s.conn.CloseWrite()
 		}
 		srv := s.srv
 		if srv.poller != nil {
 			srv.poller.remove(s)
 		}
-		_ = s.raw.Close()
+		if goodbye != nil {
+			lingerClose(s.raw)
+		} else {
+			_ = s.raw.Close()
+		}
 		s.calls.Close(closeError(reason, cause))
 		srv.mu.Lock()
 		delete(srv.sessions, s)
@@ -278,7 +280,26 @@ func (s *Server) refuse(sess *Session, err error) {
 	}
 	_ = sess.w.WriteEnvelope(protocol.Envelope{Version: protocol.Version, MessageID: sess.ids.Next(), Message: msg})
 	_ = sess.conn.CloseWrite()
-	_ = sess.raw.Close()
+	lingerClose(sess.raw)
+}
+
+// goodbyeLinger is how long a connection stays open, half-closed, after
+// the gateway's last frame.
+const goodbyeLinger = 2 * time.Second
+
+// lingerClose closes raw after a goodbye without resetting the connection.
+// A socket closed with input unread sends a reset, and a device still
+// writing (a device announces itself as soon as its handshake ends) then
+// sees its write fail before it reads the goodbye, and takes the session
+// for lost rather than refused, revoked or replaced. So the write side is
+// shut at once (a FIN after the goodbye) and the socket closed only after
+// goodbyeLinger, by when the device has read the goodbye.
+func lingerClose(raw net.Conn) {
+	if hc, ok := raw.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		time.AfterFunc(goodbyeLinger, func() { _ = raw.Close() })
+		return
+	}
+	_ = raw.Close()
 }
 
 // serve is the reader goroutine of a session not parked in a poller.
@@ -340,6 +361,11 @@ func (s *Session) drain() error {
 		env, err := s.r.ReadEnvelope()
 		if err != nil {
 			return s.frameError(err)
+		}
+		if s.closed.Load() {
+			// Closed after a goodbye, and still open for the device to
+			// read it: what the device sends now is not served.
+			return ErrClosed
 		}
 		s.lastHeard.Store(s.srv.now().UnixNano())
 		if observe := s.srv.cfg.Observe; observe != nil {
