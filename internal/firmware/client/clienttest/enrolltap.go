@@ -2,21 +2,22 @@ package clienttest
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
-	"time"
 
-	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/protocol"
+	"github.com/wasmbed/wasmbed/internal/session"
 )
 
 // EnrollTap is an enrollment endpoint, with the Server's gateway
 // certificate, that records every EnrollRequest it receives and refuses it
 // with Error(unauthorized), for tests of what an enrolling device sends.
 type EnrollTap struct {
+	core *session.Server
 	ln   net.Listener
-	wg   sync.WaitGroup
+	done chan struct{} // closed when the Serve call returned
+
 	mu   sync.Mutex
 	reqs []*protocol.EnrollRequest
 	more chan struct{} // closed and replaced when a request arrives
@@ -24,45 +25,23 @@ type EnrollTap struct {
 
 // StartEnrollTap listens on a free loopback port of the server's host.
 func (s *Server) StartEnrollTap() (*EnrollTap, error) {
-	v, err := s.ca.DeviceVerifier(nil)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := pki.EnrollmentServerTLSConfig(pki.ServerOptions{Certificate: s.gwCert, Verifier: v})
+	t := &EnrollTap{done: make(chan struct{}), more: make(chan struct{})}
+	lim := limits
+	lim.GoroutinePerSession = true // it holds no session to park
+	core, err := session.NewServer(session.Config{Handler: noSessions{}, Enroller: tapEnroller{t}, Limits: lim, Logger: s.log})
 	if err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(s.opts.Host, "0"))
 	if err != nil {
+		core.Close()
 		return nil, err
 	}
-	t := &EnrollTap{ln: ln, more: make(chan struct{})}
-	t.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.wg.Go(func() {
-				tc := tls.Server(c, cfg)
-				defer tc.Close()
-				_ = tc.SetDeadline(time.Now().Add(30 * time.Second))
-				r, w := protocol.NewReader(tc, s.codec), protocol.NewWriter(tc, s.codec)
-				env, err := r.ReadEnvelope()
-				if err != nil {
-					return
-				}
-				if m, ok := env.Message.(*protocol.EnrollRequest); ok {
-					t.mu.Lock()
-					t.reqs = append(t.reqs, m)
-					close(t.more)
-					t.more = make(chan struct{})
-					t.mu.Unlock()
-				}
-				_ = w.WriteEnvelope(errorReply(env.MessageID, protocol.CodeUnauthorized, "recorded, not enrolled"))
-			})
-		}
-	})
+	t.core, t.ln = core, ln
+	go func() {
+		defer close(t.done)
+		_ = core.ServeEnrollment(ln, s.enrollTLS)
+	}()
 	return t, nil
 }
 
@@ -90,6 +69,33 @@ func (t *EnrollTap) Next(ctx context.Context, n int) (*protocol.EnrollRequest, e
 
 // Close stops listening and waits for the connections to end.
 func (t *EnrollTap) Close() {
-	_ = t.ln.Close()
-	t.wg.Wait()
+	t.core.Close()
+	_ = t.core.Shutdown(context.Background())
+	<-t.done
 }
+
+// tapEnroller records every request and refuses it.
+type tapEnroller struct{ t *EnrollTap }
+
+func (e tapEnroller) Enroll(_ context.Context, en *session.Enrollment) (*protocol.EnrollResponse, error) {
+	t := e.t
+	t.mu.Lock()
+	t.reqs = append(t.reqs, en.Request)
+	close(t.more)
+	t.more = make(chan struct{})
+	t.mu.Unlock()
+	return nil, &session.Refusal{Code: protocol.CodeUnauthorized, Reason: "Recorded", Text: "recorded, not enrolled"}
+}
+
+func (tapEnroller) Enrolled(context.Context, *session.Enrollment, *protocol.EnrollAck) error {
+	return errors.New("the tap enrolls nobody")
+}
+
+// noSessions is the handler of a core that serves enrollment only.
+type noSessions struct{}
+
+func (noSessions) Open(context.Context, *session.Session) error {
+	return &session.Refusal{Code: protocol.CodeUnauthorized, Reason: "NoSessions", Text: "enrollment only"}
+}
+func (noSessions) Handle(*session.Session, protocol.Envelope)          {}
+func (noSessions) Closed(*session.Session, session.CloseReason, error) {}
