@@ -45,8 +45,8 @@ func TestRequestReplyAndHeartbeat(t *testing.T) {
 				got <- err
 			}()
 			req := d.mustRead()
-			if _, ok := req.Message.(*protocol.Start); !ok || req.MessageID%2 != 0 {
-				t.Fatalf("device got %+v, want Start with an even id", req)
+			if _, ok := req.Message.(*protocol.Start); !ok || !protocol.Owns(protocol.Gateway, req.MessageID) {
+				t.Fatalf("device got %+v, want Start with a gateway id", req)
 			}
 			d.reply(req.MessageID, &protocol.AppStatus{App: "blinky", State: protocol.StateRunning})
 			if err := <-got; err != nil {

@@ -85,7 +85,7 @@ func TestFailedUpdateReportsFallback(t *testing.T) {
 	// ... and, unasked, the old version running again.
 	if _, err := srv.WaitRecord(ctx, func(r clienttest.Record) bool {
 		s, ok := r.Env.Message.(*protocol.AppStatus)
-		return ok && r.Env.MessageID%2 == 1 && s.App == "app" && s.Sequence == 1 && s.State == protocol.StateRunning
+		return ok && protocol.Owns(protocol.Device, r.Env.MessageID) && s.App == "app" && s.Sequence == 1 && s.State == protocol.StateRunning
 	}); err != nil {
 		t.Fatalf("no unsolicited status of the version fallen back to: %v", err)
 	}
