@@ -407,7 +407,7 @@ func apiSchemas() map[string]*schema {
 				"maxStackSize":     {Type: "integer", Description: "Bytes of WebAssembly call stack.", Minimum: i64(0), Maximum: i64(maxStackSize), Default: 4096},
 			}),
 			"state":  {Type: "string", Enum: []string{"running", "stopped"}, Default: "running", Description: "Desired run state."},
-			"labels": &schema{Type: "object", Description: "Labels of the Application.", AdditionalProperties: &schema{Type: "string"}},
+			"labels": {Type: "object", Description: "Labels of the Application.", AdditionalProperties: &schema{Type: "string"}},
 		}, "name"),
 		"DeviceMetrics": object("The last metrics report a device sent to this gateway replica.", map[string]*schema{
 			"receivedAt":      {Type: "string", Format: "date-time", Description: "When the gateway received it."},
