@@ -198,6 +198,14 @@ func NewDelegatingAuth(opts DelegatingAuthOptions) (authenticator.Request, autho
 	if err != nil {
 		return nil, nil, fmt.Errorf("httpapi: token review authenticator: %w", err)
 	}
+	if auds := authenticator.Audiences(opts.Audiences); len(auds) > 0 {
+		// The token review asks for the audiences found in the request's
+		// context, as kube-apiserver's authentication filter sets them.
+		inner := authn
+		authn = authenticator.RequestFunc(func(r *http.Request) (*authenticator.Response, bool, error) {
+			return inner.AuthenticateRequest(r.WithContext(authenticator.WithAudiences(r.Context(), auds)))
+		})
+	}
 	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
 		SubjectAccessReviewClient: opts.Client.AuthorizationV1(),
 		AllowCacheTTL:             opts.AllowCacheTTL,
