@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -50,10 +51,11 @@ func (a *api) listApplications(c *call) error {
 		})
 	}
 	var list wasmbedv1.ApplicationList
-	if err := a.readCacheList(c, &list); err != nil {
+	apps, err := listShared(a, c, &list, func() []wasmbedv1.Application { return list.Items }, nil)
+	if err != nil {
 		return err
 	}
-	return c.writeJSON(http.StatusOK, paginate(list.Items, lq, applicationKey, match, a.applicationView))
+	return c.writeJSON(http.StatusOK, paginate(apps, lq, applicationKey, match, a.applicationView))
 }
 
 func (c *call) applicationName() string {
@@ -147,20 +149,22 @@ func (a *api) rollout(c *call) error {
 		})
 	}
 	var list wasmbedv1.DeviceApplicationList
-	if err := a.readCacheList(c, &list, client.MatchingLabels{wasmbedv1.LabelApplication: wasmbedv1.LabelValue(app)}); err != nil {
+	sel := labels.SelectorFromSet(labels.Set{wasmbedv1.LabelApplication: wasmbedv1.LabelValue(app)})
+	dapps, err := listShared(a, c, &list, func() []wasmbedv1.DeviceApplication { return list.Items }, sel)
+	if err != nil {
 		return err
 	}
 	phases := make(map[string]int, len(deviceApplicationPhases))
 	for _, p := range deviceApplicationPhases {
 		phases[p] = 0
 	}
-	for i := range list.Items {
-		if d := &list.Items[i]; ofApp(d) {
+	for _, d := range dapps {
+		if ofApp(d) {
 			phases[deviceApplicationPhase(d)]++
 		}
 	}
 	return c.writeJSON(http.StatusOK, RolloutPage{
-		Page:   paginate(list.Items, lq, deviceApplicationKey, match, deviceApplicationView),
+		Page:   paginate(dapps, lq, deviceApplicationKey, match, deviceApplicationView),
 		Phases: phases,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,10 +60,11 @@ func (a *api) listDevices(c *call) error {
 		})
 	}
 	var list wasmbedv1.DeviceList
-	if err := a.readCacheList(c, &list); err != nil {
+	devices, err := listShared(a, c, &list, func() []wasmbedv1.Device { return list.Items }, nil)
+	if err != nil {
 		return err
 	}
-	return c.writeJSON(http.StatusOK, paginate(list.Items, lq, deviceKey, match, deviceView))
+	return c.writeJSON(http.StatusOK, paginate(devices, lq, deviceKey, match, deviceView))
 }
 
 // typedMatch adapts a typed filter to the objects informers hand out.
@@ -185,8 +187,10 @@ func (a *api) listDeviceApplications(c *call) error {
 		})
 	}
 	var list wasmbedv1.DeviceApplicationList
-	if err := a.readCacheList(c, &list, client.MatchingLabels{wasmbedv1.LabelDevice: wasmbedv1.LabelValue(device)}); err != nil {
+	sel := labels.SelectorFromSet(labels.Set{wasmbedv1.LabelDevice: wasmbedv1.LabelValue(device)})
+	dapps, err := listShared(a, c, &list, func() []wasmbedv1.DeviceApplication { return list.Items }, sel)
+	if err != nil {
 		return err
 	}
-	return c.writeJSON(http.StatusOK, paginate(list.Items, lq, deviceApplicationKey, match, deviceApplicationView))
+	return c.writeJSON(http.StatusOK, paginate(dapps, lq, deviceApplicationKey, match, deviceApplicationView))
 }

@@ -255,3 +255,5 @@ func deviceApplication(ns, app, dev string, phase wasmbedv1.DeviceApplicationPha
 func key(ns, name string) types.NamespacedName {
 	return types.NamespacedName{Namespace: ns, Name: name}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

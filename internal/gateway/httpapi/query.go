@@ -287,12 +287,14 @@ type Page[T any] struct {
 
 // paginate selects the page of items that match, after the query's continue
 // key, in key order, and converts it with view. It copies no item that is
-// not on the page.
-func paginate[S any, T any](items []S, lq *listQuery, key func(*S) objKey, match func(*S) bool, view func(*S) T) Page[T] {
-	total := 0
-	var rest []*S
-	for i := range items {
-		it := &items[i]
+// not on the page, and keeps only a page's worth of candidates while it
+// scans: O(n log limit), not a sort of every match.
+func paginate[S any, T any](items []*S, lq *listQuery, key func(*S) objKey, match func(*S) bool, view func(*S) T) Page[T] {
+	total, after := 0, 0
+	// page is a max-heap by key of the best candidates so far.
+	page := make([]*S, 0, min(lq.limit, len(items)))
+	less := func(a, b *S) bool { return key(a).compare(key(b)) < 0 }
+	for _, it := range items {
 		if !match(it) {
 			continue
 		}
@@ -300,17 +302,54 @@ func paginate[S any, T any](items []S, lq *listQuery, key func(*S) objKey, match
 		if lq.after != nil && key(it).compare(*lq.after) <= 0 {
 			continue
 		}
-		rest = append(rest, it)
+		after++
+		switch {
+		case len(page) < lq.limit:
+			page = append(page, it)
+			siftUp(page, len(page)-1, less)
+		case less(it, page[0]):
+			page[0] = it
+			siftDown(page, 0, less)
+		}
 	}
-	slices.SortFunc(rest, func(a, b *S) int { return key(a).compare(key(b)) })
-	p := Page[T]{Items: make([]T, 0, min(len(rest), lq.limit)), Total: total}
-	for _, it := range rest[:min(len(rest), lq.limit)] {
+	slices.SortFunc(page, func(a, b *S) int { return key(a).compare(key(b)) })
+	p := Page[T]{Items: make([]T, 0, len(page)), Total: total}
+	for _, it := range page {
 		p.Items = append(p.Items, view(it))
 	}
-	if len(rest) > lq.limit {
-		p.Continue = encodeContinue(key(rest[lq.limit-1]), lq.fingerprint)
+	if after > len(page) {
+		p.Continue = encodeContinue(key(page[len(page)-1]), lq.fingerprint)
 	}
 	return p
+}
+
+// siftUp and siftDown keep h a max-heap under less.
+func siftUp[E any](h []E, i int, less func(a, b E) bool) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !less(h[parent], h[i]) {
+			return
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
+}
+
+func siftDown[E any](h []E, i int, less func(a, b E) bool) {
+	for {
+		largest, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && less(h[largest], h[l]) {
+			largest = l
+		}
+		if r < len(h) && less(h[largest], h[r]) {
+			largest = r
+		}
+		if largest == i {
+			return
+		}
+		h[i], h[largest] = h[largest], h[i]
+		i = largest
+	}
 }
 
 func parseBool(q url.Values, name string) (bool, error) {

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apiserver/pkg/authentication/user"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -342,15 +344,58 @@ func (a *api) serveMetrics(c *call) error {
 	return nil
 }
 
-// readCacheList lists from the cache without copying the cached objects:
-// every handler only reads what it lists and copies what it changes.
-func (a *api) readCacheList(c *call, list client.ObjectList, opts ...client.ListOption) error {
-	opts = append(opts, client.UnsafeDisableDeepCopy)
+// sharedIndex is what client-go's shared informers offer beyond
+// controller-runtime's Informer interface: their store.
+type sharedIndex interface {
+	GetIndexer() toolscache.Indexer
+}
+
+// listShared returns the cached objects of T's kind in the call's namespace
+// (all namespaces when it has none) whose labels match sel (nil: all), as
+// pointers to the cache's own objects: every handler only reads what it
+// lists and copies what it returns. With Informers whose informers expose
+// their store, nothing is copied; otherwise the Reader lists with
+// UnsafeDisableDeepCopy, which copies each object shallowly.
+func listShared[T any, PT interface {
+	*T
+	client.Object
+}](a *api, c *call, list client.ObjectList, items func() []T, sel labels.Selector) ([]*T, error) {
+	ctx := c.r.Context()
+	if a.opts.Informers != nil {
+		if inf, err := a.opts.Informers.GetInformer(ctx, PT(new(T))); err == nil {
+			if si, ok := inf.(sharedIndex); ok {
+				var objs []any
+				if c.namespace != "" {
+					objs, err = si.GetIndexer().ByIndex(toolscache.NamespaceIndex, c.namespace)
+				} else {
+					objs = si.GetIndexer().List()
+				}
+				if err == nil {
+					out := make([]*T, 0, len(objs))
+					for _, o := range objs {
+						if t, ok := o.(PT); ok && (sel == nil || sel.Matches(labels.Set(t.GetLabels()))) {
+							out = append(out, (*T)(t))
+						}
+					}
+					return out, nil
+				}
+			}
+		}
+	}
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
 	if c.namespace != "" {
 		opts = append(opts, client.InNamespace(c.namespace))
 	}
-	if err := a.opts.Reader.List(c.r.Context(), list, opts...); err != nil {
-		return fromKubernetes(err, "the list")
+	if sel != nil {
+		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 	}
-	return nil
+	if err := a.opts.Reader.List(ctx, list, opts...); err != nil {
+		return nil, fromKubernetes(err, "the list")
+	}
+	its := items()
+	out := make([]*T, len(its))
+	for i := range its {
+		out[i] = &its[i]
+	}
+	return out, nil
 }

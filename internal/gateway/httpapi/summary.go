@@ -64,18 +64,20 @@ func (a *api) summary(c *call) error {
 	if err := c.noQuery(); err != nil {
 		return err
 	}
-	var devices wasmbedv1.DeviceList
-	if err := a.readCacheList(c, &devices); err != nil {
+	var dl wasmbedv1.DeviceList
+	devices, err := listShared(a, c, &dl, func() []wasmbedv1.Device { return dl.Items }, nil)
+	if err != nil {
 		return err
 	}
-	var apps wasmbedv1.ApplicationList
-	if err := a.readCacheList(c, &apps); err != nil {
+	var al wasmbedv1.ApplicationList
+	apps, err := listShared(a, c, &al, func() []wasmbedv1.Application { return al.Items }, nil)
+	if err != nil {
 		return err
 	}
-	return c.writeJSON(http.StatusOK, summarize(c.namespace, metav1.NewTime(a.opts.Clock.Now()), devices.Items, apps.Items))
+	return c.writeJSON(http.StatusOK, summarize(c.namespace, metav1.NewTime(a.opts.Clock.Now()), devices, apps))
 }
 
-func summarize(ns string, now metav1.Time, devices []wasmbedv1.Device, apps []wasmbedv1.Application) Summary {
+func summarize(ns string, now metav1.Time, devices []*wasmbedv1.Device, apps []*wasmbedv1.Application) Summary {
 	s := Summary{
 		Namespace:   ns,
 		GeneratedAt: now,
@@ -83,8 +85,7 @@ func summarize(ns string, now metav1.Time, devices []wasmbedv1.Device, apps []wa
 			Gateways: map[string]int{}},
 		Applications: ApplicationSummary{ByPhase: zeroCounts(applicationPhases)},
 	}
-	for i := range devices {
-		d := &devices[i]
+	for _, d := range devices {
 		s.Devices.Total++
 		s.Devices.ByPhase[devicePhase(d)]++
 		if d.Spec.DeviceType != "" {
@@ -97,8 +98,7 @@ func summarize(ns string, now metav1.Time, devices []wasmbedv1.Device, apps []wa
 			s.Devices.Gateways[d.Status.Gateway]++
 		}
 	}
-	for i := range apps {
-		app := &apps[i]
+	for _, app := range apps {
 		s.Applications.Total++
 		s.Applications.ByPhase[applicationPhase(app)]++
 		s.Applications.Targets += int(app.Status.TargetCount)
