@@ -332,6 +332,10 @@ func TestDeployLimits(t *testing.T) {
 			413, ProblemTooLarge, fmt.Sprintf("limit of %d bytes", maxDeployJSON)},
 		{"multipart module at the limit", asMultipart(`{"name":"mat","targetDevices":["d1"]}`, module(MaxModuleSize)), 201, "", ""},
 		{"multipart module over the limit", asMultipart(`{"name":"mover","targetDevices":["d1"]}`, module(MaxModuleSize+1)), 413, ProblemTooLarge, `part "module" is more than`},
+		{"multipart body over the limit", func() ([]byte, string) {
+			b, ct := multipartDeploy(t, `{"name":"pre","targetDevices":["d1"]}`, module(16))
+			return append(bytes.Repeat([]byte("preamble\r\n"), maxDeployMultipart/10+1), b...), ct
+		}, 413, ProblemTooLarge, fmt.Sprintf("limit of %d bytes", maxDeployMultipart)},
 		{"multipart application part too big", asMultipart(`{"name":"x","version":"`+strings.Repeat("v", maxDeployMetadata)+`"}`, module(16)), 413, ProblemTooLarge, `part "application" is more than`},
 		{"multipart without application", asMultipart("", module(16)), 400, ProblemInvalid, "application"},
 		{"multipart module twice", asMultipart(`{"name":"x","module":"AGFzbQEAAAA=","targetDevices":["d"]}`, module(16)), 400, ProblemInvalid, `not in "application"`},

@@ -32,7 +32,8 @@ const (
 	// maxDeployMultipart bounds a multipart deploy: the module, the
 	// application part and the multipart framing.
 	maxDeployMultipart = MaxModuleSize + maxDeployMetadata + 4<<10
-	// maxDeployBody is the larger of the two, the route's body limit.
+	// maxDeployBody is the larger of the two, the route's body limit; a
+	// multipart body is held to its own.
 	maxDeployBody = max(maxDeployJSON, maxDeployMultipart)
 )
 
@@ -114,7 +115,7 @@ func (c *call) readDeploy() (*DeployRequest, error) {
 	var req DeployRequest
 	switch mt {
 	case "application/json":
-		c.r.Body = http.MaxBytesReader(c.w, c.r.Body, maxDeployJSON)
+		// The route's limit, maxDeployBody, is maxDeployJSON.
 		if err := decodeJSON(c.r.Body, &req); err != nil {
 			return nil, err
 		}

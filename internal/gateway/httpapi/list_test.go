@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"slices"
 	"strings"
@@ -248,5 +249,50 @@ func TestRollout(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"blinky", "other"}) {
 		t.Errorf("applications of d1: %v", names)
+	}
+}
+
+// TestPaginateUnordered pages through keys given in random order, as an
+// informer's store hands them out.
+func TestPaginateUnordered(t *testing.T) {
+	const n = 1000
+	items := make([]*objKey, n)
+	for i := range n {
+		items[i] = &objKey{Namespace: fmt.Sprintf("ns-%d", i%3), Name: fmt.Sprintf("o-%04d", i)}
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(n, func(i, j int) { items[i], items[j] = items[j], items[i] })
+	var got []objKey
+	lq := &listQuery{limit: 7, fingerprint: "f"}
+	for pages := 0; ; pages++ {
+		p := paginate(items, lq, func(k *objKey) objKey { return *k }, func(*objKey) bool { return true }, func(k *objKey) objKey { return *k })
+		got = append(got, p.Items...)
+		if p.Continue == "" {
+			break
+		}
+		k, err := decodeContinue(p.Continue, "f")
+		if err != nil || pages > n {
+			t.Fatalf("continue %q: %v", p.Continue, err)
+		}
+		lq.after = &k
+	}
+	if len(got) != n || !slices.IsSortedFunc(got, objKey.compare) {
+		t.Errorf("%d keys, sorted %v", len(got), slices.IsSortedFunc(got, objKey.compare))
+	}
+}
+
+// TestMeta checks that a response's metadata drops what only Kubernetes
+// needs without changing the cached object.
+func TestMeta(t *testing.T) {
+	m := metav1.ObjectMeta{
+		Name:          "x",
+		Annotations:   map[string]string{lastApplied: "{}", "keep": "me"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+	}
+	got := meta(m)
+	if got.ManagedFields != nil || got.Annotations[lastApplied] != "" || got.Annotations["keep"] != "me" {
+		t.Errorf("meta: %+v", got)
+	}
+	if m.ManagedFields == nil || m.Annotations[lastApplied] == "" {
+		t.Error("meta changed the object it was given")
 	}
 }

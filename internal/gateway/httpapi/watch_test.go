@@ -194,23 +194,35 @@ func TestWatchFallsBehind(t *testing.T) {
 		t.Fatalf("first event %q", ev.name)
 	}
 	// The handler blocks writing the first change; the next watchBuffer
-	// fill the buffer and the one after overflows it.
-	for i := range watchBuffer + 2 {
-		inf.each(func(h toolscache.ResourceEventHandler) {
-			h.OnAdd(device("fleet", "d"+strings.Repeat("x", i%10)), false)
-		})
+	// fill the buffer and the one after overflows it. The informer is
+	// never blocked: firing returns at once.
+	fired := make(chan struct{})
+	go func() {
+		defer close(fired)
+		for i := range watchBuffer + 2 {
+			inf.each(func(h toolscache.ResourceEventHandler) {
+				h.OnAdd(device("fleet", "d"+strings.Repeat("x", i%10)), false)
+			})
+		}
+	}()
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("firing changes blocked the informer")
 	}
 	var last sse
-	for {
+	deadline := time.After(10 * time.Second)
+	for ended := false; !ended; {
 		select {
 		case b := <-w.chunks:
 			if bytes.HasPrefix(b, []byte("event: ERROR")) {
 				last.name = EventError
 			}
-			continue
 		case <-done:
+			ended = true
+		case <-deadline:
+			t.Fatal("the watch did not end")
 		}
-		break
 	}
 	if last.name != EventError {
 		t.Error("the watch ended without an ERROR event")
@@ -228,7 +240,14 @@ func TestWatchLimit(t *testing.T) {
 	e.api.watchers = make(chan struct{}, 1)
 	w, cancel, done := startWatch(t, e, "/api/v1/devices?watch=true")
 	readEvent(t, w.chunks)
-	e.do(t, "GET", "/api/v1/applications?watch=true", viewerToken, nil, "").wantProblem(t, 429, ProblemTooManyWatches)
+	refused := make(chan response, 1)
+	go func() { refused <- e.do(t, "GET", "/api/v1/applications?watch=true", viewerToken, nil, "") }()
+	select {
+	case res := <-refused:
+		res.wantProblem(t, 429, ProblemTooManyWatches)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a watch over the limit was not refused")
+	}
 	cancel()
 	<-done
 	w2, cancel2, done2 := startWatch(t, e, "/api/v1/applications?watch=true")
