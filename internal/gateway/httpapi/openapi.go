@@ -177,13 +177,14 @@ func accessDescription(rt *route) string {
 	}
 	var parts []string
 	for _, ck := range rt.access.checks {
-		parts = append(parts, ck.String())
+		parts = append(parts, ck.doc(rt.path))
 	}
 	return "\n\nPermission (Kubernetes RBAC): " + strings.Join(parts, "; and ") + "."
 }
 
-// String renders a check as the RBAC rule it needs, for documents.
-func (ck check) String() string {
+// doc renders a check of the route at path as the RBAC rule it needs, for
+// documents.
+func (ck check) doc(path string) string {
 	group := ck.group
 	if group == "" {
 		group = "core"
@@ -192,11 +193,15 @@ func (ck check) String() string {
 	if ck.name != "" && ck.name != "{name}" {
 		s += fmt.Sprintf(" named `%s`", ck.name)
 	}
-	switch ck.namespace {
-	case nsSystem:
+	switch {
+	case ck.namespace == nsSystem:
 		s += " in the system namespace"
-	case nsDefault:
+	case ck.namespace == nsDefault:
 		s += " in the default namespace"
+	case pathHasNamespace(path):
+		s += " in the namespace"
+	default:
+		s += " in all namespaces"
 	}
 	return s
 }
