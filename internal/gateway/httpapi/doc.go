@@ -52,9 +52,12 @@
 //		Fleet: gw, Authenticator: authn, Authorizer: authz,
 //		Logger: logger, Registerer: registry,
 //	})
-//	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+//	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+//		BaseContext: func(net.Listener) context.Context { return gatewayCtx }}
 //	srv.ServeTLS(listener, certFile, keyFile)
 //
 // Serve it over TLS: bearer tokens are credentials. Do not set a
-// WriteTimeout shorter than the watches you want to keep open.
+// WriteTimeout shorter than the watches you want to keep open, and tie
+// BaseContext to the gateway's life: a watch ends when its request's
+// context does, and http.Server.Shutdown waits for the watches otherwise.
 package httpapi

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/kube-openapi/pkg/spec3"
+
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 )
 
@@ -98,6 +100,19 @@ func TestOpenAPIWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	walk(whole)
+	// Kubernetes' own OpenAPI 3 types read it.
+	var typed spec3.OpenAPI
+	if err := json.Unmarshal(raw, &typed); err != nil {
+		t.Fatalf("spec3: %v", err)
+	}
+	if typed.Paths == nil || len(typed.Paths.Paths) != len(doc.Paths) || typed.Components == nil || len(typed.Components.Schemas) != len(doc.Comps.Schemas) {
+		t.Errorf("spec3 read %v paths and %v schemas", typed.Paths != nil, typed.Components != nil)
+	}
+	for name, s := range typed.Components.Schemas {
+		if len(s.Type) == 0 && s.Ref.String() == "" {
+			t.Errorf("schema %s has no type", name)
+		}
+	}
 	if len(refs) == 0 {
 		t.Fatal("no $ref in the document")
 	}
