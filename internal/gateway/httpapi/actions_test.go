@@ -13,6 +13,7 @@ import (
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/internal/pairing"
+	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
 func TestApplicationActions(t *testing.T) {
@@ -229,5 +230,19 @@ func TestKubernetesErrors(t *testing.T) {
 	}
 	if p := fromKubernetes(invalid, "x"); len(p.Errors) != 1 || p.Errors[0].Field != "spec.wasmBinary" {
 		t.Errorf("422 causes %+v", p.Errors)
+	}
+}
+
+func TestMetricsFromReport(t *testing.T) {
+	r := &protocol.MetricsReport{UptimeSeconds: 7, FreeMemory: 1024, Link: protocol.Link{RSSI: -70, LossPermille: 12},
+		Apps: []protocol.AppMetrics{{App: "blinky", MemoryBytes: 65536, Fuel: 9, CPUMicros: 8, Executions: 7, Traps: 6}}}
+	got := MetricsFromReport(r, t0)
+	want := DeviceMetrics{ReceivedAt: t0, UptimeSeconds: 7, FreeMemoryBytes: 1024, Link: LinkMetrics{RSSI: -70, LossPermille: 12},
+		Applications: []AppMetrics{{Name: "blinky", MemoryBytes: 65536, Fuel: 9, CPUMicros: 8, Executions: 7, Traps: 6}}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got := MetricsFromReport(&protocol.MetricsReport{}, t0); got.Applications == nil {
+		t.Error("no applications is null, want []")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
 // MaxModuleSize is the largest WebAssembly module a deploy accepts, in bytes:
@@ -190,4 +191,21 @@ func (o Options) withDefaults() (Options, error) {
 		o.WatchHeartbeat = 30 * time.Second
 	}
 	return o, nil
+}
+
+// MetricsFromReport converts a device's metrics report, received at at, to
+// the API's form, for a Fleet whose gateway keeps the protocol's reports.
+func MetricsFromReport(r *protocol.MetricsReport, at time.Time) DeviceMetrics {
+	m := DeviceMetrics{
+		ReceivedAt:      at,
+		UptimeSeconds:   r.UptimeSeconds,
+		FreeMemoryBytes: r.FreeMemory,
+		Link:            LinkMetrics{RSSI: r.Link.RSSI, LossPermille: r.Link.LossPermille},
+		Applications:    make([]AppMetrics, 0, len(r.Apps)),
+	}
+	for _, a := range r.Apps {
+		m.Applications = append(m.Applications, AppMetrics{Name: a.App, MemoryBytes: a.MemoryBytes, Fuel: a.Fuel,
+			CPUMicros: a.CPUMicros, Executions: a.Executions, Traps: a.Traps})
+	}
+	return m
 }
