@@ -16,13 +16,15 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
@@ -35,8 +37,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/gateway/httpapi"
 	"github.com/wasmbed/wasmbed/internal/pki"
-	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/session"
 )
 
@@ -121,8 +123,14 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
-	// HTTPHandler, when set, is mounted under /api/ on the HTTP listener.
-	HTTPHandler func(Fleet) (http.Handler, error)
+	// APIAudiences, when set, are the audiences a bearer token of the HTTP
+	// API must be issued for; empty accepts the API server's own.
+	APIAudiences []string
+	// APIAuthenticator and APIAuthorizer override the delegation of the
+	// HTTP API's authentication and authorisation to Kubernetes
+	// (TokenReview and SubjectAccessReview), for tests.
+	APIAuthenticator authenticator.Request
+	APIAuthorizer    authorizer.Authorizer
 }
 
 func (o *Options) setDefaults() error {
@@ -265,6 +273,16 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// stripModule drops an Application's module from the cache's copy, with
+// its managed fields.
+func stripModule(obj any) (any, error) {
+	if a, ok := obj.(*wasmbedv1.Application); ok {
+		a.ManagedFields = nil
+		a.Spec.WasmBinary = nil
+	}
+	return obj, nil
+}
+
 // Index names of the gateway's cache.
 const (
 	indexPublicKey = "spec.publicKey"
@@ -285,7 +303,12 @@ func (g *Gateway) buildManager() error {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			// A gateway never delivers from an Application (payloads come from
+			// their ConfigMaps): its cached copies drop the module.
+			ByObject: map[client.Object]cache.ByObject{&wasmbedv1.Application{}: {Transform: stripModule}},
+		},
 		// ConfigMaps (the pairing window, module payloads) and Secrets are
 		// read when needed, never cached: a gateway watches no more than the
 		// Devices and DeviceApplications it serves.
@@ -474,27 +497,48 @@ func (g *Gateway) tlsConfigs(tickets *pki.TicketKeyRing) (sess, enroll *tls.Conf
 	return sess, enroll, nil
 }
 
-// httpServer serves health, readiness, metrics and the API.
+// httpServer serves the HTTP API with health, readiness and metrics.
 func (g *Gateway) httpServer() (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := g.Ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	gatherers := prometheus.Gatherers{g.opts.Registry, ctrlmetrics.Registry}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	if g.opts.HTTPHandler != nil {
-		api, err := g.opts.HTTPHandler(g)
+	authn, authz := g.opts.APIAuthenticator, g.opts.APIAuthorizer
+	if authn == nil || authz == nil {
+		cs, err := kubernetes.NewForConfig(g.opts.Config)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: http api: %w", err)
 		}
-		mux.Handle("/api/", api)
+		if authn, authz, err = httpapi.NewDelegatingAuth(httpapi.DelegatingAuthOptions{Client: cs, Audiences: g.opts.APIAudiences}); err != nil {
+			return nil, fmt.Errorf("gateway: http api: %w", err)
+		}
 	}
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, nil
+	api, err := httpapi.New(httpapi.Options{
+		Reader:           g.client,
+		Writer:           g.client,
+		Informers:        g.mgr.GetCache(),
+		Fleet:            apiFleet{g},
+		Authenticator:    authn,
+		Authorizer:       authz,
+		SystemNamespace:  g.opts.SystemNamespace,
+		DefaultNamespace: g.opts.DeviceNamespace,
+		Logger:           g.log.With("component", "http-api"),
+		Registerer:       g.opts.Registry,
+		Gatherer:         prometheus.Gatherers{g.opts.Registry, ctrlmetrics.Registry},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: http api: %w", err)
+	}
+	return &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, nil
+}
+
+// apiFleet answers the HTTP API's questions about what this replica holds.
+type apiFleet struct{ g *Gateway }
+
+func (f apiFleet) Ready() error { return f.g.Ready() }
+
+func (f apiFleet) DeviceMetrics(namespace, name string) (httpapi.DeviceMetrics, bool) {
+	r, at, ok := f.g.DeviceMetrics(types.NamespacedName{Namespace: namespace, Name: name})
+	if !ok {
+		return httpapi.DeviceMetrics{}, false
+	}
+	return httpapi.MetricsFromReport(r, at), true
 }
 
 // Ready reports whether the gateway serves: caches synced and device
@@ -507,15 +551,6 @@ func (g *Gateway) Ready() error {
 		return errors.New("device listener not serving")
 	}
 	return nil
-}
-
-// Fleet is what the gateway knows beyond Kubernetes, for the HTTP API.
-type Fleet interface {
-	// Ready reports whether the gateway serves.
-	Ready() error
-	// DeviceMetrics returns the last metrics report of a device whose
-	// session this replica holds.
-	DeviceMetrics(key types.NamespacedName) (*protocol.MetricsReport, time.Time, bool)
 }
 
 // Sessions returns the number of live device sessions.
