@@ -6,6 +6,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
@@ -26,6 +27,10 @@ func TestApplicationCRUDAndDefaults(t *testing.T) {
 	want := wasmbedv1.ApplicationConfig{MemoryLimit: 65536, ExecutionTimeout: "30s", MaxStackSize: 4096}
 	if got.Spec.Config != want {
 		t.Errorf("defaulted config: got %+v, want %+v", got.Spec.Config, want)
+	}
+	if s := got.Spec.Strategy; s.MaxUpdating == nil || s.MaxUpdating.String() != wasmbedv1.DefaultMaxUpdating ||
+		s.FailureThreshold == nil || *s.FailureThreshold != wasmbedv1.DefaultFailureThreshold {
+		t.Errorf("defaulted strategy: got %+v, want maxUpdating %s and failureThreshold %d", s, wasmbedv1.DefaultMaxUpdating, wasmbedv1.DefaultFailureThreshold)
 	}
 	if got.Spec.State != wasmbedv1.RunStateRunning {
 		t.Errorf("defaulted state: got %q, want %q", got.Spec.State, wasmbedv1.RunStateRunning)
@@ -122,9 +127,64 @@ func TestApplicationValidation(t *testing.T) {
 			wantMsg: "executionTimeout must be more than 0s and at most 1h",
 		},
 		{
-			name:    "missing wasm binary",
-			mutate:  func(a *wasmbedv1.Application) { a.Spec.WasmBinary = nil },
-			wantMsg: "spec.wasmBinary: Required value",
+			name: "sealed module not marked confidential",
+			mutate: func(a *wasmbedv1.Application) {
+				a.Spec.WasmBinary = nil
+				a.Spec.SealedModule = validSealedModule()
+			},
+			wantMsg: "confidential applications carry a sealedModule and no wasmBinary",
+		},
+		{
+			name:    "confidential with a plaintext module",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.Confidential = true },
+			wantMsg: "confidential applications carry a sealedModule and no wasmBinary",
+		},
+		{
+			name: "sealed module with a short wrapped key",
+			mutate: func(a *wasmbedv1.Application) {
+				a.Spec.WasmBinary = nil
+				a.Spec.Confidential = true
+				a.Spec.SealedModule = validSealedModule()
+				a.Spec.SealedModule.WrappedKey = a.Spec.SealedModule.WrappedKey[:40]
+			},
+			wantMsg: "spec.sealedModule.wrappedKey",
+		},
+		{
+			name: "max updating zero",
+			mutate: func(a *wasmbedv1.Application) {
+				v := intstr.FromInt32(0)
+				a.Spec.Strategy.MaxUpdating = &v
+			},
+			wantMsg: "maxUpdating must be a count of at least 1 or a percentage from 1% to 100%",
+		},
+		{
+			name: "max updating not a percentage",
+			mutate: func(a *wasmbedv1.Application) {
+				v := intstr.FromString("half")
+				a.Spec.Strategy.MaxUpdating = &v
+			},
+			wantMsg: "maxUpdating must be a count of at least 1 or a percentage from 1% to 100%",
+		},
+		{
+			name: "max updating above 100%",
+			mutate: func(a *wasmbedv1.Application) {
+				v := intstr.FromString("101%")
+				a.Spec.Strategy.MaxUpdating = &v
+			},
+			wantMsg: "maxUpdating must be a count of at least 1 or a percentage from 1% to 100%",
+		},
+		{
+			name: "failure threshold above 100",
+			mutate: func(a *wasmbedv1.Application) {
+				v := int32(101)
+				a.Spec.Strategy.FailureThreshold = &v
+			},
+			wantMsg: "spec.strategy.failureThreshold",
+		},
+		{
+			name:    "unknown device type",
+			mutate:  func(a *wasmbedv1.Application) { a.Spec.DeviceTypes = []wasmbedv1.DeviceType{"arduino"} },
+			wantMsg: `Unsupported value: "arduino"`,
 		},
 		{
 			name:    "wasm binary without magic bytes",
@@ -167,5 +227,38 @@ func TestApplicationValidation(t *testing.T) {
 				t.Errorf("create: got %q, want it to mention %q", err.Error(), tt.wantMsg)
 			}
 		})
+	}
+}
+
+// validSealedModule returns a SealedModule of the right shape; its bytes are
+// not a real encryption.
+func validSealedModule() *wasmbedv1.SealedModule {
+	return &wasmbedv1.SealedModule{
+		IssuerKeyID: "0123456789abcdef",
+		WrappedKey:  make([]byte, 82),
+		Ciphertext:  make([]byte, 64),
+	}
+}
+
+func TestApplicationConfidentialAndStrategy(t *testing.T) {
+	ns := env.Namespace(t)
+	app := fixture.Application("sealed", fixture.InNamespace(ns))
+	app.Spec.WasmBinary = nil
+	app.Spec.Confidential = true
+	app.Spec.SealedModule = validSealedModule()
+	count := intstr.FromInt32(3)
+	app.Spec.Strategy.MaxUpdating = &count
+	if err := env.Client.Create(t.Context(), app); err != nil {
+		t.Fatalf("create confidential application: %v", err)
+	}
+	got := &wasmbedv1.Application{}
+	if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(app), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.Strategy.MaxUpdating.IntValue() != 3 || *got.Spec.Strategy.FailureThreshold != wasmbedv1.DefaultFailureThreshold {
+		t.Errorf("strategy: got %+v, want maxUpdating 3 and the default threshold", got.Spec.Strategy)
+	}
+	if len(got.Spec.SealedModule.WrappedKey) != 82 {
+		t.Errorf("wrapped key round trip: got %d bytes, want 82", len(got.Spec.SealedModule.WrappedKey))
 	}
 }

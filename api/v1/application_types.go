@@ -2,6 +2,7 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // RunState is the run state an operator wants for an application.
@@ -72,9 +73,66 @@ type ApplicationConfig struct {
 	MaxStackSize int64 `json:"maxStackSize,omitempty"`
 }
 
-// ApplicationSpec is the desired state of an Application.
+// SealedModule is a confidential module as the client sends it: encrypted
+// once with a random content key, the content key wrapped to the
+// controller's issuer key. The plaintext module is in no Kubernetes object;
+// the controller unwraps the content key in memory, checks the module, and
+// wraps the content key again for each target device.
+type SealedModule struct {
+	// IssuerKeyID is the id (16 hex digits) of the issuer key the content
+	// key is wrapped to, as published in the wasmbed-issuer ConfigMap.
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{16}$`
+	IssuerKeyID string `json:"issuerKeyID"`
+	// WrappedKey is the content key wrapped to the issuer key (82 bytes,
+	// 112 characters of base64).
+	// +kubebuilder:validation:MinLength=112
+	// +kubebuilder:validation:MaxLength=112
+	WrappedKey []byte `json:"wrappedKey"`
+	// Ciphertext is the module encrypted with the content key: the payload
+	// every device receives, unchanged.
+	// +kubebuilder:validation:MinLength=12
+	// +kubebuilder:validation:MaxLength=1048576
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// RolloutStrategy bounds how fast a new version reaches the fleet and when a
+// rollout stops on its own.
+type RolloutStrategy struct {
+	// MaxUpdating is how many targets may be updating at once: a count, or a
+	// percentage of the targets ("25%") rounded up. At least one device
+	// always updates.
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^[1-9][0-9]?%$|^100%$')",message="maxUpdating must be a count of at least 1 or a percentage from 1% to 100%"
+	// +kubebuilder:default="25%"
+	// +optional
+	MaxUpdating *intstr.IntOrString `json:"maxUpdating,omitempty"`
+	// FailureThreshold is the percentage of the devices the current version
+	// was delivered to that may fail before the rollout pauses: 0 pauses at
+	// the first failure, 100 never pauses.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=25
+	// +optional
+	FailureThreshold *int32 `json:"failureThreshold,omitempty"`
+}
+
+// Rollout strategy defaults, for objects stored before the CRD defaulted
+// them.
+const (
+	// DefaultMaxUpdating is RolloutStrategy.MaxUpdating's default.
+	DefaultMaxUpdating = "25%"
+	// DefaultFailureThreshold is RolloutStrategy.FailureThreshold's default.
+	DefaultFailureThreshold int32 = 25
+)
+
+// ApplicationSpec is the desired state of an Application. It carries exactly
+// one of WasmBinary and SealedModule; the controller refuses an Application
+// with both or neither (no validation rule can say so: the API server's rule
+// engine fails on byte fields whose base64 holds '+' or '/', which most
+// modules' does).
 //
 // +kubebuilder:validation:XValidation:rule="(has(self.targetDevices) && size(self.targetDevices) > 0) || has(self.selector)",message="one of targetDevices or selector is required"
+// +kubebuilder:validation:XValidation:rule="has(self.sealedModule) == (has(self.confidential) && self.confidential)",message="confidential applications carry a sealedModule and no wasmBinary"
 type ApplicationSpec struct {
 	// Name is the application's name as devices report it.
 	// +kubebuilder:validation:MinLength=1
@@ -89,11 +147,17 @@ type ApplicationSpec struct {
 	Version string `json:"version,omitempty"`
 
 	// WasmBinary is the WebAssembly module, base64-encoded in YAML. It must
-	// start with the WebAssembly magic bytes and binary version 1.
+	// start with the WebAssembly magic bytes and binary version 1. A
+	// confidential application has SealedModule instead.
 	// +kubebuilder:validation:MinLength=12
 	// +kubebuilder:validation:MaxLength=1048576
 	// +kubebuilder:validation:Pattern=`^AGFzbQEAAAA`
-	WasmBinary []byte `json:"wasmBinary"`
+	// +optional
+	WasmBinary []byte `json:"wasmBinary,omitempty"`
+
+	// SealedModule is the encrypted module of a confidential application.
+	// +optional
+	SealedModule *SealedModule `json:"sealedModule,omitempty"`
 
 	// TargetDevices names the Devices, in the Application's namespace, to run on.
 	// +kubebuilder:validation:MaxItems=1000
@@ -106,6 +170,20 @@ type ApplicationSpec struct {
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 
+	// DeviceTypes restricts the targets to these board families; empty
+	// means any.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	// +optional
+	DeviceTypes []DeviceType `json:"deviceTypes,omitempty"`
+
+	// RequiredCapabilities lists what a target must offer besides wasm,
+	// which every target needs.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +optional
+	RequiredCapabilities []Capability `json:"requiredCapabilities,omitempty"`
+
 	// Config holds the sandbox limits.
 	// +kubebuilder:default={}
 	// +optional
@@ -116,9 +194,15 @@ type ApplicationSpec struct {
 	// +optional
 	State RunState `json:"state,omitempty"`
 
-	// Confidential seals the module for each device with AES-256-GCM on top of TLS.
+	// Confidential marks an application whose module travels encrypted from
+	// the client to the devices (SealedModule); gateways relay ciphertext.
 	// +optional
 	Confidential bool `json:"confidential,omitempty"`
+
+	// Strategy bounds the rollout of a new version.
+	// +kubebuilder:default={}
+	// +optional
+	Strategy RolloutStrategy `json:"strategy,omitempty"`
 }
 
 // FailingDevice names one target on which the application fails, and why.
@@ -141,6 +225,105 @@ type FailingDevice struct {
 // MaxFailingDevices bounds ApplicationStatus.FailingDevices: the status of an
 // Application never grows with the fleet.
 const MaxFailingDevices = 10
+
+// MaxUntargetedDevices bounds ApplicationStatus.UntargetedDevices.
+const MaxUntargetedDevices = 10
+
+// Reasons a named or selected device is not targeted, in
+// UntargetedDevice.Reason, ReasonCount.Reason and the Events of the
+// Application.
+const (
+	// ReasonDeviceMissing: a device named in targetDevices does not exist.
+	ReasonDeviceMissing = "DeviceMissing"
+	// ReasonDeviceRevoked: the device is revoked.
+	ReasonDeviceRevoked = "DeviceRevoked"
+	// ReasonWrongDeviceType: the device's type is not among spec.deviceTypes.
+	ReasonWrongDeviceType = "WrongDeviceType"
+	// ReasonMissingCapability: the device lacks wasm or a required capability.
+	ReasonMissingCapability = "MissingCapability"
+	// ReasonDoesNotFit: the module with its limits does not fit the board's
+	// profile (RAM, stack, module size).
+	ReasonDoesNotFit = "DoesNotFit"
+	// ReasonNoSealingKey: a confidential application cannot be addressed to
+	// a device that has no sealing key.
+	ReasonNoSealingKey = "NoSealingKey"
+)
+
+// UntargetedDevice names a device that is named or selected but not
+// targeted, and why.
+type UntargetedDevice struct {
+	// Device is the Device resource's name.
+	// +kubebuilder:validation:MaxLength=253
+	Device string `json:"device"`
+	// Reason is one of the untargeted reasons (DeviceMissing, DeviceRevoked,
+	// WrongDeviceType, MissingCapability, DoesNotFit, NoSealingKey).
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason"`
+	// Message is a human-readable detail for Reason.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ReasonCount is how many devices share a reason.
+type ReasonCount struct {
+	// Reason is a CamelCase reason.
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason"`
+	// Count is the number of devices.
+	Count int32 `json:"count"`
+}
+
+// RevisionRecord describes one version of an application as it was rolled
+// out: enough to roll back to it.
+type RevisionRecord struct {
+	// Revision identifies the version: a hash of the module (or ciphertext),
+	// the version label, the limits and the application name.
+	// +kubebuilder:validation:MaxLength=64
+	Revision string `json:"revision"`
+	// Version is the version label.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Payload names the immutable ConfigMap that holds the module (or its
+	// ciphertext).
+	// +kubebuilder:validation:MaxLength=253
+	Payload string `json:"payload"`
+	// Config holds the sandbox limits of the version.
+	// +optional
+	Config ApplicationConfig `json:"config,omitempty"`
+	// Confidential reports a sealed module.
+	// +optional
+	Confidential bool `json:"confidential,omitempty"`
+}
+
+// RolloutStatus is where the rollout of the current version stands.
+type RolloutStatus struct {
+	// Current is the version being rolled out.
+	// +optional
+	Current *RevisionRecord `json:"current,omitempty"`
+	// Previous is the version rolled out before Current, kept for undo.
+	// +optional
+	Previous *RevisionRecord `json:"previous,omitempty"`
+	// Paused reports a rollout stopped by the failure threshold: no more
+	// devices receive the current version until an operator resumes it
+	// (annotation wasmbed.github.io/resume) or rolls back.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+	// PausedAt is when the rollout paused.
+	// +optional
+	PausedAt *metav1.Time `json:"pausedAt,omitempty"`
+	// ResumedAt is the last resume request the controller honoured.
+	// +optional
+	ResumedAt *metav1.Time `json:"resumedAt,omitempty"`
+	// FailedBaseline and CompletedBaseline are the failed and completed
+	// deliveries of the current version when it was last resumed; the
+	// failure threshold applies to the deliveries after them.
+	// +optional
+	FailedBaseline int32 `json:"failedBaseline,omitempty"`
+	// +optional
+	CompletedBaseline int32 `json:"completedBaseline,omitempty"`
+}
 
 // ApplicationStatus is the observed state of an Application. It holds counts
 // and a bounded list only: the state of the application on each device is in
@@ -169,6 +352,26 @@ type ApplicationStatus struct {
 	// +listMapKey=device
 	// +optional
 	FailingDevices []FailingDevice `json:"failingDevices,omitempty"`
+	// UntargetedCount is the number of named or selected devices the
+	// application is not deployed to.
+	// +optional
+	UntargetedCount int32 `json:"untargetedCount,omitempty"`
+	// UntargetedReasons counts the untargeted devices by reason.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=reason
+	// +optional
+	UntargetedReasons []ReasonCount `json:"untargetedReasons,omitempty"`
+	// UntargetedDevices lists some untargeted devices with their reasons, at
+	// most MaxUntargetedDevices.
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=map
+	// +listMapKey=device
+	// +optional
+	UntargetedDevices []UntargetedDevice `json:"untargetedDevices,omitempty"`
+	// Rollout is where the rollout of the current version stands.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// LastDeployed is when the current version was last delivered to a device.
 	// +optional
 	LastDeployed *metav1.Time `json:"lastDeployed,omitempty"`
@@ -196,6 +399,7 @@ type ApplicationStatus struct {
 // +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.runningCount`
 // +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.targetCount`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failedCount`,priority=1
+// +kubebuilder:printcolumn:name="Paused",type=boolean,JSONPath=`.status.rollout.paused`,priority=1
 // +kubebuilder:printcolumn:name="Last Deployed",type=date,JSONPath=`.status.lastDeployed`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Application struct {

@@ -17,6 +17,17 @@ const (
 	// confirmed that the application is removed (or the Device is gone).
 	// The gateway that holds the device's session removes it.
 	FinalizerDeviceRemoval = "wasmbed.github.io/device-removal"
+	// FinalizerApplicationRemoval holds an Application until its
+	// application is removed from every device it was deployed to (or
+	// those Devices are gone or revoked). The controller removes it.
+	FinalizerApplicationRemoval = "wasmbed.github.io/application-removal"
+	// AnnotationResume resumes a paused rollout: an RFC 3339 time later than
+	// status.rollout.pausedAt. `wasmbed app rollout resume` sets it.
+	AnnotationResume = "wasmbed.github.io/resume"
+	// AnnotationRevision, on a DeviceApplication, names the application
+	// revision its artifact carries (status.rollout.current.revision of the
+	// Application when it was issued).
+	AnnotationRevision = "wasmbed.github.io/revision"
 )
 
 // DeviceApplicationPhase is the state of an application on one device, as the

@@ -50,4 +50,47 @@ const (
 	// PairingConfigMap is the name of the ConfigMap, in the system namespace,
 	// that holds the pairing window every gateway replica obeys.
 	PairingConfigMap = "wasmbed-pairing"
+
+	// SigningKeySecret is the Secret, in the system namespace, that holds
+	// the platform signing key (data key SigningKeySecretKey, a PKCS #8
+	// Ed25519 private key in PEM). The controller creates it on first start
+	// when absent; only the controller's service account may read it.
+	SigningKeySecret = "wasmbed-signing-key"
+	// SigningKeySecretKey is the data key of the signing key in
+	// SigningKeySecret.
+	SigningKeySecretKey = "signing.key"
+	// IssuerKeySecret is the Secret, in the system namespace, that holds
+	// the controller's X25519 issuer key (data key IssuerKeySecretKey, 32
+	// raw bytes): clients wrap the content keys of confidential modules to
+	// its public half. Created with SigningKeySecret, readable only by the
+	// controller.
+	IssuerKeySecret = "wasmbed-issuer-key"
+	// IssuerKeySecretKey is the data key of the issuer key in
+	// IssuerKeySecret.
+	IssuerKeySecretKey = "issuer.key"
+	// IssuerConfigMap is the ConfigMap, in the system namespace, where the
+	// controller publishes the public halves of its keys: the platform
+	// signing key that gateways hand to enrolling devices, and the issuer
+	// key that clients seal confidential modules to. Its data keys are
+	// IssuerSigningKey, IssuerSigningKeyID, IssuerSealingKey and
+	// IssuerSealingKeyID.
+	IssuerConfigMap = "wasmbed-issuer"
+	// IssuerSigningKey is the unpadded base64url Ed25519 public signing key.
+	IssuerSigningKey = "signingKey"
+	// IssuerSigningKeyID is the signing key's id, 16 hex digits.
+	IssuerSigningKeyID = "signingKeyID"
+	// IssuerSealingKey is the unpadded base64url X25519 public issuer key.
+	IssuerSealingKey = "sealingKey"
+	// IssuerSealingKeyID is the issuer key's id, 16 hex digits.
+	IssuerSealingKeyID = "sealingKeyID"
+
+	// DeviceCASecret is the Secret, in the system namespace, of the device
+	// CA that signs device certificates (type kubernetes.io/tls: tls.crt is
+	// the CA certificate, tls.key its key, ca.crt the root). Only the
+	// controller may read it.
+	DeviceCASecret = "wasmbed-device-ca"
+	// GatewayCASecret is the Secret, in the system namespace, of the
+	// gateway CA that signs the gateways' short-lived server certificates,
+	// laid out as DeviceCASecret. Only the controller may read it.
+	GatewayCASecret = "wasmbed-gateway-ca"
 )
