@@ -59,6 +59,17 @@
 // epoch. Opening gives no replay protection: the signed artifact sequence and
 // the configuration generation provide it.
 //
+// # Version 2: content keys and recipients
+//
+// A payload meant for many devices — a confidential module — is encrypted
+// once with [EncryptContent] under a fresh random [ContentKey]; the content
+// key alone is wrapped for each recipient with [WrapKey] (an ephemeral X25519
+// agreement with the recipient's public key, as age wraps its file key for
+// each recipient), and opened with [UnwrapKey] or [Opener.UnwrapKey]. The
+// formats are described in content.go. Version 2 uses no platform sealing
+// key: whoever carries the wrapped key must authenticate it, as the signed
+// artifact does.
+//
 // # Errors
 //
 // Refusals are *[Error] values matching a sentinel ([ErrTooLarge],

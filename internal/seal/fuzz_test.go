@@ -34,7 +34,7 @@ func writeCorpus(t *testing.T, target string, entries map[string][][]byte) {
 // it checks that they are present.
 func TestFuzzCorpus(t *testing.T) {
 	if !*update {
-		for _, target := range []string{"FuzzOpen", "FuzzParseHeader"} {
+		for _, target := range []string{"FuzzOpen", "FuzzParseHeader", "FuzzDecryptContent", "FuzzUnwrapKey"} {
 			ents, err := os.ReadDir(filepath.Join("testdata", "fuzz", target))
 			if err != nil || len(ents) == 0 {
 				t.Errorf("%s seed corpus: got %d files, %v; want some (run with -update)", target, len(ents), err)
@@ -54,6 +54,20 @@ func TestFuzzCorpus(t *testing.T) {
 		"wrong-aad":   {config, []byte("x")},
 		"header-only": {module[:HeaderSize], aad},
 		"short":       {[]byte{1, 1, 0}, nil},
+	})
+	ck, content := mustEncrypt(t, []byte("\x00asm\x01\x00\x00\x00"), nil)
+	writeCorpus(t, "FuzzDecryptContent", map[string][][]byte{
+		"module":       {content, nil},
+		"wrong-aad":    {content, []byte("x")},
+		"wrapped-kind": {with(content, 1, kindWrappedKey), nil},
+		"short":        {content[:ContentOverhead-1], nil},
+	})
+	wrapped := mustWrap(t, 7, ck, []byte("aad"))
+	writeCorpus(t, "FuzzUnwrapKey", map[string][][]byte{
+		"wrapped":   {wrapped, []byte("aad")},
+		"wrong-aad": {wrapped, nil},
+		"short":     {wrapped[:WrappedKeySize-1], []byte("aad")},
+		"version-1": {with(wrapped, 0, 1), []byte("aad")},
 	})
 	writeCorpus(t, "FuzzParseHeader", map[string][][]byte{
 		"module":    {module},
