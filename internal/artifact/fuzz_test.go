@@ -46,18 +46,23 @@ func TestFuzzCorpus(t *testing.T) {
 	conf := f.sign(t, manifest(), true)
 	badSig := decodeSigned(t, plain)
 	badSig.Signature[0] ^= 1
+	sealed, blob := sealedContent(t)
+	v2 := f.issue(t, manifest(), sealed, blob)
 	writeCorpus(t, "FuzzVerify", map[string][]byte{
-		"plain":         plain,
-		"confidential":  conf,
-		"bad-signature": badSig.mustMarshal(t),
-		"other-device":  f.sign(t, manifest(func(m *Manifest) { m.DeviceID = "dev-2" }), false),
-		"truncated":     plain[:len(plain)/2],
-		"empty-map":     {0xa0},
+		"sealed-content": v2,
+		"v2-no-key":      with(decodeSigned(t, v2), func(s *Signed) { s.KeyMaterial = nil }).mustMarshal(t),
+		"plain":          plain,
+		"confidential":   conf,
+		"bad-signature":  badSig.mustMarshal(t),
+		"other-device":   f.sign(t, manifest(func(m *Manifest) { m.DeviceID = "dev-2" }), false),
+		"truncated":      plain[:len(plain)/2],
+		"empty-map":      {0xa0},
 	})
 	writeCorpus(t, "FuzzParseManifest", map[string][]byte{
-		"plain":        decodeSigned(t, plain).Manifest,
-		"confidential": decodeSigned(t, conf).Manifest,
-		"empty-map":    {0xa0},
+		"plain":          decodeSigned(t, plain).Manifest,
+		"confidential":   decodeSigned(t, conf).Manifest,
+		"sealed-content": decodeSigned(t, v2).Manifest,
+		"empty-map":      {0xa0},
 	})
 }
 

@@ -131,7 +131,7 @@ func decodeSigned(t testing.TB, data []byte) *Signed {
 		t.Fatal(err)
 	}
 	// Unmarshal aliases data; the tests mutate what they decode.
-	return &Signed{Manifest: bytes.Clone(s.Manifest), Signature: bytes.Clone(s.Signature), Payload: bytes.Clone(s.Payload)}
+	return &Signed{Manifest: bytes.Clone(s.Manifest), Signature: bytes.Clone(s.Signature), Payload: bytes.Clone(s.Payload), KeyMaterial: bytes.Clone(s.KeyMaterial)}
 }
 
 func (s *Signed) mustMarshal(t testing.TB) []byte {

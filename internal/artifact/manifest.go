@@ -13,9 +13,22 @@ import (
 	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
-// FormatVersion is the manifest format version this package writes and
-// reads.
-const FormatVersion = 1
+// Manifest format versions. Both are read; Sign writes FormatVersion, Issue
+// writes FormatVersion for plaintext modules and FormatSealedContent for
+// confidential ones.
+const (
+	// FormatVersion is format 1: a plaintext module, or a confidential
+	// module sealed for one device with the platform sealing key
+	// (seal.Sealer). Issuers no longer write confidential format 1
+	// artifacts; devices keep verifying them so that those already
+	// installed still load.
+	FormatVersion = 1
+	// FormatSealedContent is format 2, confidential only: the payload is a
+	// seal content blob encrypted once per application version, and the
+	// artifact carries the content key wrapped to the device's sealing key
+	// (Signed.KeyMaterial), covered by the signature.
+	FormatSealedContent = 2
+)
 
 // Size limits, enforced before decoding.
 const (
@@ -80,6 +93,17 @@ type Manifest struct {
 	// CiphertextHash is the SHA-256 of the whole sealed module blob when
 	// Confidential, zero otherwise.
 	CiphertextHash [32]byte
+	// Format is the manifest format version, FormatVersion or
+	// FormatSealedContent; zero means FormatVersion.
+	Format uint64
+}
+
+// format returns the manifest's format version.
+func (m *Manifest) format() uint64 {
+	if m.Format == 0 {
+		return FormatVersion
+	}
+	return m.Format
 }
 
 // wireManifest is the manifest's CBOR form: a map with small integer keys.
@@ -138,7 +162,7 @@ var decMode = func() cbor.DecMode {
 
 func (m *Manifest) wire() *wireManifest {
 	w := &wireManifest{
-		V:                  FormatVersion,
+		V:                  m.format(),
 		App:                m.App,
 		Version:            m.Version,
 		ModuleHash:         m.ModuleHash[:],
@@ -187,8 +211,8 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if err := decMode.Unmarshal(b, &w); err != nil {
 		return nil, &Error{Err: ErrMalformed, Detail: "decode manifest", Cause: err}
 	}
-	if w.V != FormatVersion {
-		return nil, refuse(ErrMalformed, "manifest format version %d, want %d", w.V, FormatVersion)
+	if w.V != FormatVersion && w.V != FormatSealedContent {
+		return nil, refuse(ErrMalformed, "manifest format version %d, want %d or %d", w.V, FormatVersion, FormatSealedContent)
 	}
 	if len(w.ModuleHash) != 32 {
 		return nil, refuse(ErrMalformed, "module hash is %d bytes, want 32", len(w.ModuleHash))
@@ -220,6 +244,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		IssuedAt:     time.Unix(w.IssuedAt, 0).UTC(),
 		Expires:      time.Unix(w.Expires, 0).UTC(),
 		Confidential: w.Confidential,
+		Format:       w.V,
 	}
 	copy(m.ModuleHash[:], w.ModuleHash)
 	copy(m.KeyID[:], w.KeyID)
@@ -267,6 +292,10 @@ func (m *Manifest) Validate() error {
 		return refuse(ErrMalformed, "expiry %s not after issue time %s", m.Expires, m.IssuedAt)
 	case !m.Confidential && m.CiphertextHash != [32]byte{}:
 		return refuse(ErrMalformed, "ciphertext hash set on a non-confidential manifest")
+	case m.Format != 0 && m.Format != FormatVersion && m.Format != FormatSealedContent:
+		return refuse(ErrMalformed, "manifest format version %d, want %d or %d", m.Format, FormatVersion, FormatSealedContent)
+	case m.Format == FormatSealedContent && !m.Confidential:
+		return refuse(ErrMalformed, "format %d is for confidential modules only", FormatSealedContent)
 	}
 	return nil
 }

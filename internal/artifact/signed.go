@@ -1,24 +1,35 @@
 package artifact
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 )
 
+// MaxKeyMaterialSize bounds Signed.KeyMaterial.
+const MaxKeyMaterialSize = 1 << 10
+
 // Signed is a deploy artifact on the wire: the manifest's exact bytes, the
-// Ed25519 signature over them, and the payload — the plaintext module, or the
-// sealed module when the manifest says Confidential.
+// Ed25519 signature over them, the payload — the plaintext module, or the
+// sealed module when the manifest says Confidential — and, for format 2, the
+// content key wrapped for the device.
 //
-// Its CBOR form is the map {1: manifest, 2: signature, 3: payload}, every value
-// a byte string, in canonical encoding.
+// Its CBOR form is the map {1: manifest, 2: signature, 3: payload} (format 1)
+// or {1: manifest, 2: signature, 3: payload, 4: key material} (format 2),
+// every value a byte string, in canonical encoding.
 type Signed struct {
 	// Manifest is the canonical CBOR encoding of the Manifest.
 	Manifest []byte `cbor:"1,keyasint"`
-	// Signature is the Ed25519 signature over SigningMessage.
+	// Signature is the Ed25519 signature over SigningMessage (format 1) or
+	// SigningMessageSealedContent (format 2).
 	Signature []byte `cbor:"2,keyasint"`
-	// Payload is the module, or the sealed module blob.
+	// Payload is the module, the sealed module blob (format 1) or the
+	// content blob (format 2).
 	Payload []byte `cbor:"3,keyasint"`
+	// KeyMaterial is, in format 2, the content key wrapped to the device's
+	// sealing key (seal.WrapKey); empty otherwise.
+	KeyMaterial []byte `cbor:"4,keyasint,omitempty"`
 }
 
 // Marshal returns s's canonical CBOR encoding.
@@ -36,9 +47,9 @@ func (s *Signed) Marshal() ([]byte, error) {
 // encoding but the canonical one. The returned slices alias data: nothing is
 // copied, which matters on a device holding a module near its memory limit.
 //
-// The envelope is fixed (a three-entry map with keys 1, 2, 3 in order, each
-// value a definite-length byte string), so it is parsed directly; only the
-// canonical form is accepted, hence Marshal(Unmarshal(b)) == b.
+// The envelope is fixed (a three- or four-entry map with keys 1, 2, 3 and 4 in
+// order, each value a definite-length byte string), so it is parsed directly;
+// only the canonical form is accepted, hence Marshal(Unmarshal(b)) == b.
 func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
@@ -46,12 +57,12 @@ func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	if len(data) > maxSize {
 		return nil, refuse(ErrTooLarge, "artifact is %d bytes, limit %d", len(data), maxSize)
 	}
-	if len(data) == 0 || data[0] != 0xa3 { // map of 3 pairs
-		return nil, refuse(ErrMalformed, "artifact is not a 3-entry CBOR map")
+	if len(data) == 0 || (data[0] != 0xa3 && data[0] != 0xa4) { // map of 3 or 4 pairs
+		return nil, refuse(ErrMalformed, "artifact is not a 3- or 4-entry CBOR map")
 	}
 	p := data[1:]
-	var fields [3][]byte
-	for i := range fields {
+	var fields [4][]byte
+	for i := range int(data[0] - 0xa0) {
 		if len(p) == 0 || p[0] != byte(i+1) { // unsigned integer key i+1
 			return nil, refuse(ErrMalformed, "artifact entry %d: want key %d", i, i+1)
 		}
@@ -64,7 +75,7 @@ func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	if len(p) != 0 {
 		return nil, refuse(ErrMalformed, "%d trailing bytes after the artifact", len(p))
 	}
-	s := &Signed{Manifest: fields[0], Signature: fields[1], Payload: fields[2]}
+	s := &Signed{Manifest: fields[0], Signature: fields[1], Payload: fields[2], KeyMaterial: fields[3]}
 	if len(s.Manifest) > MaxManifestSize {
 		return nil, refuse(ErrTooLarge, "manifest is %d bytes, limit %d", len(s.Manifest), MaxManifestSize)
 	}
@@ -76,6 +87,12 @@ func Unmarshal(data []byte, maxSize int) (*Signed, error) {
 	}
 	if len(s.Payload) == 0 {
 		return nil, refuse(ErrMalformed, "no payload")
+	}
+	if data[0] == 0xa4 && len(s.KeyMaterial) == 0 {
+		return nil, refuse(ErrMalformed, "empty key material")
+	}
+	if len(s.KeyMaterial) > MaxKeyMaterialSize {
+		return nil, refuse(ErrTooLarge, "key material is %d bytes, limit %d", len(s.KeyMaterial), MaxKeyMaterialSize)
 	}
 	return s, nil
 }
@@ -132,4 +149,38 @@ func SigningMessage(manifest, aad []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(aad))) //nolint:gosec // bounded by the manifest size
 	b = append(b, aad...)
 	return b
+}
+
+// signingContextSealedContent separates format 2 signatures from format 1
+// ones and from any other use of the platform key.
+const signingContextSealedContent = "wasmbed/artifact/v2"
+
+// SigningMessageSealedContent returns the bytes a format 2 signature covers:
+// a context string, then the length-prefixed manifest bytes, then the
+// length-prefixed key material. Signing the key material means no one but the
+// signer can hand a device a content key, even a holder of the platform
+// sealing key.
+func SigningMessageSealedContent(manifest, keyMaterial []byte) []byte {
+	b := make([]byte, 0, len(signingContextSealedContent)+1+4+len(manifest)+4+len(keyMaterial))
+	b = append(b, signingContextSealedContent...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(manifest))) //nolint:gosec // bounded by MaxManifestSize
+	b = append(b, manifest...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(keyMaterial))) //nolint:gosec // bounded by MaxKeyMaterialSize
+	b = append(b, keyMaterial...)
+	return b
+}
+
+// KeyMaterialAAD returns the associated data a format 2 artifact's content key
+// is wrapped with for its device: a label and the SHA-256 of the exact
+// manifest bytes, which name the device, application, version and sequence
+// and hash the payload. A wrapped key therefore opens under no other
+// manifest.
+func KeyMaterialAAD(manifest []byte) []byte {
+	const label = "wasmbed/artifact-key/v2"
+	sum := sha256.Sum256(manifest)
+	b := make([]byte, 0, len(label)+1+len(sum))
+	b = append(b, label...)
+	b = append(b, 0)
+	return append(b, sum[:]...)
 }

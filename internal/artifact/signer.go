@@ -66,6 +66,7 @@ func (s *Signer) Sign(m Manifest, module []byte, opts SignOptions) ([]byte, *Man
 	m.ModuleHash = sha256.Sum256(module)
 	m.ModuleSize = uint64(len(module))
 	m.KeyID = s.keyID
+	m.Format = FormatVersion
 	m.Confidential = opts.Sealer != nil
 	m.CiphertextHash = [32]byte{}
 	// Normalise to the precision the wire carries, so the returned

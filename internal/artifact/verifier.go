@@ -1,6 +1,7 @@
 package artifact
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
@@ -38,9 +39,13 @@ type VerifierConfig struct {
 	// MaxTrustedKeys). Keys internal/edkey refuses (small order, non
 	// canonical, off the curve) make NewVerifier fail.
 	TrustedKeys []ed25519.PublicKey
-	// Opener opens confidential modules. Without it confidential artifacts
-	// are refused with ErrDecrypt.
+	// Opener opens confidential format 1 modules, and, when SealingKey is
+	// nil, unwraps the content keys of format 2 ones. Without either,
+	// confidential artifacts are refused with ErrDecrypt.
 	Opener *seal.Opener
+	// SealingKey is the device's X25519 sealing key, which unwraps the
+	// content keys of format 2 artifacts.
+	SealingKey *ecdh.PrivateKey
 	// Now is the device clock; nil means time.Now.
 	Now func() time.Time
 	// ClockSkew is the allowance for an issue time ahead of Now. Zero
@@ -56,6 +61,7 @@ type VerifierConfig struct {
 // It is safe for concurrent use.
 type Verifier struct {
 	deviceID string
+	sealing  *ecdh.PrivateKey
 	keys     map[KeyID]ed25519.PublicKey
 	opener   *seal.Opener
 	now      func() time.Time
@@ -78,6 +84,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		deviceID: cfg.DeviceID,
 		keys:     make(map[KeyID]ed25519.PublicKey, len(cfg.TrustedKeys)),
 		opener:   cfg.Opener,
+		sealing:  cfg.SealingKey,
 		now:      cfg.Now,
 		skew:     cfg.ClockSkew,
 		maxSize:  cfg.MaxSize,
@@ -197,13 +204,24 @@ func (v *Verifier) authenticate(data []byte) (*Signed, *Manifest, []byte, error)
 	if !ok {
 		return nil, nil, nil, refuse(ErrUnknownSigner, "signing key %s is not trusted", m.KeyID)
 	}
-	var aad []byte
-	if m.Confidential {
-		if aad, err = m.AAD(); err != nil {
-			return nil, nil, nil, err
+	var aad, msg []byte
+	switch {
+	case m.Format == FormatSealedContent:
+		if len(s.KeyMaterial) == 0 {
+			return nil, nil, nil, refuse(ErrMalformed, "format %d artifact without key material", FormatSealedContent)
 		}
+		msg = SigningMessageSealedContent(s.Manifest, s.KeyMaterial)
+	case len(s.KeyMaterial) != 0:
+		return nil, nil, nil, refuse(ErrMalformed, "key material in a format %d artifact", m.Format)
+	default:
+		if m.Confidential {
+			if aad, err = m.AAD(); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		msg = SigningMessage(s.Manifest, aad)
 	}
-	if !ed25519.Verify(pub, SigningMessage(s.Manifest, aad), s.Signature) {
+	if !ed25519.Verify(pub, msg, s.Signature) {
 		return nil, nil, nil, refuse(ErrBadSignature, "signature by key %s does not verify (app %q, sequence %d)", m.KeyID, m.App, m.Sequence)
 	}
 	return s, m, aad, nil
@@ -222,6 +240,9 @@ func (v *Verifier) payload(s *Signed, m *Manifest, aad []byte) ([]byte, error) {
 		}
 		return s.Payload, nil
 	}
+	if m.Format == FormatSealedContent {
+		return v.sealedContent(s, m)
+	}
 	if uint64(len(s.Payload)) != m.ModuleSize+seal.Overhead {
 		return nil, refuse(ErrHashMismatch, "sealed module is %d bytes, manifest implies %d", len(s.Payload), m.ModuleSize+seal.Overhead)
 	}
@@ -234,6 +255,42 @@ func (v *Verifier) payload(s *Signed, m *Manifest, aad []byte) ([]byte, error) {
 	module, err := v.opener.Open(seal.PurposeModule, s.Payload, aad)
 	if err != nil {
 		return nil, &Error{Err: ErrDecrypt, Detail: "open sealed module", Cause: err}
+	}
+	if sha256.Sum256(module) != m.ModuleHash {
+		return nil, refuse(ErrHashMismatch, "decrypted module SHA-256 differs from the manifest's")
+	}
+	return module, nil
+}
+
+// sealedContent checks a format 2 payload against the signed manifest,
+// unwraps the content key with the device's sealing key, and decrypts the
+// module. Only signed ciphertext and signed key material reach the
+// decryptor.
+func (v *Verifier) sealedContent(s *Signed, m *Manifest) ([]byte, error) {
+	if uint64(len(s.Payload)) != m.ModuleSize+seal.ContentOverhead {
+		return nil, refuse(ErrHashMismatch, "content blob is %d bytes, manifest implies %d", len(s.Payload), m.ModuleSize+seal.ContentOverhead)
+	}
+	if sha256.Sum256(s.Payload) != m.CiphertextHash {
+		return nil, refuse(ErrHashMismatch, "content blob SHA-256 differs from the manifest's")
+	}
+	aad := KeyMaterialAAD(s.Manifest)
+	var key *seal.ContentKey
+	var err error
+	switch {
+	case v.sealing != nil:
+		key, err = seal.UnwrapKey(v.sealing, s.KeyMaterial, aad)
+	case v.opener != nil:
+		key, err = v.opener.UnwrapKey(s.KeyMaterial, aad)
+	default:
+		return nil, refuse(ErrDecrypt, "confidential module but no sealing key configured")
+	}
+	if err != nil {
+		return nil, &Error{Err: ErrDecrypt, Detail: "unwrap content key", Cause: err}
+	}
+	module, err := seal.DecryptContent(key, s.Payload, nil, v.maxSize)
+	clear(key[:])
+	if err != nil {
+		return nil, &Error{Err: ErrDecrypt, Detail: "decrypt content blob", Cause: err}
 	}
 	if sha256.Sum256(module) != m.ModuleHash {
 		return nil, refuse(ErrHashMismatch, "decrypted module SHA-256 differs from the manifest's")

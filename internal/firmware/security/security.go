@@ -428,7 +428,10 @@ func (m *Manager) verifierLocked() (*artifact.Verifier, error) {
 	if m.verifier != nil {
 		return m.verifier, nil
 	}
-	cfg := artifact.VerifierConfig{DeviceID: m.enr.DeviceID, Now: m.clock}
+	// The sealing key unwraps the content keys of format 2 confidential
+	// artifacts; the Opener (which needs the pinned platform sealing key)
+	// opens format 1 ones.
+	cfg := artifact.VerifierConfig{DeviceID: m.enr.DeviceID, Now: m.clock, SealingKey: m.sealing}
 	for _, k := range m.enr.SigningKeys {
 		cfg.TrustedKeys = append(cfg.TrustedKeys, ed25519.PublicKey(k))
 	}

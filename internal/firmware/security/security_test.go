@@ -604,3 +604,60 @@ func TestReenrollmentKeepsTrustedKeys(t *testing.T) {
 		t.Fatalf("ignored keys after an honest re-enrollment: got %d, want 0", got)
 	}
 }
+
+// TestSealedContentArtifact: a format 2 confidential artifact (module
+// encrypted once, content key wrapped to this device's sealing key) installs,
+// also on a device that pinned no platform sealing key; one wrapped for
+// another device's key is refused as a decryption failure.
+func TestSealedContentArtifact(t *testing.T) {
+	p := newPlatform(t)
+	key, blob, err := seal.EncryptContent(wasm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, _, err := artifact.OpenSealedContent(blob, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(seq uint64, to *ecdh.PublicKey) []byte {
+		iss, err := p.signer.Issue(manifest("app", seq), content, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := iss.Assemble(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	for _, pinSealingKey := range []bool{true, false} {
+		t.Run(map[bool]string{true: "platform sealing key pinned", false: "no platform sealing key"}[pinSealingKey], func(t *testing.T) {
+			chip, _ := flash.NewMem(testGeo)
+			now := t0
+			d := openDevice(t, chip, 1, &now)
+			resp := p.enrollResponse(t, "dev-1", d.sec.PublicKey())
+			if !pinSealingKey {
+				resp.SealingKey = nil
+			}
+			if err := d.sec.Enroll(resp); err != nil {
+				t.Fatal(err)
+			}
+			other, err := seal.GenerateKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = d.sec.VerifyArtifact("app", issue(1, other.PublicKey()), nil)
+			var re *RefusalError
+			if !errors.As(err, &re) || re.Reason != RefusedDecrypt {
+				t.Fatalf("artifact wrapped for another device: got %v, want a decryption refusal", err)
+			}
+			st := install(t, d, issue(2, d.sec.SealingPublicKey()))
+			if st.Sequence != 2 {
+				t.Fatalf("installed sequence %d, want 2", st.Sequence)
+			}
+			if d.sec.LastSequence("app") != 2 {
+				t.Fatalf("mark %d, want 2", d.sec.LastSequence("app"))
+			}
+		})
+	}
+}
