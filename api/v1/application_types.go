@@ -316,13 +316,15 @@ type RolloutStatus struct {
 	// ResumedAt is the last resume request the controller honoured.
 	// +optional
 	ResumedAt *metav1.Time `json:"resumedAt,omitempty"`
-	// FailedBaseline and CompletedBaseline are the failed and completed
-	// deliveries of the current version when it was last resumed; the
-	// failure threshold applies to the deliveries after them.
+	// FailedBaseline is how many targets had failed on the current version
+	// when the rollout was last resumed; the failure threshold applies to
+	// the failures after it.
 	// +optional
 	FailedBaseline int32 `json:"failedBaseline,omitempty"`
+	// DeliveredBaseline is how many targets the current version had been
+	// delivered to when the rollout was last resumed.
 	// +optional
-	CompletedBaseline int32 `json:"completedBaseline,omitempty"`
+	DeliveredBaseline int32 `json:"deliveredBaseline,omitempty"`
 }
 
 // ApplicationStatus is the observed state of an Application. It holds counts
