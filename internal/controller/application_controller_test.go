@@ -1,8 +1,8 @@
 package controller
 
 import (
-	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/examples/apps"
+	"github.com/wasmbed/wasmbed/internal/admission"
 )
 
 const wait = 30 * time.Second
@@ -119,5 +121,115 @@ func TestNoMatchingDevice(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprintf
-var _ context.Context
+// withCustomSection appends a custom section of n bytes to module: a bigger
+// module that is otherwise the same.
+func withCustomSection(module []byte, n int) []byte {
+	leb := func(b []byte, v int) []byte {
+		for {
+			c := byte(v & 0x7f)
+			v >>= 7
+			if v == 0 {
+				return append(b, c)
+			}
+			b = append(b, c|0x80)
+		}
+	}
+	payload := append(leb(nil, 3), "pad"...)
+	payload = append(payload, make([]byte, n)...)
+	out := append([]byte(nil), module...)
+	out = append(leb(append(out, 0), len(payload)), payload...)
+	return out
+}
+
+// TestModuleTooBigForHiFive1: a module above the HiFive1's module budget is
+// refused for the HiFive1 before anything is delivered to it, with a reason
+// and an Event, and still reaches the ESP32.
+func TestModuleTooBigForHiFive1(t *testing.T) {
+	tb := newTestbed(t)
+	g := newGateway(tb)
+	g.addDevice("esp")
+	g.addDevice("hifive", withType(wasmbedv1.DeviceTypeHiFive1))
+	tb.create(tb.newApp("big", withCustomSection(blinky, 300<<10), "esp", "hifive"))
+
+	g.until(wait, tb.phaseIs("big", wasmbedv1.ApplicationPhaseRunning))
+	ctx := t.Context()
+	app := tb.application(ctx, "big")
+	if app.Status.TargetCount != 1 || app.Status.UntargetedCount != 1 {
+		t.Errorf("got %d targets and %d untargeted, want 1 and 1", app.Status.TargetCount, app.Status.UntargetedCount)
+	}
+	if u := app.Status.UntargetedDevices; len(u) != 1 || u[0].Device != "hifive" || u[0].Reason != wasmbedv1.ReasonDoesNotFit {
+		t.Errorf("untargeted: got %+v, want hifive DoesNotFit", u)
+	}
+	if r := app.Status.UntargetedReasons; len(r) != 1 || r[0] != (wasmbedv1.ReasonCount{Reason: wasmbedv1.ReasonDoesNotFit, Count: 1}) {
+		t.Errorf("untargeted reasons: got %+v", r)
+	}
+	if dapps := tb.deviceApplications(ctx); dapps["hifive"] != nil || dapps["esp"] == nil {
+		t.Errorf("got DeviceApplications for %v, want esp only", keys(dapps))
+	}
+	if _, delivered := g.devices["hifive"].modules["big"]; delivered {
+		t.Error("the module reached the HiFive1")
+	}
+	g.until(wait, tb.hasEvent("big", wasmbedv1.ReasonDoesNotFit))
+}
+
+// TestInvalidModuleRefused: a module that does not pass the firmware's
+// checks fails the Application with a terminal reason; nothing is issued.
+func TestInvalidModuleRefused(t *testing.T) {
+	tb := newTestbed(t)
+	g := newGateway(tb)
+	g.addDevice("d1")
+	tb.create(tb.newApp("forbidden", apps.MustLoad(apps.Forbidden), "d1"))
+	noModule := tb.newApp("empty", nil, "d1")
+	noModule.Spec.WasmBinary = nil
+	tb.create(noModule)
+
+	g.until(wait, tb.phaseIs("forbidden", wasmbedv1.ApplicationPhaseFailed))
+	g.until(wait, tb.phaseIs("empty", wasmbedv1.ApplicationPhaseFailed))
+	ctx := t.Context()
+	for _, name := range []string{"forbidden", "empty"} {
+		app := tb.application(ctx, name)
+		c := condition(app, wasmbedv1.ConditionDegraded)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != wasmbedv1.ReasonInvalidModule {
+			t.Errorf("%s: Degraded %+v, want True InvalidModule", name, c)
+		}
+	}
+	if c := condition(tb.application(ctx, "forbidden"), wasmbedv1.ConditionDegraded); !strings.Contains(c.Message, admission.ReasonForbiddenImport) {
+		t.Errorf("message %q does not say which check refused it", c.Message)
+	}
+	if n := len(tb.deviceApplications(ctx)); n != 0 {
+		t.Errorf("got %d DeviceApplications, want none", n)
+	}
+	g.until(wait, tb.hasEvent("forbidden", wasmbedv1.ReasonInvalidModule))
+}
+
+// TestStopStart: the desired run state reaches every device without new
+// artifacts, and the Application follows what the devices report.
+func TestStopStart(t *testing.T) {
+	tb := newTestbed(t)
+	g := newGateway(tb)
+	for i := range 3 {
+		g.addDevice(fmt.Sprintf("d%d", i))
+	}
+	tb.create(tb.newApp("blinky", blinky, "d0", "d1", "d2"))
+	g.until(wait, tb.phaseIs("blinky", wasmbedv1.ApplicationPhaseRunning))
+	ctx := t.Context()
+	seqs := map[string]int64{}
+	for dev, da := range tb.deviceApplications(ctx) {
+		seqs[dev] = da.Spec.Artifact.Sequence
+	}
+
+	tb.mutateApp("blinky", func(a *wasmbedv1.Application) { a.Spec.State = wasmbedv1.RunStateStopped })
+	g.until(wait, tb.phaseIs("blinky", wasmbedv1.ApplicationPhaseStopped))
+	for dev, da := range tb.deviceApplications(ctx) {
+		if da.Spec.State != wasmbedv1.RunStateStopped || da.Status.Phase != wasmbedv1.DeviceApplicationPhaseStopped {
+			t.Errorf("%s: desired %s, phase %s; want stopped", dev, da.Spec.State, da.Status.Phase)
+		}
+	}
+	tb.mutateApp("blinky", func(a *wasmbedv1.Application) { a.Spec.State = wasmbedv1.RunStateRunning })
+	g.until(wait, tb.phaseIs("blinky", wasmbedv1.ApplicationPhaseRunning))
+	for dev, da := range tb.deviceApplications(ctx) {
+		if da.Spec.Artifact.Sequence != seqs[dev] {
+			t.Errorf("%s: stop and start issued a new artifact (sequence %d, was %d)", dev, da.Spec.Artifact.Sequence, seqs[dev])
+		}
+	}
+}

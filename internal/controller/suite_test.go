@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -174,10 +174,6 @@ func noSealingKey() deviceOpt {
 	return func(d *wasmbedv1.Device, _ *fakeDevice) { d.Spec.SealingKey = "" }
 }
 
-func offline() deviceOpt {
-	return func(_ *wasmbedv1.Device, f *fakeDevice) { f.online = false }
-}
-
 // addDevice creates a Device (Connected through this gateway unless
 // offline) and its fake.
 func (g *gateway) addDevice(name string, opts ...deviceOpt) *fakeDevice {
@@ -205,21 +201,22 @@ func (g *gateway) addDevice(name string, opts ...deviceOpt) *fakeDevice {
 
 // setOnline writes the Device's status as the gateway does on connect or
 // goodbye.
-func (g *gateway) setOnline(f *fakeDevice, d *wasmbedv1.Device, online bool) {
+func (g *gateway) setOnline(f *fakeDevice, _ *wasmbedv1.Device, online bool) {
 	t := g.tb.t
 	t.Helper()
-	if d == nil {
-		d = &wasmbedv1.Device{}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &wasmbedv1.Device{}
 		if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: g.tb.ns, Name: f.name}, d); err != nil {
-			t.Fatal(err)
+			return err
 		}
-	}
-	now := metav1.Now()
-	d.Status.Phase, d.Status.Gateway, d.Status.LastSeen = wasmbedv1.DevicePhaseDisconnected, "", &now
-	if online {
-		d.Status.Phase, d.Status.Gateway, d.Status.ConnectedSince = wasmbedv1.DevicePhaseConnected, gatewayName, &metav1.MicroTime{Time: now.Time}
-	}
-	if err := env.Client.Status().Update(t.Context(), d); err != nil {
+		now := metav1.Now()
+		d.Status.Phase, d.Status.Gateway, d.Status.LastSeen = wasmbedv1.DevicePhaseDisconnected, "", &now
+		if online {
+			d.Status.Phase, d.Status.Gateway, d.Status.ConnectedSince = wasmbedv1.DevicePhaseConnected, gatewayName, &metav1.MicroTime{Time: now.Time}
+		}
+		return env.Client.Status().Update(t.Context(), d)
+	})
+	if err != nil {
 		t.Fatalf("device %s status: %v", f.name, err)
 	}
 	g.mu.Lock()
@@ -345,7 +342,7 @@ func (g *gateway) until(timeout time.Duration, cond func(ctx context.Context) (b
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
-		if g != nil && g.devices != nil {
+		if g.devices != nil {
 			g.step(ctx)
 		}
 		ok, desc := cond(ctx)
@@ -479,5 +476,3 @@ func containsAny(b []byte, needles ...[]byte) bool {
 	}
 	return false
 }
-
-var _ = strings.Contains

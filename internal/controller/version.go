@@ -192,7 +192,7 @@ func (r *ApplicationReconciler) ensurePayload(ctx context.Context, app *wasmbedv
 	if err := controllerutil.SetControllerReference(app, cm, r.Scheme); err != nil {
 		return err
 	}
-	if err := r.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := r.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create payload configmap %s: %w", key, err)
 	}
 	r.payloads.Store(key, struct{}{})
@@ -215,7 +215,7 @@ func (r *ApplicationReconciler) collectPayloads(ctx context.Context, app *wasmbe
 		if keep[cm.Name] || !metav1.IsControlledBy(cm, app) {
 			continue
 		}
-		if err := r.Client.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 			continue
 		}
