@@ -9,8 +9,9 @@ import (
 )
 
 // TestGeneratedFilesUpToDate runs controller-gen, pinned in go.mod, into a
-// temporary directory and fails when the checked-in deepcopy code or CRD
-// manifests differ from what it produces. Fix with `make generate`.
+// temporary directory and fails when the checked-in deepcopy code, CRD
+// manifests or the controller's RBAC differ from what it produces. Fix with
+// `make generate`.
 func TestGeneratedFilesUpToDate(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -25,8 +26,16 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("controller-gen: %v\n%s", err, msg)
 	}
+	rbac := exec.CommandContext(t.Context(), goBin, "tool", "controller-gen",
+		"rbac:roleName=wasmbed-controller", "paths=./internal/controller/...",
+		"output:rbac:dir="+filepath.Join(out, "rbac"))
+	rbac.Dir = cmd.Dir
+	if msg, err := rbac.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen rbac: %v\n%s", err, msg)
+	}
 	files := map[string]string{
-		"zz_generated.deepcopy.go": "zz_generated.deepcopy.go",
+		"zz_generated.deepcopy.go":         "zz_generated.deepcopy.go",
+		filepath.Join("rbac", "role.yaml"): filepath.Join("..", "..", "config", "rbac", "role.yaml"),
 	}
 	generated, err := filepath.Glob(filepath.Join(out, "crd", "*.yaml"))
 	if err != nil {

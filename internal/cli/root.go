@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/wasmbed/wasmbed/internal/admission"
 )
 
 // globalOptions are the flags shared by every subcommand.
@@ -47,6 +49,7 @@ func NewRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
 		newUpCommand(),
+		newControllerCommand(),
 		newKubectlCommand(),
 		newPKICommand(),
 		newDeviceCommand(),
@@ -57,8 +60,13 @@ func NewRootCommand() *cobra.Command {
 }
 
 // Main runs the command tree with the process's arguments, cancelling its
-// context on SIGINT or SIGTERM, and returns the process exit code.
+// context on SIGINT or SIGTERM, and returns the process exit code. A process
+// the controller started to check a module (see package admission) runs that
+// check instead.
 func Main() int {
+	if admission.IsChild() {
+		return admission.RunChild()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return Execute(ctx, os.Args[1:])

@@ -88,7 +88,13 @@ type ApplicationReconciler struct {
 	mu        sync.Mutex
 	versions  map[types.NamespacedName]versionEntry
 	lastWrite map[types.NamespacedName]time.Time
+	expects   map[types.NamespacedName]map[string]expectation
 	payloads  sync.Map // namespace/name of payload ConfigMaps known to exist
+}
+
+type expectation struct {
+	seq int64
+	at  time.Time
 }
 
 type versionEntry struct {
@@ -103,7 +109,7 @@ type versionEntry struct {
 // +kubebuilder:rbac:groups=wasmbed.github.io,resources=applications/finalizers,verbs=update
 // +kubebuilder:rbac:groups=wasmbed.github.io,resources=deviceapplications,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=wasmbed.github.io,resources=devices,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;create;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;create;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 func (r *ApplicationReconciler) now() time.Time {
@@ -176,6 +182,7 @@ func (r *ApplicationReconciler) forget(key types.NamespacedName) {
 	defer r.mu.Unlock()
 	delete(r.lastWrite, key)
 	delete(r.versions, key)
+	delete(r.expects, key)
 }
 
 // refuse records a spec that cannot be rolled out. Nothing is delivered;
@@ -324,6 +331,12 @@ func (r *ApplicationReconciler) roll(ctx context.Context, app *wasmbedv1.Applica
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if !r.caughtUp(client.ObjectKeyFromObject(app), dapps, now) {
+		// Acting on a cache that has not seen this controller's own
+		// writes could give a device its artifact twice or exceed
+		// maxUpdating.
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
+	}
 
 	st := app.Status.DeepCopy()
 	ro := wasmbedv1.RolloutStatus{}
@@ -405,6 +418,18 @@ func (r *ApplicationReconciler) roll(ctx context.Context, app *wasmbedv1.Applica
 		}
 	}
 	plan := rollout.Plan(rollout.Input{Revision: v.record.Revision, Strategy: strategy, Rollout: ro, ResumeRequest: resume, Now: now, Targets: targets})
+	if len(plan.Assign) > 0 || plan.Paused || plan.Resumed {
+		// Decisions that send a version further, or pause or resume it,
+		// rest on the stored rollout status: make sure the cache's copy
+		// is the latest.
+		fresh := &wasmbedv1.Application{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(app), fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if fresh.ResourceVersion != app.ResourceVersion {
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil
+		}
+	}
 	if plan.Paused {
 		rolloutsPaused.Inc()
 		r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, wasmbedv1.ReasonRolloutPaused, "Roll",
@@ -427,7 +452,13 @@ func (r *ApplicationReconciler) roll(ctx context.Context, app *wasmbedv1.Applica
 		switch {
 		case assign[t.Device]:
 			issued++
-			jobs = append(jobs, func(ctx context.Context) error { return r.issue(ctx, app, v, dev, da, sealKeys[t.Device], now) })
+			jobs = append(jobs, func(ctx context.Context) error {
+				seq, err := r.issue(ctx, app, v, dev, da, sealKeys[t.Device], now)
+				if err == nil {
+					r.expect(client.ObjectKeyFromObject(app), dev.Name, seq, now)
+				}
+				return err
+			})
 		case da == nil:
 			jobs = append(jobs, func(ctx context.Context) error { return r.createEmpty(ctx, app, dev) })
 		case da.Spec.State != app.Spec.State:
@@ -634,19 +665,75 @@ func (r *ApplicationReconciler) createEmpty(ctx context.Context, app *wasmbedv1.
 }
 
 // issue signs v's artifact for dev and writes it into dev's
-// DeviceApplication, creating it when absent. The sequence is above every
-// sequence the DeviceApplication records, and above the time term of
-// artifact.NextSequence.
-func (r *ApplicationReconciler) issue(ctx context.Context, app *wasmbedv1.Application, v *version, dev *wasmbedv1.Device, da *wasmbedv1.DeviceApplication, sealKey *ecdh.PublicKey, now time.Time) error {
+// DeviceApplication, creating it when absent.
+// It returns the artifact's sequence.
+func (r *ApplicationReconciler) issue(ctx context.Context, app *wasmbedv1.Application, v *version, dev *wasmbedv1.Device, da *wasmbedv1.DeviceApplication, sealKey *ecdh.PublicKey, now time.Time) (int64, error) {
 	signer, err := r.Keys.Signer(ctx)
 	if err != nil {
-		return fmt.Errorf("signing key: %w", err)
+		return 0, fmt.Errorf("signing key: %w", err)
 	}
-	create := da == nil
+	out, err := r.withArtifact(signer, app, v, dev, da, sealKey, now)
+	if err != nil {
+		return 0, err
+	}
+	if da == nil {
+		if err := r.Create(ctx, out); err != nil {
+			return 0, fmt.Errorf("create deviceapplication %s: %w", out.Name, err)
+		}
+		return out.Spec.Artifact.Sequence, nil
+	}
+	if err := r.Update(ctx, out); err != nil {
+		return 0, fmt.Errorf("update deviceapplication %s: %w", out.Name, err)
+	}
+	return out.Spec.Artifact.Sequence, nil
+}
+
+// expectationTimeout is how long the controller waits for its cache to show
+// a write before it acts without it (the write may have been undone since).
+const expectationTimeout = 30 * time.Second
+
+// expect records that the DeviceApplication of device now carries an
+// artifact of at least sequence seq.
+func (r *ApplicationReconciler) expect(app types.NamespacedName, device string, seq int64, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.expects == nil {
+		r.expects = map[types.NamespacedName]map[string]expectation{}
+	}
+	if r.expects[app] == nil {
+		r.expects[app] = map[string]expectation{}
+	}
+	r.expects[app][device] = expectation{seq: seq, at: now}
+}
+
+// caughtUp reports whether the cache shows every artifact this controller
+// wrote for app, dropping the expectations it meets.
+func (r *ApplicationReconciler) caughtUp(app types.NamespacedName, dapps map[string]*wasmbedv1.DeviceApplication, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ok := true
+	for dev, e := range r.expects[app] {
+		da := dapps[dev]
+		switch {
+		case da != nil && da.Spec.Artifact != nil && da.Spec.Artifact.Sequence >= e.seq, now.Sub(e.at) > expectationTimeout:
+			delete(r.expects[app], dev)
+		default:
+			ok = false
+		}
+	}
+	return ok
+}
+
+// withArtifact returns dev's DeviceApplication (a copy of da, or a new one
+// when da is nil) carrying v's artifact signed for dev. The sequence is
+// above every sequence da records, and above the time term of
+// artifact.NextSequence.
+func (r *ApplicationReconciler) withArtifact(signer *artifact.Signer, app *wasmbedv1.Application, v *version, dev *wasmbedv1.Device, da *wasmbedv1.DeviceApplication, sealKey *ecdh.PublicKey, now time.Time) (*wasmbedv1.DeviceApplication, error) {
 	var last int64
-	if create {
+	if da == nil {
+		var err error
 		if da, err = r.newDeviceApplication(app, dev); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		da = da.DeepCopy()
@@ -661,7 +748,7 @@ func (r *ApplicationReconciler) issue(ctx context.Context, app *wasmbedv1.Applic
 		Sequence: seq, IssuedAt: now, Expires: now.Add(r.ArtifactLifetime),
 	}, v.content, sealKey)
 	if err != nil {
-		return fmt.Errorf("issue artifact for %s: %w", dev.Name, err)
+		return nil, fmt.Errorf("issue artifact for %s: %w", dev.Name, err)
 	}
 	mh := v.content.ModuleHash()
 	if da.Annotations == nil {
@@ -675,16 +762,7 @@ func (r *ApplicationReconciler) issue(ctx context.Context, app *wasmbedv1.Applic
 		Sequence: int64(seq), ModuleHash: hex.EncodeToString(mh[:]), //nolint:gosec // below 2^63 for millennia
 		Payload: wasmbedv1.PayloadReference{ConfigMap: v.record.Payload, SHA256: v.sha256, Size: int64(v.content.PayloadSize())},
 	}
-	if create {
-		if err := r.Create(ctx, da); err != nil {
-			return fmt.Errorf("create deviceapplication %s: %w", da.Name, err)
-		}
-		return nil
-	}
-	if err := r.Update(ctx, da); err != nil {
-		return fmt.Errorf("update deviceapplication %s: %w", da.Name, err)
-	}
-	return nil
+	return da, nil
 }
 
 func (r *ApplicationReconciler) setState(ctx context.Context, da *wasmbedv1.DeviceApplication, state wasmbedv1.RunState) error {

@@ -250,7 +250,9 @@ func (r *CertificateSigningRequestReconciler) cleanup(ctx context.Context, csr *
 	if at.IsZero() {
 		at = csr.CreationTimestamp.Time
 	}
-	if wait := at.Add(r.GracePeriod).Sub(now); wait > 0 {
+	// Stored times are whole seconds: count the grace period from the end
+	// of the second.
+	if wait := at.Add(time.Second + r.GracePeriod).Sub(now); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, csr))

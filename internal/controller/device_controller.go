@@ -49,7 +49,7 @@ type DeviceReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=wasmbed.github.io,resources=devices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=wasmbed.github.io,resources=devices/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=wasmbed.github.io,resources=devices/status,verbs=update;patch
 // +kubebuilder:rbac:groups=wasmbed.github.io,resources=deviceapplications,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=wasmbed-system,resources=leases,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -155,7 +155,9 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
+// Leader election: the Lease, and the Events it records with the core API.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=wasmbed-system,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",namespace=wasmbed-system,resources=events,verbs=create;patch
 
 // New builds the controller's manager with its three reconcilers, the key
 // loader, leader election, health probes and metrics. Start it with

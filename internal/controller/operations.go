@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,10 +37,13 @@ func Resume(ctx context.Context, c client.Client, key client.ObjectKey, now time
 			return fmt.Errorf("resume %s: %w", key, ErrNotPaused)
 		}
 		at := now.UTC().Truncate(time.Second)
-		// A client clock behind the controller's would set a time before the
-		// pause, which the controller ignores.
-		if ro.PausedAt != nil && !at.After(ro.PausedAt.Time) {
-			at = ro.PausedAt.Add(time.Second).UTC().Truncate(time.Second)
+		// The controller honours a request later than the pause and than
+		// the last request it honoured; a client clock behind the
+		// controller's must not make the request look older.
+		for _, t := range []*metav1.Time{ro.PausedAt, ro.ResumedAt} {
+			if t != nil && !at.After(t.Time) {
+				at = t.Add(time.Second).UTC().Truncate(time.Second)
+			}
 		}
 		if app.Annotations == nil {
 			app.Annotations = map[string]string{}

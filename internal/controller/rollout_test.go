@@ -170,10 +170,12 @@ func TestFailureThresholdPausesResumeAndUndo(t *testing.T) {
 		f.fail = true
 	}
 	tb.mutateApp("blinky", func(a *wasmbedv1.Application) { a.Spec.WasmBinary, a.Spec.Version = sensor, "2.0" })
+	// The first batch reaches two devices; both fail (the rollout may
+	// pause at the first failure: one of two is above 25%).
 	paused := func(ctx context.Context) (bool, string) {
 		app := tb.application(ctx, "blinky")
 		ro := app.Status.Rollout
-		return ro != nil && ro.Paused && ro.Current.Version == "2.0", fmt.Sprintf("rollout %+v", ro)
+		return ro != nil && ro.Paused && ro.Current.Version == "2.0" && app.Status.FailedCount == 2, fmt.Sprintf("rollout %+v, %d failed", ro, app.Status.FailedCount)
 	}
 	g.until(wait, paused)
 	ctx := t.Context()
@@ -215,8 +217,9 @@ func TestFailureThresholdPausesResumeAndUndo(t *testing.T) {
 		t.Fatalf("Resume: %v", err)
 	}
 	g.until(wait, func(ctx context.Context) (bool, string) {
-		ro := tb.application(ctx, "blinky").Status.Rollout
-		return ro.Paused && ro.ResumedAt != nil && reached() == 4, fmt.Sprintf("rollout %+v, reached %d", ro, reached())
+		app := tb.application(ctx, "blinky")
+		ro := app.Status.Rollout
+		return ro.Paused && ro.ResumedAt != nil && reached() == 4 && app.Status.FailedCount == 4, fmt.Sprintf("rollout %+v, reached %d", ro, reached())
 	})
 	g.until(wait, tb.hasEvent("blinky", wasmbedv1.ReasonRolloutResumed))
 

@@ -50,7 +50,7 @@ const gatewayName = "gw-0"
 
 // testbed is one test's namespace, system namespace and controller.
 type testbed struct {
-	t      *testing.T
+	t      testing.TB
 	ns     string
 	sys    string
 	opts   Options
@@ -60,20 +60,26 @@ type testbed struct {
 
 // newTestbed creates a namespace and a system namespace with a live gateway
 // Lease, and starts a controller watching them.
-func newTestbed(t *testing.T, mutate ...func(*Options)) *testbed {
+func newTestbed(t testing.TB, mutate ...func(*Options)) *testbed {
 	t.Helper()
-	tb := &testbed{t: t, ns: env.Namespace(t)}
-	tb.sys = tb.ns + "-sys"
-	sys := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tb.sys}}
+	ns := env.Namespace(t)
+	sys := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns + "-sys"}}
 	if err := env.Client.Create(t.Context(), sys); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), sys) })
+	return newTestbedIn(t, ns, sys.Name, mutate...)
+}
+
+// newTestbedIn is newTestbed with existing namespaces.
+func newTestbedIn(t testing.TB, ns, system string, mutate ...func(*Options)) *testbed {
+	t.Helper()
+	tb := &testbed{t: t, ns: ns, sys: system}
 	tb.renewLease(time.Now(), 3600)
 	tb.opts = Options{
 		RESTConfig: env.Config, SystemNamespace: tb.sys, Namespaces: []string{tb.ns, tb.sys},
 		MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true,
-		StatusInterval: 200 * time.Millisecond, CSRGracePeriod: time.Second,
+		StatusInterval: 200 * time.Millisecond, CSRGracePeriod: 2 * time.Second,
 	}
 	for _, m := range mutate {
 		m(&tb.opts)
@@ -334,24 +340,23 @@ func (g *gateway) deliver(ctx context.Context, f *fakeDevice, da *wasmbedv1.Devi
 }
 
 // until steps the gateway until cond holds, failing the test after the
-// timeout with cond's last description.
+// timeout with cond's last description. cond is checked before each step,
+// so the gateway does no more than cond needs.
 func (g *gateway) until(timeout time.Duration, cond func(ctx context.Context) (bool, string)) {
 	t := g.tb.t
 	t.Helper()
 	ctx := t.Context()
 	deadline := time.Now().Add(timeout)
-	var last string
 	for {
-		if g.devices != nil {
-			g.step(ctx)
-		}
 		ok, desc := cond(ctx)
 		if ok {
 			return
 		}
-		last = desc
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, last)
+			t.Fatalf("after %s: %s", timeout, desc)
+		}
+		if g.devices != nil {
+			g.step(ctx)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -196,7 +196,7 @@ func Plan(in Input) Result {
 	ro := &res.Rollout
 	delivered := c.Delivered()
 	switch {
-	case ro.Paused && !in.ResumeRequest.IsZero() && (ro.PausedAt == nil || in.ResumeRequest.After(ro.PausedAt.Time)):
+	case ro.Paused && resumes(in.ResumeRequest, ro):
 		ro.Paused = false
 		ro.ResumedAt = &metav1.Time{Time: in.ResumeRequest}
 		ro.FailedBaseline = int32(c.FailedCurrent) //nolint:gosec // bounded by the target count
@@ -221,6 +221,21 @@ func Plan(in Input) Result {
 		}
 	}
 	return res
+}
+
+// resumes reports whether a resume request applies to a paused rollout: it
+// is later than the pause and than the last request honoured, so each
+// request is honoured once.
+func resumes(req time.Time, ro *wasmbedv1.RolloutStatus) bool {
+	switch {
+	case req.IsZero():
+		return false
+	case ro.PausedAt != nil && !req.After(ro.PausedAt.Time):
+		return false
+	case ro.ResumedAt != nil && !req.After(ro.ResumedAt.Time):
+		return false
+	}
+	return true
 }
 
 // exceeds reports whether failed of delivered is above threshold percent.

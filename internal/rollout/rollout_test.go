@@ -202,6 +202,14 @@ func TestPlanPauseAndResume(t *testing.T) {
 	if len(res.Assign) != 5 {
 		t.Errorf("got %d assigned after resume, want 5", len(res.Assign))
 	}
+	// The same request is not honoured twice, even after a pause that
+	// (stored to the second) looks no later than it.
+	again := in
+	again.Rollout = res.Rollout
+	again.Rollout.Paused, again.Rollout.PausedAt = true, &metav1.Time{Time: t0}
+	if r := Plan(again); r.Resumed || !r.Rollout.Paused {
+		t.Fatal("one resume request resumed two pauses")
+	}
 	// The old failures alone do not pause it again ...
 	in.Rollout, in.ResumeRequest = res.Rollout, time.Time{}
 	if again := Plan(in); again.Rollout.Paused {
