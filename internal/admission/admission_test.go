@@ -219,3 +219,28 @@ func TestSandboxChildFailures(t *testing.T) {
 		t.Error("cancelled context: got nil error")
 	}
 }
+
+// BenchmarkSandboxCheck measures one module check in a child process
+// (blinky, both boards), the cost of admitting a new application version;
+// BenchmarkCheckInProcess the same checks without the child. The child is
+// this test binary, or the executable WASMBED_ADMISSION_EXECUTABLE names
+// (for example a built wasmbed, whose start-up is what the controller pays).
+func BenchmarkSandboxCheck(b *testing.B) {
+	req := Request{App: "app", Module: apps.MustLoad(apps.Blinky), Limits: defaultLimits, Profiles: bothBoards}
+	exe := os.Getenv("WASMBED_ADMISSION_EXECUTABLE")
+	for b.Loop() {
+		v, err := NewSandbox(SandboxOptions{Executable: exe}).Check(b.Context(), req)
+		if err != nil || v.Invalid != nil {
+			b.Fatalf("%v %v", v.Invalid, err)
+		}
+	}
+}
+
+func BenchmarkCheckInProcess(b *testing.B) {
+	req := Request{App: "app", Module: apps.MustLoad(apps.Blinky), Limits: defaultLimits, Profiles: bothBoards}
+	for b.Loop() {
+		if v := (FirmwareChecker{}).Check(b.Context(), req); v.Invalid != nil {
+			b.Fatal(v.Invalid)
+		}
+	}
+}

@@ -237,7 +237,7 @@ func (r *ApplicationReconciler) resolve(ctx context.Context, app *wasmbedv1.Appl
 			return nil, &refusal{wasmbedv1.ReasonInvalidModule, "selector: " + err.Error()}
 		}
 		list := &wasmbedv1.DeviceList{}
-		if err := r.List(ctx, list, client.InNamespace(app.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		if err := r.List(ctx, list, client.InNamespace(app.Namespace), client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
 		for i := range list.Items {
@@ -302,7 +302,10 @@ func (r *ApplicationReconciler) eligible(app *wasmbedv1.Application, v *version,
 // deviceApplications returns app's DeviceApplications by device name.
 func (r *ApplicationReconciler) deviceApplications(ctx context.Context, app *wasmbedv1.Application) (map[string]*wasmbedv1.DeviceApplication, error) {
 	list := &wasmbedv1.DeviceApplicationList{}
-	if err := r.List(ctx, list, client.InNamespace(app.Namespace), client.MatchingFields{indexDAppApplication: app.Name}); err != nil {
+	// The objects are read-only here (changes go to copies), so the cache
+	// hands them out without copying: at 10,000 devices a copy per
+	// reconcile would dominate its cost.
+	if err := r.List(ctx, list, client.InNamespace(app.Namespace), client.MatchingFields{indexDAppApplication: app.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	out := make(map[string]*wasmbedv1.DeviceApplication, len(list.Items))
@@ -938,7 +941,7 @@ func (deviceTargetingChanged) Update(e event.UpdateEvent) bool {
 // that name or select it, and those that hold a DeviceApplication for it.
 func (r *ApplicationReconciler) applicationsOfDevice(ctx context.Context, obj client.Object) []reconcile.Request {
 	apps := &wasmbedv1.ApplicationList{}
-	if err := r.List(ctx, apps, client.InNamespace(obj.GetNamespace())); err != nil {
+	if err := r.List(ctx, apps, client.InNamespace(obj.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var out []reconcile.Request
@@ -956,7 +959,7 @@ func (r *ApplicationReconciler) applicationsOfDevice(ctx context.Context, obj cl
 		}
 	}
 	dapps := &wasmbedv1.DeviceApplicationList{}
-	if err := r.List(ctx, dapps, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexDAppDevice: obj.GetName()}); err == nil {
+	if err := r.List(ctx, dapps, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexDAppDevice: obj.GetName()}, client.UnsafeDisableDeepCopy); err == nil {
 		for _, da := range dapps.Items {
 			add[da.Spec.Application] = true
 		}
