@@ -16,9 +16,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
-	"github.com/wasmbed/wasmbed/internal/admission"
 	"github.com/wasmbed/wasmbed/internal/certsign"
 	"github.com/wasmbed/wasmbed/internal/controller"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 )
 
 // controllerFlags are the flags of `wasmbed controller` that need parsing
@@ -91,7 +91,7 @@ others wait on the Lease.`,
 	f.DurationVar(&opts.GatewayCertLifetime, "gateway-cert-lifetime", certsign.DefaultGatewayLifetime, "lifetime of gateway server certificates")
 	f.StringSliceVar(&opts.GatewayDNSNames, "gateway-dns-name", nil, "DNS name gateway certificates may carry (repeatable; none: gateway requests are denied)")
 	f.IPSliceVar(&opts.GatewayIPs, "gateway-ip", nil, "IP address gateway certificates may carry (repeatable)")
-	f.DurationVar(&opts.Admission.Timeout, "admission-timeout", admission.DefaultTimeout, "time budget of checking one module")
+	f.DurationVar(&opts.Admission.Timeout, "admission-timeout", modcheck.DefaultTimeout, "time budget of checking one module")
 	f.StringVar(&flags.admissionMemory, "admission-memory", "256Mi", "memory budget of checking one module")
 	f.IntVar(&opts.ApplicationWorkers, "application-workers", 4, "Applications reconciled at once")
 	return cmd

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/wasmbed/wasmbed/internal/admission"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 )
 
 // globalOptions are the flags shared by every subcommand.
@@ -61,11 +61,11 @@ func NewRootCommand() *cobra.Command {
 
 // Main runs the command tree with the process's arguments, cancelling its
 // context on SIGINT or SIGTERM, and returns the process exit code. A process
-// the controller started to check a module (see package admission) runs that
+// the controller started to check a module (see package modcheck) runs that
 // check instead.
 func Main() int {
-	if admission.IsChild() {
-		return admission.RunChild()
+	if modcheck.IsChild() {
+		return modcheck.RunChild()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -35,8 +35,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
-	"github.com/wasmbed/wasmbed/internal/admission"
 	"github.com/wasmbed/wasmbed/internal/artifact"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/rollout"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
@@ -53,9 +53,9 @@ const (
 	indexDeviceGateway   = "status.gateway"
 )
 
-// Admitter decides whether a module may go to boards (admission.Sandbox).
+// Admitter decides whether a module may go to boards (modcheck.Sandbox).
 type Admitter interface {
-	Check(ctx context.Context, req admission.Request) (admission.Verdict, error)
+	Check(ctx context.Context, req modcheck.Request) (modcheck.Verdict, error)
 }
 
 // ApplicationReconciler rolls Applications out: it resolves targets, checks

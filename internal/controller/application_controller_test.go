@@ -12,7 +12,7 @@ import (
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/examples/apps"
-	"github.com/wasmbed/wasmbed/internal/admission"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 )
 
 const wait = 30 * time.Second
@@ -193,7 +193,7 @@ func TestInvalidModuleRefused(t *testing.T) {
 			t.Errorf("%s: Degraded %+v, want True InvalidModule", name, c)
 		}
 	}
-	if c := condition(tb.application(ctx, "forbidden"), wasmbedv1.ConditionDegraded); !strings.Contains(c.Message, admission.ReasonForbiddenImport) {
+	if c := condition(tb.application(ctx, "forbidden"), wasmbedv1.ConditionDegraded); !strings.Contains(c.Message, modcheck.ReasonForbiddenImport) {
 		t.Errorf("message %q does not say which check refused it", c.Message)
 	}
 	if n := len(tb.deviceApplications(ctx)); n != 0 {

@@ -18,10 +18,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
-	"github.com/wasmbed/wasmbed/internal/admission"
 	"github.com/wasmbed/wasmbed/internal/artifact"
 	"github.com/wasmbed/wasmbed/internal/fixture"
 	"github.com/wasmbed/wasmbed/internal/issuer"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/rollout"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
@@ -96,8 +96,8 @@ func benchVersion(b *testing.B, app *wasmbedv1.Application, signer *artifact.Sig
 // inProcess admits modules in the calling process (trusted benchmark input).
 type inProcess struct{}
 
-func (inProcess) Check(ctx context.Context, req admission.Request) (admission.Verdict, error) {
-	return admission.FirmwareChecker{}.Check(ctx, req), nil
+func (inProcess) Check(ctx context.Context, req modcheck.Request) (modcheck.Verdict, error) {
+	return modcheck.FirmwareChecker{}.Check(ctx, req), nil
 }
 
 // countingTransport counts the requests a client makes.

@@ -25,8 +25,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
-	"github.com/wasmbed/wasmbed/internal/admission"
 	"github.com/wasmbed/wasmbed/internal/certsign"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 )
 
 // Defaults of Options.
@@ -105,7 +105,7 @@ type Options struct {
 	CSRGracePeriod    time.Duration
 	CSRPendingTimeout time.Duration
 	// Admission configures the module-checking sandbox.
-	Admission admission.SandboxOptions
+	Admission modcheck.SandboxOptions
 	// ApplicationWorkers is the number of Applications reconciled at once.
 	ApplicationWorkers int
 	// Parallelism bounds the concurrent writes of one reconcile.
@@ -211,7 +211,7 @@ func New(opts Options) (manager.Manager, error) {
 	apps := &ApplicationReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("wasmbed-controller"), Keys: keys,
-		Admission:        admission.NewSandbox(opts.Admission),
+		Admission:        modcheck.NewSandbox(opts.Admission),
 		ArtifactLifetime: opts.ArtifactLifetime, StatusInterval: opts.StatusInterval,
 		Parallelism: opts.Parallelism, MaxConcurrentReconciles: opts.ApplicationWorkers,
 	}

@@ -28,11 +28,11 @@ import (
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/examples/apps"
-	"github.com/wasmbed/wasmbed/internal/admission"
 	"github.com/wasmbed/wasmbed/internal/artifact"
 	"github.com/wasmbed/wasmbed/internal/controlplane/controlplanetest"
 	"github.com/wasmbed/wasmbed/internal/fixture"
 	"github.com/wasmbed/wasmbed/internal/issuer"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/seal"
 )
 
@@ -40,8 +40,8 @@ import (
 var env *controlplanetest.Env
 
 func TestMain(m *testing.M) {
-	if admission.IsChild() {
-		os.Exit(admission.RunChild())
+	if modcheck.IsChild() {
+		os.Exit(modcheck.RunChild())
 	}
 	os.Exit(controlplanetest.Run(m, &env))
 }

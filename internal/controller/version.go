@@ -18,10 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
-	"github.com/wasmbed/wasmbed/internal/admission"
 	"github.com/wasmbed/wasmbed/internal/artifact"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
 	"github.com/wasmbed/wasmbed/internal/issuer"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/sandbox"
 )
 
@@ -47,7 +47,7 @@ type version struct {
 	sha256  string // of payload, hex
 	content *artifact.Content
 	limits  sandbox.Limits
-	verdict admission.Verdict
+	verdict modcheck.Verdict
 	sealed  *wasmbedv1.SealedModule
 }
 
@@ -144,12 +144,12 @@ func (r *ApplicationReconciler) prepare(ctx context.Context, app *wasmbedv1.Appl
 		Revision: rev, Version: spec.Version, Payload: payloadName(app.Name, v.sha256),
 		Config: spec.Config, Confidential: spec.SealedModule != nil,
 	}
-	v.verdict, err = r.Admission.Check(ctx, admission.Request{
+	v.verdict, err = r.Admission.Check(ctx, modcheck.Request{
 		App: spec.Name, Module: module, Profiles: profile.Names(),
-		Limits: admission.Limits{MemoryLimit: limits.MemoryLimit, ExecutionTimeout: limits.ExecutionTimeout, MaxStackSize: limits.MaxStackSize},
+		Limits: modcheck.Limits{MemoryLimit: limits.MemoryLimit, ExecutionTimeout: limits.ExecutionTimeout, MaxStackSize: limits.MaxStackSize},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("admission: %w", err)
+		return nil, fmt.Errorf("module check: %w", err)
 	}
 	if inv := v.verdict.Invalid; inv != nil {
 		return nil, &refusal{wasmbedv1.ReasonInvalidModule, inv.Reason + ": " + inv.Message}

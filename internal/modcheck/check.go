@@ -1,7 +1,7 @@
-// Package admission decides, before anything is delivered, whether a module
-// may go to a board: the checks the firmware makes when it installs a module,
-// made once per module version by the controller, so a module a device would
-// refuse is refused first and never sent.
+// Package modcheck decides, for the controller and before anything is
+// delivered, whether a module may go to a board: the firmware's own
+// admission (package firmware/admission), run once per module version, so a
+// module a device would refuse is refused first and never sent.
 //
 // Modules are untrusted input to the controller too. A Sandbox runs the
 // checks in a child process — the controller's own executable, entered
@@ -12,17 +12,17 @@
 // or stall it.
 //
 //	func main() {
-//		if admission.IsChild() {
-//			os.Exit(admission.RunChild())
+//		if modcheck.IsChild() {
+//			os.Exit(modcheck.RunChild())
 //		}
 //		...
 //	}
 //
-//	sb := admission.NewSandbox(admission.SandboxOptions{})
-//	v, err := sb.Check(ctx, admission.Request{Module: m, Limits: lim, Profiles: []string{"hifive1", "esp32"}})
+//	sb := modcheck.NewSandbox(modcheck.SandboxOptions{})
+//	v, err := sb.Check(ctx, modcheck.Request{Module: m, Limits: lim, Profiles: []string{"hifive1", "esp32"}})
 //	if v.Invalid != nil { /* refused for every board: v.Invalid.Reason */ }
 //	if r := v.Profiles["hifive1"]; r != nil { /* does not fit a HiFive1 */ }
-package admission
+package modcheck
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package admission
+package modcheck
 
 import (
 	"bytes"
@@ -174,29 +174,33 @@ func TestSandboxAgreesAndCaches(t *testing.T) {
 }
 
 // TestSandboxBudgets: a check that outlives the time budget, or needs more
-// memory than the memory budget, refuses the module with the budget's reason;
-// the same check within generous budgets passes, so the budget is what
-// refused it.
+// memory than the memory budget, refuses the module with the budget's reason.
+// The same module within generous budgets is admitted, and a small module
+// within the small memory budget too, so the budget is what refused it.
 func TestSandboxBudgets(t *testing.T) {
-	costly := manyFunctions(3000, 60)
-	req := Request{App: "app", Module: costly, Limits: defaultLimits, Profiles: []string{"esp32"}}
+	costly := manyFunctions(3000, 30) // fits an ESP32; about 20 MB to check
+	if v := (FirmwareChecker{}).Check(t.Context(), Request{App: "app", Module: costly, Limits: defaultLimits, Profiles: []string{"esp32"}}); v.Invalid != nil || v.Profiles["esp32"] != nil {
+		t.Fatalf("the costly module is refused without budgets: %v %v", v.Invalid, v.Profiles["esp32"])
+	}
 	for _, tc := range []struct {
-		name string
-		opts SandboxOptions
-		want string
+		name   string
+		module []byte
+		opts   SandboxOptions
+		want   string
 	}{
-		{"generous", SandboxOptions{Timeout: time.Minute, MemoryBytes: 1 << 30}, ""},
-		{"time budget", SandboxOptions{Timeout: 5 * time.Millisecond, MemoryBytes: 1 << 30}, ReasonTimeBudget},
-		{"memory budget", SandboxOptions{Timeout: time.Minute, MemoryBytes: 1 << 20}, ReasonMemoryBudget},
+		{"generous", costly, SandboxOptions{Timeout: time.Minute, MemoryBytes: 1 << 30}, ""},
+		{"time budget", costly, SandboxOptions{Timeout: 5 * time.Millisecond, MemoryBytes: 1 << 30}, ReasonTimeBudget},
+		{"memory budget", costly, SandboxOptions{Timeout: time.Minute, MemoryBytes: 8 << 20}, ReasonMemoryBudget},
+		{"small module, small memory budget", apps.MustLoad(apps.Blinky), SandboxOptions{Timeout: time.Minute, MemoryBytes: 8 << 20}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := NewSandbox(tc.opts).Check(t.Context(), req)
+			v, err := NewSandbox(tc.opts).Check(t.Context(), Request{App: "app", Module: tc.module, Limits: defaultLimits, Profiles: []string{"esp32"}})
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
 			switch {
-			case tc.want == "" && v.Invalid != nil:
-				t.Fatalf("got %v, want the module admitted", v.Invalid)
+			case tc.want == "" && (v.Invalid != nil || v.Profiles["esp32"] != nil):
+				t.Fatalf("got %v %v, want the module admitted on esp32", v.Invalid, v.Profiles["esp32"])
 			case tc.want != "" && (v.Invalid == nil || v.Invalid.Reason != tc.want):
 				t.Fatalf("got %v, want reason %s", v.Invalid, tc.want)
 			}
@@ -223,11 +227,11 @@ func TestSandboxChildFailures(t *testing.T) {
 // BenchmarkSandboxCheck measures one module check in a child process
 // (blinky, both boards), the cost of admitting a new application version;
 // BenchmarkCheckInProcess the same checks without the child. The child is
-// this test binary, or the executable WASMBED_ADMISSION_EXECUTABLE names
+// this test binary, or the executable WASMBED_MODCHECK_EXECUTABLE names
 // (for example a built wasmbed, whose start-up is what the controller pays).
 func BenchmarkSandboxCheck(b *testing.B) {
 	req := Request{App: "app", Module: apps.MustLoad(apps.Blinky), Limits: defaultLimits, Profiles: bothBoards}
-	exe := os.Getenv("WASMBED_ADMISSION_EXECUTABLE")
+	exe := os.Getenv("WASMBED_MODCHECK_EXECUTABLE")
 	for b.Loop() {
 		v, err := NewSandbox(SandboxOptions{Executable: exe}).Check(b.Context(), req)
 		if err != nil || v.Invalid != nil {

@@ -1,4 +1,4 @@
-package admission
+package modcheck
 
 import (
 	"bytes"
@@ -20,9 +20,9 @@ import (
 
 // Environment of the child process.
 const (
-	childEnv  = "WASMBED_ADMISSION_CHILD"
-	memoryEnv = "WASMBED_ADMISSION_MEMORY"
-	cpuEnv    = "WASMBED_ADMISSION_CPU_SECONDS"
+	childEnv  = "WASMBED_MODCHECK_CHILD"
+	memoryEnv = "WASMBED_MODCHECK_MEMORY"
+	cpuEnv    = "WASMBED_MODCHECK_CPU_SECONDS"
 )
 
 // Exit codes of the child process.
@@ -124,7 +124,7 @@ func (s *Sandbox) Check(ctx context.Context, req Request) (Verdict, error) {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
-		return Verdict{}, fmt.Errorf("admission: wait for a check slot: %w", ctx.Err())
+		return Verdict{}, fmt.Errorf("modcheck: wait for a check slot: %w", ctx.Err())
 	}
 	defer func() { <-s.sem }()
 	v, err := s.run(ctx, req)
@@ -147,7 +147,7 @@ func (s *Sandbox) Check(ctx context.Context, req Request) (Verdict, error) {
 func (s *Sandbox) run(ctx context.Context, req Request) (Verdict, error) {
 	in, err := json.Marshal(req)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("admission: encode request: %w", err)
+		return Verdict{}, fmt.Errorf("modcheck: encode request: %w", err)
 	}
 	if len(in) > maxStdin {
 		return Verdict{Invalid: &Refusal{Reason: ReasonInvalidModule, Message: fmt.Sprintf("module of %d bytes is too large to check", len(req.Module))}}, nil
@@ -155,7 +155,7 @@ func (s *Sandbox) run(ctx context.Context, req Request) (Verdict, error) {
 	exe := s.opts.Executable
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
-			return Verdict{}, fmt.Errorf("admission: find own executable: %w", err)
+			return Verdict{}, fmt.Errorf("modcheck: find own executable: %w", err)
 		}
 	}
 	runCtx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
@@ -172,7 +172,7 @@ func (s *Sandbox) run(ctx context.Context, req Request) (Verdict, error) {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
-		return Verdict{}, fmt.Errorf("admission: start check process %s: %w", exe, err)
+		return Verdict{}, fmt.Errorf("modcheck: start check process %s: %w", exe, err)
 	}
 	s.mu.Lock()
 	s.runs++
@@ -180,7 +180,7 @@ func (s *Sandbox) run(ctx context.Context, req Request) (Verdict, error) {
 	err = cmd.Wait()
 	switch {
 	case ctx.Err() != nil:
-		return Verdict{}, fmt.Errorf("admission: check interrupted: %w", ctx.Err())
+		return Verdict{}, fmt.Errorf("modcheck: check interrupted: %w", ctx.Err())
 	case runCtx.Err() != nil:
 		return Verdict{Invalid: &Refusal{Reason: ReasonTimeBudget, Message: fmt.Sprintf("checking the module took more than %s", s.opts.Timeout)}}, nil
 	case err == nil:
@@ -233,7 +233,7 @@ func RunChild() int {
 func runChild(stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
 	budget, err := strconv.ParseUint(os.Getenv(memoryEnv), 10, 64)
 	if err != nil || budget == 0 {
-		fmt.Fprintf(stderr, "admission child: bad %s\n", memoryEnv)
+		fmt.Fprintf(stderr, "module check child: bad %s\n", memoryEnv)
 		return exitBadInput
 	}
 	if cpu, err := strconv.ParseUint(os.Getenv(cpuEnv), 10, 64); err == nil && cpu > 0 {
@@ -246,17 +246,17 @@ func runChild(stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
 
 	in, err := io.ReadAll(io.LimitReader(stdin, maxStdin+1))
 	if err != nil || len(in) > maxStdin {
-		fmt.Fprintf(stderr, "admission child: read request: %v (%d bytes)\n", err, len(in))
+		fmt.Fprintf(stderr, "module check child: read request: %v (%d bytes)\n", err, len(in))
 		return exitBadInput
 	}
 	var req Request
 	if err := json.Unmarshal(in, &req); err != nil {
-		fmt.Fprintf(stderr, "admission child: decode request: %v\n", err)
+		fmt.Fprintf(stderr, "module check child: decode request: %v\n", err)
 		return exitBadInput
 	}
 	v := checker.Check(context.Background(), req)
 	if err := json.NewEncoder(stdout).Encode(v); err != nil {
-		fmt.Fprintf(stderr, "admission child: write verdict: %v\n", err)
+		fmt.Fprintf(stderr, "module check child: write verdict: %v\n", err)
 		return exitBadInput
 	}
 	return exitOK
@@ -281,7 +281,7 @@ func watchMemory(limit uint64, stderr io.Writer) {
 	defer t.Stop()
 	for range t.C {
 		if used := residentBytes(); used > limit {
-			fmt.Fprintf(stderr, "admission child: memory budget exceeded: %d bytes held, limit %d\n", used, limit)
+			fmt.Fprintf(stderr, "module check child: memory budget exceeded: %d bytes held, limit %d\n", used, limit)
 			os.Exit(exitMemory)
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package admission
+package modcheck
 
 func limitCPU(uint64) {}
 
