@@ -198,7 +198,7 @@ func (g *Gateway) install(ctx context.Context, ds *deviceSession, da *wasmbedv1.
 		_ = g.writeStatus(ctx, ds, da)
 		return err
 	}
-	signed := artifact.Signed{Manifest: art.Manifest, Signature: art.Signature, Payload: payload}
+	signed := artifact.Signed{Manifest: art.Manifest, Signature: art.Signature, Payload: payload, KeyMaterial: art.KeyMaterial}
 	data, err := signed.Marshal()
 	if err != nil {
 		return err
