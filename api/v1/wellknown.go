@@ -47,6 +47,12 @@ const (
 	// resume a session as any device: only gateways may read it.
 	TicketKeysSecret = "wasmbed-session-tickets"
 
+	// TrustConfigMap is the ConfigMap, in the system namespace, holding the
+	// platform's public certificates (package trust): the root, the gateway
+	// CA and the device CA. Gateways verify devices with it; devices and
+	// tools pin it.
+	TrustConfigMap = "wasmbed-trust"
+
 	// PairingConfigMap is the name of the ConfigMap, in the system namespace,
 	// that holds the pairing window every gateway replica obeys.
 	PairingConfigMap = "wasmbed-pairing"

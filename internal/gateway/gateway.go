@@ -17,8 +17,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -42,20 +44,23 @@ import (
 	"github.com/wasmbed/wasmbed/internal/session"
 )
 
-// Trust is the public key material a gateway needs: the root devices and
-// gateways chain to, the device CA it accepts device certificates from,
-// its own serving certificate, and the platform keys it hands enrolling
-// devices to pin.
+// Trust is the key material a gateway needs: the root devices and gateways
+// chain to, the device CA it accepts device certificates from, its own
+// serving certificate, and the platform keys it hands enrolling devices to
+// pin. Whatever is left empty comes from the cluster when the gateway
+// starts: the root and device CA from the trust ConfigMap, the signing key
+// from the issuer's ConfigMap, and a short-lived serving certificate (a key
+// generated in the process, signed by the controller through a
+// CertificateSigningRequest, renewed at two thirds of its lifetime).
 type Trust struct {
-	// Root is the platform's root certificate. Required.
+	// Root is the platform's root certificate.
 	Root *x509.Certificate
-	// DeviceCA issues device certificates. Required.
+	// DeviceCA issues device certificates.
 	DeviceCA *x509.Certificate
 	// Certificate is the gateway's serving certificate chain and key.
-	// Required.
 	Certificate tls.Certificate
 	// SigningKeys are the platform's artifact-signing public keys, handed
-	// to enrolling devices. At least one is required.
+	// to enrolling devices.
 	SigningKeys []ed25519.PublicKey
 	// SealingKey is the platform's X25519 public key for sealed payloads,
 	// if sealing is in use.
@@ -76,8 +81,13 @@ type Options struct {
 	// DeviceNamespace is where enrollment creates Devices; default
 	// "default".
 	DeviceNamespace string
-	// Trust holds the certificates and platform keys. Required.
+	// Trust holds the certificates and platform keys; what it leaves empty
+	// is read from the cluster.
 	Trust Trust
+	// ServingDNSNames and ServingIPs are the names a serving certificate
+	// requested from the controller carries: what devices dial.
+	ServingDNSNames []string
+	ServingIPs      []net.IP
 
 	// SessionListener, EnrollListener and HTTPListener are the listeners
 	// to serve on; when nil, SessionAddr, EnrollAddr and HTTPAddr are
@@ -140,8 +150,8 @@ func (o *Options) setDefaults() error {
 	if o.Config == nil {
 		return errors.New("gateway: a Kubernetes configuration is required")
 	}
-	if o.Trust.Root == nil || o.Trust.DeviceCA == nil || len(o.Trust.Certificate.Certificate) == 0 || len(o.Trust.SigningKeys) == 0 {
-		return errors.New("gateway: trust needs a root, a device CA, a serving certificate and a signing key")
+	if len(o.Trust.Certificate.Certificate) == 0 && len(o.ServingDNSNames)+len(o.ServingIPs) == 0 {
+		return errors.New("gateway: a serving certificate, or the names to request one for, is required")
 	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
@@ -213,7 +223,9 @@ type Gateway struct {
 
 	queue workqueue.TypedRateLimitingInterface[types.NamespacedName] // devices to reconcile
 
-	csrs    csrWaiters    // certificate requests waiting for the signer
+	csrs      csrWaiters        // certificate requests waiting for the signer
+	gatewayCA *x509.Certificate // from the trust bundle, to check serving certificates
+	serving   servingCert       // the serving certificate, when requested from the controller
 	lookups *rate.Limiter // API lookups of keys missing from the cache
 
 	cacheSynced    atomic.Bool
@@ -307,7 +319,11 @@ func (g *Gateway) buildManager() error {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			// A gateway never delivers from an Application (payloads come from
 			// their ConfigMaps): its cached copies drop the module.
-			ByObject: map[client.Object]cache.ByObject{&wasmbedv1.Application{}: {Transform: stripModule}},
+			ByObject: map[client.Object]cache.ByObject{
+				&wasmbedv1.Application{}: {Transform: stripModule},
+				// Only the certificate requests gateways made.
+				&certificatesv1.CertificateSigningRequest{}: {Label: labels.SelectorFromSet(labels.Set{wasmbedv1.LabelComponent: wasmbedv1.ComponentGateway})},
+			},
 		},
 		// ConfigMaps (the pairing window, module payloads) and Secrets are
 		// read when needed, never cached: a gateway watches no more than the
@@ -365,6 +381,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		<-mgrDone
 		return err
 	}
+	if err := g.resolveTrust(ctx); err != nil {
+		cancel()
+		<-mgrDone
+		return err
+	}
 	tickets, err := g.loadTicketKeys(ctx)
 	if err != nil {
 		cancel()
@@ -404,6 +425,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() { g.renewLease(ctx) })
 	wg.Go(func() { g.refreshLastSeen(ctx) })
 	wg.Go(func() { tickets.run(ctx, time.Minute) })
+	wg.Go(func() { g.renewServingCertificate(ctx) })
 	g.listenersReady.Store(true)
 	g.log.Info("gateway serving", "sessions", sessLn.Addr().String(), "enroll", enrLn.Addr().String(), "http", httpLn.Addr().String())
 
@@ -494,6 +516,12 @@ func (g *Gateway) tlsConfigs(tickets *pki.TicketKeyRing) (sess, enroll *tls.Conf
 	}
 	// Sessions agree on X25519 alone: see docs/pki.md for the measurement.
 	sess.CurvePreferences = []tls.CurveID{tls.X25519}
+	if g.serving.cur.Load() != nil {
+		// A requested certificate is renewed in place.
+		for _, c := range []*tls.Config{sess, enroll} {
+			c.Certificates, c.GetCertificate = nil, g.serving.get
+		}
+	}
 	return sess, enroll, nil
 }
 

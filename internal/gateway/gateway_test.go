@@ -8,12 +8,16 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/examples/apps"
 	"github.com/wasmbed/wasmbed/internal/gateway"
+	"github.com/wasmbed/wasmbed/internal/issuer"
+	"github.com/wasmbed/wasmbed/internal/trust"
 )
 
 // TestEnrollConnectDeliver follows devices of both board types from
@@ -195,4 +199,37 @@ func TestReadyz(t *testing.T) {
 	if err := gw.Ready(); err == nil {
 		t.Error("Ready() after shutdown: nil, want an error")
 	}
+}
+
+// TestTrustFromCluster starts a gateway given nothing but its name and
+// address: it reads the trust bundle and the signing key from their
+// ConfigMaps, has its serving certificate signed through a certificate
+// request, and a simulated device pinning the gateway CA enrolls and
+// connects through it.
+func TestTrustFromCluster(t *testing.T) {
+	p := newPlatform(t)
+	bundle, err := trust.FromAuthority(p.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ik, err := issuer.GenerateIssuerKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &issuer.Public{SigningKey: p.signer.PublicKey(), IssuerKey: ik.PublicKey()}
+	for name, data := range map[string]map[string]string{wasmbedv1.TrustConfigMap: bundle.Data(), wasmbedv1.IssuerConfigMap: pub.Data()} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.sys, Name: name}, Data: data}
+		if err := env.Client.Create(t.Context(), cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := p.startGateway(p.ns+"-gw", func(o *gateway.Options) {
+		o.Trust = gateway.Trust{}
+		o.ServingIPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+	})
+	p.openPairing(10*time.Minute, nil)
+	p.runFleet(1, "esp32=1", gw)
+	p.waitDevices("connected through a cluster-issued certificate", 1, func(d *wasmbedv1.Device) bool {
+		return d.Status.Phase == wasmbedv1.DevicePhaseConnected
+	})
 }

@@ -94,8 +94,15 @@ func (p *platform) signCSRs(ctx context.Context) {
 }
 
 func (p *platform) signOne(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) {
+	if len(csr.Status.Certificate) > 0 {
+		return
+	}
+	if csr.Spec.SignerName == wasmbedv1.GatewaySignerName && strings.HasPrefix(csr.Name, "wasmbed-serving-"+p.ns) {
+		p.signGateway(ctx, csr)
+		return
+	}
 	ns, name, _ := strings.Cut(csr.Annotations[wasmbedv1.AnnotationDevice], "/")
-	if ns != p.ns || csr.Spec.SignerName != wasmbedv1.DeviceSignerName || len(csr.Status.Certificate) > 0 {
+	if ns != p.ns || csr.Spec.SignerName != wasmbedv1.DeviceSignerName {
 		return
 	}
 	dev := &wasmbedv1.Device{}
@@ -117,13 +124,35 @@ func (p *platform) signOne(ctx context.Context, csr *certificatesv1.CertificateS
 		p.t.Errorf("signer: %s: %v", csr.Name, err)
 		return
 	}
+	p.approve(ctx, csr, pki.EncodeCertificatesPEM(cert.Leaf, p.ca.DeviceCA.Cert))
+}
+
+// signGateway signs a gateway's serving certificate request with the
+// gateway CA for 127.0.0.1, as the controller configured with that address
+// does.
+func (p *platform) signGateway(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) {
+	req, err := pki.ParseCSR(csr.Spec.Request)
+	if err != nil {
+		p.t.Errorf("signer: %s: %v", csr.Name, err)
+		return
+	}
+	cert, err := p.ca.IssueGatewayFromCSR(req, pki.GatewayRequest{Name: req.Subject.CommonName, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		p.t.Errorf("signer: %s: %v", csr.Name, err)
+		return
+	}
+	p.approve(ctx, csr, pki.EncodeCertificatesPEM(cert.Leaf, p.ca.GatewayCA.Cert))
+}
+
+// approve approves a certificate request and writes its certificate.
+func (p *platform) approve(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, certPEM []byte) {
 	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
 		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "TestSigner", Message: "approved by the test signer",
 	})
 	if err := env.Client.SubResource("approval").Update(ctx, csr); err != nil {
 		return
 	}
-	csr.Status.Certificate = pki.EncodeCertificatesPEM(cert.Leaf, p.ca.DeviceCA.Cert)
+	csr.Status.Certificate = certPEM
 	_ = env.Client.Status().Update(ctx, csr)
 }
 
