@@ -23,10 +23,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
@@ -226,7 +226,7 @@ type Gateway struct {
 	csrs      csrWaiters        // certificate requests waiting for the signer
 	gatewayCA *x509.Certificate // from the trust bundle, to check serving certificates
 	serving   servingCert       // the serving certificate, when requested from the controller
-	lookups *rate.Limiter // API lookups of keys missing from the cache
+	lookups   *rate.Limiter     // API lookups of keys missing from the cache
 
 	cacheSynced    atomic.Bool
 	listenersReady atomic.Bool
@@ -359,51 +359,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancel()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- g.mgr.Start(ctx) }()
-	if !g.mgr.GetCache().WaitForCacheSync(ctx) {
-		cancel()
-		err := <-mgrDone
-		return fmt.Errorf("gateway: caches did not sync: %w", errors.Join(err, ctx.Err()))
-	}
-	err := g.watchCSRs(ctx)
-	if err == nil {
-		err = g.watchDevices(ctx)
-	}
+	sv, err := g.prepare(ctx)
 	if err != nil {
 		cancel()
-		<-mgrDone
+		if mgrErr := <-mgrDone; mgrErr != nil && !errors.Is(mgrErr, context.Canceled) {
+			err = errors.Join(err, mgrErr)
+		}
 		return err
 	}
-	g.cacheSynced.Store(true)
-
-	sessLn, enrLn, httpLn, err := g.listen()
-	if err != nil {
-		cancel()
-		<-mgrDone
-		return err
-	}
-	if err := g.resolveTrust(ctx); err != nil {
-		cancel()
-		<-mgrDone
-		return err
-	}
-	tickets, err := g.loadTicketKeys(ctx)
-	if err != nil {
-		cancel()
-		<-mgrDone
-		return err
-	}
-	sessTLS, enrollTLS, err := g.tlsConfigs(tickets.ring)
-	if err != nil {
-		cancel()
-		<-mgrDone
-		return err
-	}
-	httpSrv, err := g.httpServer()
-	if err != nil {
-		cancel()
-		<-mgrDone
-		return err
-	}
+	sessLn, enrLn, httpLn := sv.sessLn, sv.enrLn, sv.httpLn
+	sessTLS, enrollTLS, httpSrv, tickets := sv.sessTLS, sv.enrollTLS, sv.httpSrv, sv.tickets
 
 	// Delivery and status writes outlive ctx for the shutdown's flush.
 	workCtx, workCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -460,6 +425,48 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return runErr
 }
 
+// serving is what Run serves with, once prepared.
+type serving struct {
+	sessLn, enrLn, httpLn net.Listener
+	sessTLS, enrollTLS    *tls.Config
+	httpSrv               *http.Server
+	tickets               *ticketKeys
+}
+
+// prepare waits for the caches, resolves the trust material and the
+// session-ticket keys, and opens the listeners last, so that a failure
+// leaves nothing open.
+func (g *Gateway) prepare(ctx context.Context) (*serving, error) {
+	if !g.mgr.GetCache().WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("gateway: caches did not sync: %w", ctx.Err())
+	}
+	if err := g.watchCSRs(ctx); err != nil {
+		return nil, err
+	}
+	if err := g.watchDevices(ctx); err != nil {
+		return nil, err
+	}
+	g.cacheSynced.Store(true)
+	if err := g.resolveTrust(ctx); err != nil {
+		return nil, err
+	}
+	var sv serving
+	var err error
+	if sv.tickets, err = g.loadTicketKeys(ctx); err != nil {
+		return nil, err
+	}
+	if sv.sessTLS, sv.enrollTLS, err = g.tlsConfigs(sv.tickets.ring); err != nil {
+		return nil, err
+	}
+	if sv.httpSrv, err = g.httpServer(); err != nil {
+		return nil, err
+	}
+	if sv.sessLn, sv.enrLn, sv.httpLn, err = g.listen(ctx); err != nil {
+		return nil, err
+	}
+	return &sv, nil
+}
+
 func ignoreClosed(err error) error {
 	if errors.Is(err, session.ErrServerClosed) {
 		return nil
@@ -468,12 +475,13 @@ func ignoreClosed(err error) error {
 }
 
 // listen opens the listeners not given in Options.
-func (g *Gateway) listen() (sess, enroll, httpLn net.Listener, err error) {
+func (g *Gateway) listen(ctx context.Context) (sess, enroll, httpLn net.Listener, err error) {
+	var lc net.ListenConfig
 	open := func(ln net.Listener, addr string) (net.Listener, error) {
 		if ln != nil {
 			return ln, nil
 		}
-		l, err := net.Listen("tcp", addr)
+		l, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: listen on %s: %w", addr, err)
 		}

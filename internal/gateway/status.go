@@ -69,7 +69,7 @@ func (g *Gateway) syncDeviceStatus(ctx context.Context, key types.NamespacedName
 	if !ok {
 		return nil
 	}
-	mine := st.Gateway == g.opts.Name && (st.ConnectedSince == nil || !st.ConnectedSince.Time.After(closed.since))
+	mine := st.Gateway == g.opts.Name && (st.ConnectedSince == nil || !st.ConnectedSince.After(closed.since))
 	var phase wasmbedv1.DevicePhase
 	var reason string
 	switch closed.reason {

@@ -167,7 +167,9 @@ func (g *Gateway) servingCertificate(key ed25519.PrivateKey, chainPEM []byte) (*
 
 // servingCert holds the current serving certificate of a gateway that
 // requested its own, renewed in the background.
-type servingCert struct{ cur atomic.Pointer[tls.Certificate] }
+type servingCert struct {
+	cur atomic.Pointer[tls.Certificate]
+}
 
 // Store replaces the certificate.
 func (s *servingCert) Store(c *tls.Certificate) { s.cur.Store(c) }
