@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,7 @@ type ControlPlane struct {
 	cancel    context.CancelFunc
 	apiDone   chan error
 	lock      *os.File
+	ca        *keyPair // signs client certificates for the API server
 	stopOnce  sync.Once
 	stopErr   error
 	startedIn time.Duration
@@ -154,6 +156,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 		return nil, err
 	}
 
+	cp.ca = ca
 	cp.restConfig = &rest.Config{
 		Host: "https://127.0.0.1:" + strconv.Itoa(apiPort),
 		TLSClientConfig: rest.TLSClientConfig{
@@ -328,6 +331,26 @@ func (cp *ControlPlane) waitReady(ctx context.Context, timeout time.Duration) er
 
 // RESTConfig returns an admin client configuration. Callers may modify the copy.
 func (cp *ControlPlane) RESTConfig() *rest.Config { return rest.CopyConfig(cp.restConfig) }
+
+// ClientConfig returns a REST configuration that authenticates to the API
+// server as user in groups, with a client certificate the control plane's
+// CA signs. The embedded platform gives each component its own identity
+// this way (a service account's user name,
+// system:serviceaccount:NAMESPACE:NAME, is bound by RBAC like the account
+// itself), so that every component runs with the permissions it has on a
+// real cluster.
+func (cp *ControlPlane) ClientConfig(user string, groups ...string) (*rest.Config, error) {
+	if user == "" {
+		return nil, errors.New("control plane: a user name is required")
+	}
+	kp, err := issueLeaf(cp.ca, leafTemplate{commonName: user, organization: groups, usage: x509.ExtKeyUsageClientAuth}, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("control plane: client certificate for %s: %w", user, err)
+	}
+	cfg := rest.CopyConfig(cp.restConfig)
+	cfg.CertData, cfg.KeyData = kp.certPEM, kp.keyPEM
+	return cfg, nil
+}
 
 // KubeconfigPath is the admin kubeconfig written in the data directory.
 func (cp *ControlPlane) KubeconfigPath() string { return cp.kubeconfigPath }

@@ -6,9 +6,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -148,5 +152,38 @@ func BenchmarkStart(b *testing.B) {
 		if err := cp.Stop(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClientConfigIdentity checks that a client configuration from
+// ClientConfig authenticates as the user it names, and has only the
+// permissions RBAC gives that user: none here.
+func TestClientConfigIdentity(t *testing.T) {
+	env, err := controlplanetest.Start(t.Context(), t.TempDir(), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.ControlPlane.Stop() })
+	cfg, err := env.ControlPlane.ClientConfig("system:serviceaccount:wasmbed-system:someone", "wasmbed:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := review.Status.UserInfo; u.Username != "system:serviceaccount:wasmbed-system:someone" || !slices.Contains(u.Groups, "wasmbed:test") {
+		t.Errorf("authenticated as %+v, want the user and group asked for", u)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(t.Context(), &wasmbedv1.DeviceList{}); !apierrors.IsForbidden(err) {
+		t.Errorf("list devices without RBAC: got %v, want Forbidden", err)
 	}
 }
