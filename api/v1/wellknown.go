@@ -10,6 +10,10 @@ const (
 	// window.
 	DefaultSystemNamespace = "wasmbed-system"
 
+	// LabelDeviceType is set on the Devices that enrollment creates to
+	// their board type, so that Applications can select them by it.
+	LabelDeviceType = "wasmbed.github.io/device-type"
+
 	// LabelComponent marks objects by the component that owns them, with the
 	// values ComponentGateway and ComponentController.
 	LabelComponent = "wasmbed.github.io/component"

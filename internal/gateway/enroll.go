@@ -214,7 +214,8 @@ func (g *Gateway) createDevice(ctx context.Context, req *protocol.EnrollRequest,
 		return nil, &session.Refusal{Code: protocol.CodeRefused, Reason: "BadRequest", Text: "invalid device type", Err: err}
 	}
 	dev := &wasmbedv1.Device{
-		ObjectMeta: metav1.ObjectMeta{Name: wasmbedv1.DeviceObjectName(id), Namespace: g.opts.DeviceNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: wasmbedv1.DeviceObjectName(id), Namespace: g.opts.DeviceNamespace,
+			Labels: map[string]string{wasmbedv1.LabelDeviceType: req.DeviceType}},
 		Spec: wasmbedv1.DeviceSpec{
 			DeviceID:   id,
 			PublicKey:  encoded,

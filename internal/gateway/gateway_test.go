@@ -35,6 +35,9 @@ func TestEnrollConnectDeliver(t *testing.T) {
 	types := map[wasmbedv1.DeviceType]bool{}
 	for _, d := range devs {
 		types[d.Spec.DeviceType] = true
+		if d.Labels[wasmbedv1.LabelDeviceType] != string(d.Spec.DeviceType) {
+			t.Errorf("%s: labels %v, want the board type under %s", d.Name, d.Labels, wasmbedv1.LabelDeviceType)
+		}
 		if d.Spec.PublicKey == "" || d.Spec.DeviceID == "" {
 			t.Errorf("%s: enrollment left spec %+v", d.Name, d.Spec)
 		}
