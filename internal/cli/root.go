@@ -49,6 +49,7 @@ func NewRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
 		newUpCommand(),
+		newGatewayCommand(),
 		newControllerCommand(),
 		newKubectlCommand(),
 		newPKICommand(),

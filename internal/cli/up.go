@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wasmbed/wasmbed/internal/controlplane"
+	"github.com/wasmbed/wasmbed/internal/platform"
 )
 
 // dataDirEnv overrides the default data directory for every subcommand.
@@ -29,70 +33,106 @@ func defaultDataDir() string {
 	return ".wasmbed"
 }
 
-// upOptions are the flags of `wasmbed up`.
-type upOptions struct {
-	dataDir string
-	apiPort int
-}
-
 func newUpCommand() *cobra.Command {
-	opts := &upOptions{}
+	opts := platform.Options{}
+	noSample := false
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole platform in one process on an embedded control plane",
-		Long: `Up starts, in one process, an embedded etcd and kube-apiserver on loopback with
-their state in the data directory, installs the Wasmbed CRDs, writes an admin
-kubeconfig to <data-dir>/kubeconfig, and runs until interrupted.
+		Long: `Up runs the whole platform in one process: an embedded etcd and kube-apiserver
+on loopback with their state in the data directory, the platform's CAs and
+roles, the controller, one gateway (--gateways N for more replicas) and a
+simulated fleet of both board types (--devices N, 0 for real hardware only),
+enrolled through the real pairing flow; then it deploys the blinky sample
+application to every device (--no-sample to skip).
 
-Running it again on the same data directory keeps every resource.`,
+It prints one line per stage while starting, then the kubeconfig, the
+gateways' device, enrollment and HTTP addresses, an admin token for the HTTP
+API and what to try next; it writes the same facts to endpoints.json beside
+the kubeconfig. Ctrl-C stops everything. Running it again on the same data
+directory resumes: devices keep their identities and flash, applications are
+still there and still run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Sample = !noSample
 			return runUp(cmd, opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.dataDir, "data-dir", defaultDataDir(), "directory for the control plane's state (env "+dataDirEnv+")")
-	cmd.Flags().IntVar(&opts.apiPort, "api-port", controlplane.DefaultAPIPort, "API server port on 127.0.0.1 (0 picks a free port)")
+	f := cmd.Flags()
+	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory for the platform's state (env "+dataDirEnv+")")
+	f.IntVar(&opts.APIPort, "api-port", controlplane.DefaultAPIPort, "API server port on 127.0.0.1 (0 picks a free port)")
+	f.IntVar(&opts.Gateways, "gateways", 1, "gateway replicas")
+	f.IntVar(&opts.Devices, "devices", 4, "simulated devices of both board types (0 for real hardware only)")
+	f.StringVar(&opts.Mix, "mix", "esp32=1,hifive1=1", "board mix of the simulated devices")
+	f.BoolVar(&noSample, "no-sample", false, "do not deploy the sample application")
+	f.IntVar(&opts.SessionPort, "session-port", platform.DefaultSessionPort, "first gateway's device session port (replica i adds i)")
+	f.IntVar(&opts.EnrollPort, "enroll-port", platform.DefaultEnrollPort, "first gateway's enrollment port (replica i adds i)")
+	f.IntVar(&opts.HTTPPort, "http-port", platform.DefaultHTTPPort, "first gateway's HTTP API port (replica i adds i)")
+	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 30*time.Second, "devices' heartbeat interval")
 	return cmd
 }
 
-func runUp(cmd *cobra.Command, opts *upOptions) error {
+func runUp(cmd *cobra.Command, opts platform.Options) error {
 	ctx := cmd.Context()
 	logger := slog.Default()
-	cp, err := controlplane.Start(ctx, controlplane.Options{
-		DataDir: opts.dataDir,
-		APIPort: opts.apiPort,
-		Logger:  logger,
-	})
+	out := cmd.OutOrStdout()
+	opts.Logger = logger
+	opts.Progress = func(s platform.Stage) {
+		detail := ""
+		if s.Detail != "" {
+			detail = "  " + s.Detail
+		}
+		fmt.Fprintf(out, "  ✓ %-22s %6s%s\n", s.Name, s.Took.Round(10*time.Millisecond), detail)
+	}
+	fmt.Fprintf(out, "Starting Wasmbed in %s\n", opts.DataDir)
+	begin := time.Now()
+	p, err := platform.Start(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
-			// Interrupted while starting: Start has already stopped what it
-			// started, which is the shutdown that was asked for.
+			// Interrupted while starting: Start stopped what it started,
+			// which is the shutdown that was asked for.
 			logger.Info("interrupted while starting; stopped")
 			return nil
 		}
-		return err
+		return upError(err)
 	}
-	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "Wasmbed control plane is up (started in %s).\n\n", cp.StartupDuration().Round(1e6))
-	fmt.Fprintf(out, "  kubeconfig: %s\n\n", cp.KubeconfigPath())
-	fmt.Fprintf(out, "Use it with:\n\n")
-	fmt.Fprintf(out, "  kubectl --kubeconfig %s get devices,applications\n", cp.KubeconfigPath())
-	fmt.Fprintf(out, "  wasmbed kubectl get devices,applications\n\n")
-	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
-
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case err := <-cp.Done():
-		stopErr := cp.Stop()
-		if err == nil {
-			err = stopErr
-		}
-		return fmt.Errorf("control plane stopped unexpectedly: %w", err)
-	}
-	if err := cp.Stop(); err != nil {
-		return fmt.Errorf("stop control plane: %w", err)
+	printEndpoints(out, p.Endpoints(), time.Since(begin))
+	werr := p.Wait()
+	logger.Info("shutting down")
+	if err := p.Stop(); err != nil {
+		return fmt.Errorf("stop: %w", err)
 	}
 	logger.Info("stopped")
-	return nil
+	return werr
 }
+
+// upError turns a start failure into one clear line.
+func upError(err error) error {
+	var port *controlplane.PortInUseError
+	switch {
+	case errors.As(err, &port):
+		return fmt.Errorf("address %s is in use: stop what listens there or choose other ports (--api-port, --session-port, --enroll-port, --http-port)", port.Address)
+	case errors.Is(err, controlplane.ErrDataDirLocked):
+		return errors.New("the data directory is in use by another wasmbed up: stop it, or use --data-dir")
+	}
+	return err
+}
+
+func printEndpoints(out io.Writer, e platform.Endpoints, took time.Duration) {
+	fmt.Fprintf(out, "\nWasmbed is up (%s).\n\n", took.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "  kubeconfig:   %s\n", e.Kubeconfig)
+	for _, g := range e.Gateways {
+		fmt.Fprintf(out, "  %s:    devices %s  enrollment %s  HTTP http://%s\n", g.Name, g.Session, g.Enroll, g.HTTP)
+	}
+	fmt.Fprintf(out, "  admin token (HTTP API, valid 24h):\n    %s\n", e.AdminToken)
+	fmt.Fprintf(out, "  (all of it in %s)\n\n", filepath.Join(e.DataDir, "endpoints.json"))
+	fmt.Fprintf(out, "Try:\n\n")
+	fmt.Fprintf(out, "  wasmbed kubectl get devices,applications,deviceapplications\n")
+	if len(e.Gateways) > 0 {
+		fmt.Fprintf(out, "  curl -H \"Authorization: Bearer $(jq -r .adminToken %s)\" http://%s/api/v1/summary\n",
+			filepath.Join(e.DataDir, "endpoints.json"), e.Gateways[0].HTTP)
+	}
+	fmt.Fprintf(out, "  wasmbed kubectl get dapp -l wasmbed.github.io/application=%s\n\n", platform.SampleApplication)
+	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
+}
+

@@ -228,6 +228,8 @@ type Gateway struct {
 	serving   servingCert       // the serving certificate, when requested from the controller
 	lookups   *rate.Limiter     // API lookups of keys missing from the cache
 
+	addrs atomic.Pointer[[3]string] // session, enrollment and HTTP listeners
+
 	cacheSynced    atomic.Bool
 	listenersReady atomic.Bool
 }
@@ -464,6 +466,7 @@ func (g *Gateway) prepare(ctx context.Context) (*serving, error) {
 	if sv.sessLn, sv.enrLn, sv.httpLn, err = g.listen(ctx); err != nil {
 		return nil, err
 	}
+	g.addrs.Store(&[3]string{sv.sessLn.Addr().String(), sv.enrLn.Addr().String(), sv.httpLn.Addr().String()})
 	return &sv, nil
 }
 
@@ -587,6 +590,15 @@ func (g *Gateway) Ready() error {
 		return errors.New("device listener not serving")
 	}
 	return nil
+}
+
+// Addrs returns the addresses of the session, enrollment and HTTP
+// listeners, once Run opened them.
+func (g *Gateway) Addrs() (session, enroll, http string) {
+	if a := g.addrs.Load(); a != nil {
+		return a[0], a[1], a[2]
+	}
+	return "", "", ""
 }
 
 // Sessions returns the number of live device sessions.

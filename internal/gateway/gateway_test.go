@@ -103,6 +103,12 @@ func TestRestartRedeliversNothing(t *testing.T) {
 		return d.Status.Phase == wasmbedv1.DevicePhaseConnected
 	})[0]
 	da := p.issue(&dev, "blinky", "1.0", apps.MustLoad(apps.Blinky), 1, wasmbedv1.RunStateRunning)
+	p.waitDA(da.Name, "running", func(da *wasmbedv1.DeviceApplication) bool {
+		return da.Status.Phase == wasmbedv1.DeviceApplicationPhaseRunning
+	})
+	// Let the device's reports after the start settle, then take the
+	// state the restart must leave as it is.
+	time.Sleep(2 * time.Second)
 	running := p.waitDA(da.Name, "running", func(da *wasmbedv1.DeviceApplication) bool {
 		return da.Status.Phase == wasmbedv1.DeviceApplicationPhaseRunning
 	})

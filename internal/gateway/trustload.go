@@ -13,6 +13,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -72,6 +73,9 @@ func (g *Gateway) waitConfigMap(ctx context.Context, name string, parse func(map
 	for {
 		cm := &corev1.ConfigMap{}
 		err := g.reader.Get(ctx, key, cm)
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return fmt.Errorf("ConfigMap %s: %w", key, err) // waiting will not help
+		}
 		if err == nil {
 			if err = parse(cm.Data); err == nil {
 				return nil
