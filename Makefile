@@ -13,11 +13,13 @@ help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code, CRD manifests, the controller's RBAC and the sample WebAssembly modules.
+generate: ## Regenerate deepcopy code, CRD manifests, the controller's and the gateway's RBAC and the sample WebAssembly modules.
 	$(GO) tool controller-gen object:headerFile=hack/boilerplate.go.txt paths=./api/... \
 		crd output:crd:artifacts:config=config/crd
 	$(GO) tool controller-gen rbac:roleName=wasmbed-controller paths=./internal/controller/... \
 		output:rbac:artifacts:config=config/rbac
+	$(GO) tool controller-gen rbac:roleName=wasmbed-gateway paths=./internal/gateway/... \
+		output:rbac:artifacts:config=config/rbac/gateway
 	@if [ -x hack/build-apps.sh ]; then hack/build-apps.sh; fi
 
 # Binaries are stripped of their symbol table and DWARF (-s -w): 29% smaller,

@@ -33,7 +33,8 @@ type ticketKeys struct {
 }
 
 // loadTicketKeys reads the shared keys, creating the Secret when no
-// replica did yet, and returns them as a ring.
+// replica did yet, or filling it when the installation created it empty,
+// and returns them as a ring.
 func (g *Gateway) loadTicketKeys(ctx context.Context) (*ticketKeys, error) {
 	tk := &ticketKeys{g: g, rotate: g.opts.TicketKeyRotation}
 	keys, err := tk.sync(ctx)
@@ -46,7 +47,7 @@ func (g *Gateway) loadTicketKeys(ctx context.Context) (*ticketKeys, error) {
 	return tk, nil
 }
 
-// sync reads the Secret, creating or rotating its keys when due, and
+// sync reads the Secret, creating, filling or rotating its keys when due, and
 // returns the keys in force.
 func (tk *ticketKeys) sync(ctx context.Context) ([]pki.TicketKey, error) {
 	g := tk.g
@@ -56,11 +57,7 @@ func (tk *ticketKeys) sync(ctx context.Context) ([]pki.TicketKey, error) {
 		err := g.reader.Get(ctx, key, sec)
 		switch {
 		case apierrors.IsNotFound(err):
-			first, kerr := pki.NewTicketKey(g.now())
-			if kerr != nil {
-				return nil, kerr
-			}
-			data, kerr := pki.MarshalTicketKeys([]pki.TicketKey{first})
+			first, data, kerr := newTicketKeys(g.now())
 			if kerr != nil {
 				return nil, kerr
 			}
@@ -81,6 +78,26 @@ func (tk *ticketKeys) sync(ctx context.Context) ([]pki.TicketKey, error) {
 			return []pki.TicketKey{first}, nil
 		case err != nil:
 			return nil, fmt.Errorf("gateway: read session ticket keys: %w", err)
+		case len(sec.Data[TicketKeysSecretKey]) == 0:
+			// Created without keys by the installation, so that gateways
+			// need no right to create Secrets: the first replica fills it.
+			first, data, kerr := newTicketKeys(g.now())
+			if kerr != nil {
+				return nil, kerr
+			}
+			if sec.Data == nil {
+				sec.Data = map[string][]byte{}
+			}
+			sec.Data[TicketKeysSecretKey] = data
+			if err := g.client.Update(ctx, sec); err != nil {
+				if apierrors.IsConflict(err) && attempt < 5 {
+					continue // another replica filled it first
+				}
+				return nil, fmt.Errorf("gateway: fill session ticket keys: %w", err)
+			}
+			g.log.Info("session ticket keys created")
+			tk.last = data
+			return []pki.TicketKey{first}, nil
 		}
 		keys, err := pki.ParseTicketKeys(sec.Data[TicketKeysSecretKey])
 		if err != nil {
@@ -110,6 +127,19 @@ func (tk *ticketKeys) sync(ctx context.Context) ([]pki.TicketKey, error) {
 		tk.last = data
 		return rotated, nil
 	}
+}
+
+// newTicketKeys returns a first ticket key and the Secret data holding it.
+func newTicketKeys(now time.Time) (pki.TicketKey, []byte, error) {
+	first, err := pki.NewTicketKey(now)
+	if err != nil {
+		return pki.TicketKey{}, nil, err
+	}
+	data, err := pki.MarshalTicketKeys([]pki.TicketKey{first})
+	if err != nil {
+		return pki.TicketKey{}, nil, err
+	}
+	return first, data, nil
 }
 
 // run re-reads the shared keys every period until ctx ends, applying keys
