@@ -6,5 +6,5 @@ import "embed"
 
 // Files holds the generated CRD manifests, one YAML document per file.
 //
-//go:embed *.yaml
+//go:embed wasmbed.github.io_*.yaml
 var Files embed.FS
