@@ -136,7 +136,7 @@ func newTestEnv(t testing.TB, objs ...client.Object) *testEnv {
 		clock: clocktesting.NewFakePassiveClock(t0), reg: prometheus.NewRegistry()}
 	authz := authorizer.AuthorizerFunc(e.auth.Authorize)
 	a, err := newAPI(Options{
-		Reader: c, Writer: c, Fleet: e.fleet,
+		Reader: c, Writer: c, Fleet: e.fleet, Events: c,
 		Authenticator: e.auth.authenticator(), Authorizer: authz,
 		SystemNamespace: "wasmbed-system", DefaultNamespace: "fleet",
 		Clock: e.clock, Registerer: e.reg,

@@ -471,6 +471,22 @@ func apiSchemas() map[string]*schema {
 			"systemNamespace":  str("Where the pairing window lives."),
 			"operations":       {Type: "object", Description: "Operation id → whether the caller may call it.", AdditionalProperties: &schema{Type: "boolean"}},
 		}, "user", "groups", "namespace", "defaultNamespace", "systemNamespace", "operations"),
+		"EventList": object("The newest Events about Wasmbed objects.", map[string]*schema{
+			"items":     arrayOf("Newest first.", ref("Event")),
+			"total":     integer("Events matching the filters among those read."),
+			"truncated": boolean("The route stopped reading at its bound; older Events may be missing."),
+		}, "items", "total"),
+		"Event": object("A Kubernetes Event about a Device, Application or DeviceApplication.", map[string]*schema{
+			"time":   {Type: "string", Format: "date-time", Description: "When it last happened."},
+			"type":   {Type: "string", Enum: []string{"Normal", "Warning"}, Description: "Event type."},
+			"reason": str("Machine-readable reason."),
+			"note":   str("Message."),
+			"count":  integer("Times it happened."),
+			"regarding": object("The object it is about.", map[string]*schema{
+				"kind": str("Kind."), "namespace": str("Namespace."), "name": str("Name."),
+			}, "kind", "name"),
+			"reportingController": str("The component that reported it."),
+		}, "time", "type", "reason", "count", "regarding"),
 		"Problem": object("An RFC 9457 problem document (application/problem+json).", map[string]*schema{
 			"type":     str("https://wasmbed.github.io/problems/ and the problem type, e.g. invalid-request."),
 			"title":    str("The status text."),

@@ -99,6 +99,11 @@ type Options struct {
 	Writer client.Client
 	// Fleet answers what only the gateway knows.
 	Fleet Fleet
+	// Events, when set, serves the events routes: it lists
+	// events.k8s.io/v1 Events, which the gateway does not cache, so it
+	// should read Kubernetes directly (a manager's APIReader). Without it
+	// those routes answer 501.
+	Events client.Reader
 	// Informers, when set, enables watching lists (?watch=true) as
 	// server-sent events. Without it a watch is answered 501.
 	Informers Informers

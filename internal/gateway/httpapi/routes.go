@@ -267,6 +267,43 @@ func (a *api) routeTable() []*route {
 			ok: listResponses("RolloutPage"), handle: a.rollout,
 		},
 		{
+			method: http.MethodPost, path: nsApps + "/{name}/rollout/resume", op: "resumeRollout", tag: "applications",
+			summary: "Resume a paused rollout",
+			description: "Resumes a rollout the failure threshold paused: sets the annotation `wasmbed.github.io/resume` to a time after " +
+				"the pause, which the controller honours once; the threshold then applies to the failures after the resume. " +
+				"409 when the rollout is not paused.",
+			access: resourceAccess(wasmbed("update", app, nsPath, "{name}")),
+			body:   noBody, ok: jsonOK(200, "The application.", "Application"), problems: []int{409, 422},
+			handle: a.resumeRollout,
+		},
+		{
+			method: http.MethodPost, path: nsApps + "/{name}/rollout/undo", op: "undoRollout", tag: "applications",
+			summary: "Roll back to the previous version",
+			description: "Rewrites the application's module, version and limits from `status.rollout.previous` and its payload, " +
+				"as `kubectl rollout undo` does for a Deployment; the controller then rolls that version out. " +
+				"409 when there is no previous version.",
+			access: resourceAccess(wasmbed("update", app, nsPath, "{name}")),
+			body:   noBody, ok: jsonOK(200, "The application.", "Application"), problems: []int{409, 422},
+			handle: a.undoRollout,
+		},
+		{
+			method: http.MethodGet, path: "/api/v1/events", op: "listAllEvents", tag: "fleet",
+			summary: "Recent Events, all namespaces",
+			description: "The newest Kubernetes Events about Devices, Applications and DeviceApplications, newest first; " +
+				"read from Kubernetes (not the cache), at most 5,000 Events scanned.",
+			access: resourceAccess(eventsCheck),
+			params: eventParams, ok: jsonOK(200, "The Events.", "EventList"),
+			handle: a.events,
+		},
+		{
+			method: http.MethodGet, path: "/api/v1/namespaces/{namespace}/events", op: "listEvents", tag: "fleet",
+			summary:     "Recent Events of a namespace",
+			description: "As listAllEvents, for one namespace.",
+			access:      resourceAccess(eventsCheck),
+			params:      eventParams, ok: jsonOK(200, "The Events.", "EventList"),
+			handle: a.events,
+		},
+		{
 			method: http.MethodGet, path: "/api/v1/pairing", op: "getPairing", tag: "pairing",
 			summary:     "The pairing window",
 			description: "Whether gateways accept enrollments of new devices now, until when, and whether a pairing token is required.",
@@ -292,6 +329,18 @@ func (a *api) routeTable() []*route {
 			handle: a.closePairing,
 		},
 	}
+}
+
+// eventsCheck is the permission of the events routes: list events
+// (events.k8s.io) in the path's namespace.
+var eventsCheck = check{verb: "list", group: "events.k8s.io", resource: "events", namespace: nsPath}
+
+// eventParams documents the events routes' query.
+var eventParams = []paramDoc{
+	{name: "limit", description: "Events returned, 1–100 (default 20).", schema: &schema{Type: "integer", Minimum: i64(1), Maximum: i64(maxEventsLimit)}},
+	{name: "kind", description: "Only Events about objects of this kind.", schema: &schema{Type: "string", Enum: eventKinds}},
+	{name: "name", description: "Only Events about objects of this name.", schema: &schema{Type: "string"}},
+	{name: "type", description: "Only Events of this type.", schema: &schema{Type: "string", Enum: []string{"Normal", "Warning"}}},
 }
 
 // listResponses documents a list route: a page as JSON, or changes as

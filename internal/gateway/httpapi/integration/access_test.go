@@ -51,6 +51,7 @@ func TestRoles(t *testing.T) {
 		{"device applications", "GET", "/api/v1/namespaces/" + ns + "/devices/d1/applications", nil, 200, readers, nil},
 		{"list applications", "GET", "/api/v1/namespaces/" + ns + "/applications", nil, 200, readers, nil},
 		{"pairing status", "GET", "/api/v1/pairing", nil, 200, readers, nil},
+		{"events", "GET", "/api/v1/namespaces/" + ns + "/events", nil, 200, readers, nil},
 		{"deploy", "POST", "/api/v1/namespaces/" + ns + "/applications", deploy, 201, writers, func(t *testing.T, role string) {
 			var app wasmbedv1.Application
 			if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "app-" + role}, &app); err != nil {
@@ -59,6 +60,10 @@ func TestRoles(t *testing.T) {
 			s.cached(t, &app)
 		}},
 		{"rollout", "GET", "/api/v1/namespaces/" + ns + "/applications/app-%s/rollout", nil, 200, writers, nil},
+		// Resolved as update applications: a rollout that is not paused is a
+		// conflict for the roles that may resume it.
+		{"resume", "POST", "/api/v1/namespaces/" + ns + "/applications/app-%s/rollout/resume", nil, 409, writers, nil},
+		{"undo", "POST", "/api/v1/namespaces/" + ns + "/applications/app-%s/rollout/undo", nil, 409, writers, nil},
 		{"stop", "POST", "/api/v1/namespaces/" + ns + "/applications/app-%s/stop", nil, 200, writers, nil},
 		{"start", "POST", "/api/v1/namespaces/" + ns + "/applications/app-%s/start", nil, 200, writers, nil},
 		{"delete", "DELETE", "/api/v1/namespaces/" + ns + "/applications/app-%s", nil, 204, writers, nil},

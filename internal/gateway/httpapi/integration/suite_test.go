@@ -208,7 +208,7 @@ func newHandler(s *suite, auth httpapi.DelegatingAuthOptions) (http.Handler, err
 		return nil, err
 	}
 	return httpapi.New(httpapi.Options{
-		Reader: s.cache, Writer: env.Client, Informers: s.cache, Fleet: s.fleet,
+		Reader: s.cache, Writer: env.Client, Informers: s.cache, Fleet: s.fleet, Events: env.Client,
 		Authenticator: authn, Authorizer: authz,
 		SystemNamespace: systemNamespace, DefaultNamespace: "default",
 		Registerer: prometheus.NewRegistry(),
