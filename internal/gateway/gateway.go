@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/gateway/dashboard"
 	"github.com/wasmbed/wasmbed/internal/gateway/httpapi"
 	"github.com/wasmbed/wasmbed/internal/pki"
 	"github.com/wasmbed/wasmbed/internal/session"
@@ -536,7 +537,8 @@ func (g *Gateway) tlsConfigs(tickets *pki.TicketKeyRing) (sess, enroll *tls.Conf
 	return sess, enroll, nil
 }
 
-// httpServer serves the HTTP API with health, readiness and metrics.
+// httpServer serves the HTTP API with health, readiness and metrics, and
+// the dashboard under /ui/.
 func (g *Gateway) httpServer() (*http.Server, error) {
 	authn, authz := g.opts.APIAuthenticator, g.opts.APIAuthorizer
 	if authn == nil || authz == nil {
@@ -552,6 +554,7 @@ func (g *Gateway) httpServer() (*http.Server, error) {
 		Reader:           g.client,
 		Writer:           g.client,
 		Informers:        g.mgr.GetCache(),
+		Events:           g.reader,
 		Fleet:            apiFleet{g},
 		Authenticator:    authn,
 		Authorizer:       authz,
@@ -564,7 +567,7 @@ func (g *Gateway) httpServer() (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: http api: %w", err)
 	}
-	return &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, nil
+	return &http.Server{Handler: dashboard.Mount(api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, nil
 }
 
 // apiFleet answers the HTTP API's questions about what this replica holds.
