@@ -8,11 +8,13 @@
 #                                           the committed ones
 #   promtool (Debian's prometheus package)  config/prometheus TestAlertRules checks
 #                                           and unit-tests the alert rules
+#   chromium (Debian's chromium package)    internal/gateway/dashboard/e2e TestDashboard
+#                                           drives the dashboard in a headless browser
 #
 # Missing tools are installed with apt-get (Debian, Ubuntu) when this runs as
 # root or with passwordless sudo: clang-14 lld-14 wabt where the distribution
 # has clang-14 (the versions the committed modules are reproducible with, see
-# hack/build-apps.sh), else clang lld wabt; and prometheus. Otherwise —
+# hack/build-apps.sh), else clang lld wabt; prometheus; and chromium. Otherwise —
 # another user, no apt-get, or WASMBED_NO_INSTALL=1 — it prints what to
 # install and exits 0: the suite runs, and each check that needs a missing
 # tool skips, saying why.
@@ -23,11 +25,12 @@ say() { echo "ensure-tools: $*" >&2; }
 
 wasm_ok() { hack/build-apps.sh --tools >/dev/null 2>"$1"; }
 prom_ok() { command -v promtool >/dev/null 2>&1; }
+chromium_ok() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [[ -n "${CHROMIUM:-}" ]]; }
 
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 
-need_wasm=0 need_prom=0
+need_wasm=0 need_prom=0 need_chromium=0
 if ! wasm_ok "$err"; then
 	need_wasm=1
 	missing=$(sed -n 's/^build-apps: missing: //p' "$err")
@@ -37,7 +40,11 @@ if ! prom_ok; then
 	need_prom=1
 	say "missing promtool"
 fi
-[[ $need_wasm == 0 && $need_prom == 0 ]] && exit 0
+if ! chromium_ok; then
+	need_chromium=1
+	say "missing chromium"
+fi
+[[ $need_wasm == 0 && $need_prom == 0 && $need_chromium == 0 ]] && exit 0
 
 skip_notes() {
 	local skipped=0
@@ -48,6 +55,11 @@ skip_notes() {
 	fi
 	if [[ $need_prom == 1 ]] && ! prom_ok; then
 		say "skipping without promtool: config/prometheus TestAlertRules (checks the alert rules)"
+		skipped=1
+	fi
+	if [[ $need_chromium == 1 ]] && ! chromium_ok; then
+		say "skipping without chromium: internal/gateway/dashboard/e2e TestDashboard (drives the dashboard"
+		say "in a headless browser)"
 		skipped=1
 	fi
 	if [[ $skipped == 1 ]]; then
@@ -69,7 +81,7 @@ elif [[ "$(id -u)" -ne 0 ]]; then
 	fi
 fi
 if [[ -n "$why" ]]; then
-	say "not installing ($why); to install them: sudo apt-get install clang-14 lld-14 wabt prometheus"
+	say "not installing ($why); to install them: sudo apt-get install clang-14 lld-14 wabt prometheus chromium"
 	say "(or clang lld wabt where there is no clang-14; other systems: clang and lld 14, wabt, promtool)"
 	skip_notes
 	exit 0
@@ -86,6 +98,7 @@ if [[ $need_wasm == 1 ]]; then
 	fi
 fi
 [[ $need_prom == 1 ]] && pkgs+=(prometheus)
+[[ $need_chromium == 1 ]] && pkgs+=(chromium)
 say "installing ${pkgs[*]}"
 # The prometheus package would start its server where an init system runs;
 # the suite only needs promtool, so keep services from starting.

@@ -92,7 +92,7 @@ export class Client {
             const p = await problemOf(res);
             if (p.status === 401) this.onUnauthenticated(p);
             if (handlers.error) handlers.error(p);
-            if (p.status === 401 || p.status === 403 || p.status === 404 || p.status === 400) return;
+            if ([400, 401, 403, 404, 501].includes(p.status)) return;
           } else {
             delay = 500;
             await readEvents(res.body, (type, data) => {

@@ -2,7 +2,7 @@
 // from the gateway's HTTP API (/api/v1); lists update from its watches.
 
 import { Client, Problem, query, scope } from './api.js';
-import { h, clear, problemBox, fmtTime, ago, bytes, num, badge, progress, sparkline, table, throttle, VirtualList } from './ui.js';
+import { h, clear, fill, problemBox, fmtTime, ago, bytes, num, badge, progress, sparkline, table, throttle, VirtualList } from './ui.js';
 
 const TOKEN_KEY = 'wasmbed.token';
 const NS_KEY = 'wasmbed.namespace';
@@ -123,7 +123,7 @@ async function route() {
 // render replaces the page's content and moves the focus to it, as a page
 // load would, for keyboard and screen-reader users.
 function render(...nodes) {
-  clear(main).append(...nodes.filter(Boolean));
+  fill(main, ...nodes.filter(Boolean));
   const h1 = main.querySelector('h1');
   document.title = h1 ? `${h1.textContent} · Wasmbed` : 'Wasmbed';
   main.focus({ preventScroll: true });
@@ -142,6 +142,7 @@ function forbiddenPage(title, op, what) {
 
 function viewSignIn() {
   showChrome(false);
+  toastEl.classList.remove('show');
   const msg = state.signinMessage;
   state.signinMessage = null;
   const err = h('div', { id: 'signin-error' }, msg ? problemBox(msg, 'Signing in failed.') : null);
@@ -185,7 +186,7 @@ async function viewOverview(signal) {
 
   const loadSummary = async () => {
     const s = await state.client.get(`${sc}/summary`, { signal });
-    clear(summaryEl).append(...summaryCards(s));
+    fill(summaryEl, ...summaryCards(s));
     live.textContent = `Live · updated ${fmtTime(s.generatedAt)}`;
   };
   const loadApps = async () => {
@@ -193,7 +194,7 @@ async function viewOverview(signal) {
     const rows = page.items.map((a) => [
       h('a', { href: `#/applications/${a.metadata.namespace}/${a.metadata.name}` }, a.metadata.name),
       a.metadata.namespace, badge(a.status.phase), rolloutProgress(a), a.status.rollout && a.status.rollout.paused ? h('span', { class: 'badge phase-failed' }, 'Paused') : '']);
-    clear(appsEl).append(h('h2', { id: 'apps-h' }, `Applications (${num(page.total)})`),
+    fill(appsEl, h('h2', { id: 'apps-h' }, `Applications (${num(page.total)})`),
       table(null, ['Name', 'Namespace', 'Phase', 'Rollout', ''], rows, { empty: 'No applications yet.', class: 'apps' }),
       page.total > page.items.length ? h('p', {}, h('a', { href: '#/applications' }, `All ${num(page.total)} applications`)) : null);
   };
@@ -203,15 +204,15 @@ async function viewOverview(signal) {
       list = await state.client.get(`${sc}/events?limit=15`, { signal });
     } catch (p) {
       if (p.name === 'AbortError') throw p;
-      clear(eventsEl).append(h('h2', { id: 'events-h' }, 'Recent events'), problemBox(p, 'Events could not be read.'));
+      fill(eventsEl, h('h2', { id: 'events-h' }, 'Recent events'), problemBox(p, 'Events could not be read.'));
       return;
     }
-    clear(eventsEl).append(h('h2', { id: 'events-h' }, 'Recent events'), eventsTable(list.items));
+    fill(eventsEl, h('h2', { id: 'events-h' }, 'Recent events'), eventsTable(list.items));
   };
   const failed = (where) => (p) => {
     if (signal.aborted || p.name === 'AbortError') return;
-    if (where === summaryEl) clear(summaryEl).append(problemBox(p, 'The fleet summary could not be read.'));
-    else clear(appsEl).append(h('h2', { id: 'apps-h' }, 'Applications'), problemBox(p, 'The applications could not be read.'));
+    if (where === summaryEl) fill(summaryEl, problemBox(p, 'The fleet summary could not be read.'));
+    else fill(appsEl, h('h2', { id: 'apps-h' }, 'Applications'), problemBox(p, 'The applications could not be read.'));
     live.textContent = 'Not live';
   };
   const refreshSummary = throttle(() => loadSummary().catch(failed(summaryEl)), 1000);
@@ -308,7 +309,7 @@ async function viewDevices(signal) {
     keyOf: (d) => `${d.metadata.namespace}/${d.metadata.name}`,
     fetchPage: (cont) => state.client.get(`${sc}/devices${query(Object.assign({ limit: 500, continue: cont }, f))}`, { signal }),
     onTotal: (n) => { totalEl.textContent = `${num(n)} device${n === 1 ? '' : 's'}`; },
-    onError: (p) => { if (p.name !== 'AbortError') clear(errEl).append(problemBox(p, 'The devices could not be listed.')); },
+    onError: (p) => { if (p.name !== 'AbortError') fill(errEl, problemBox(p, 'The devices could not be listed.')); },
     renderRow: (d) => h('div', { class: 'drow' },
       h('span', { class: 'name' }, h('a', { href: `#/devices/${d.metadata.namespace}/${d.metadata.name}` }, state.ns ? d.metadata.name : `${d.metadata.namespace}/${d.metadata.name}`),
         d.spec.revoked ? h('span', { class: 'badge phase-error' }, 'revoked') : null),
@@ -334,7 +335,7 @@ async function viewDevices(signal) {
     state.client.watch(`${sc}/devices${query(wq)}`, {
       ready: () => list.reload(),
       event: (type, d) => { if (type !== 'MODIFIED' || !list.update(d)) reload(); },
-      error: (p) => clear(errEl).append(problemBox(p, 'The device list is not live.')),
+      error: (p) => fill(errEl, problemBox(p, 'The device list is not live.')),
     }, watchAbort.signal);
   };
   const changed = throttle(() => {
@@ -363,7 +364,7 @@ async function viewDevice(signal, ns, name) {
   const showDevice = () => {
     const s = dev.status || {};
     const certDays = s.certificateNotAfter ? (new Date(s.certificateNotAfter).getTime() - Date.now()) / 86400000 : null;
-    clear(infoEl).append(h('section', { class: 'card wide', 'aria-labelledby': 'state-h' }, h('h2', { id: 'state-h' }, 'State'),
+    fill(infoEl, h('section', { class: 'card wide', 'aria-labelledby': 'state-h' }, h('h2', { id: 'state-h' }, 'State'),
       h('dl', { class: 'facts' },
         h('dt', {}, 'Phase'), h('dd', {}, badge(s.phase), dev.spec.revoked ? h('span', { class: 'badge phase-error' }, 'revoked') : null),
         h('dt', {}, 'Board'), h('dd', {}, dev.spec.deviceType),
@@ -371,7 +372,7 @@ async function viewDevice(signal, ns, name) {
         h('dt', {}, 'Gateway'), h('dd', {}, s.gateway || '—'),
         h('dt', {}, 'Connected since'), h('dd', {}, fmtTime(s.connectedSince)),
         h('dt', {}, 'Last seen'), h('dd', {}, h('time', { datetime: s.lastSeen || '' }, s.lastSeen ? `${fmtTime(s.lastSeen)} (${ago(s.lastSeen)})` : '—')),
-        h('dt', {}, 'Certificate expires'), h('dd', { class: certDays !== null && certDays < 7 ? 'warn' : '' },
+        h('dt', {}, 'Certificate expires'), h('dd', { class: certDays !== null && certDays < 2 / 24 ? 'warn' : '' },
           s.certificateNotAfter ? `${fmtTime(s.certificateNotAfter)} (${ago(s.certificateNotAfter)})` : '—'),
         h('dt', {}, 'Firmware'), h('dd', {}, s.firmware ? `${s.firmware.version || '?'} · ${s.firmware.runtime || '?'} · protocol ${s.firmware.protocolVersion || '?'}` : '—'),
         h('dt', {}, 'Capabilities'), h('dd', {}, (dev.spec.capabilities || []).join(', ') || '—'),
@@ -396,7 +397,7 @@ async function viewDevice(signal, ns, name) {
   const dapps = new Map();
   const showApps = () => {
     const items = [...dapps.values()].sort((a, b) => a.spec.application.localeCompare(b.spec.application));
-    clear(appsEl).append(h('h2', { id: 'dapps-h' }, 'Applications'), table(null, ['Application', 'Phase', 'Desired', 'Version', 'Reason'], items.map((d) => [
+    fill(appsEl, h('h2', { id: 'dapps-h' }, 'Applications'), table(null, ['Application', 'Phase', 'Desired', 'Version', 'Reason'], items.map((d) => [
       h('a', { href: `#/applications/${d.metadata.namespace}/${d.spec.application}` }, d.spec.application),
       badge(d.status.phase), d.spec.state || 'running', d.status.version || d.spec.version || '—',
       [d.status.reason || '', d.status.message ? ` — ${d.status.message}` : ''].join('')]), { empty: 'No application on this device.' }));
@@ -410,15 +411,15 @@ async function viewDevice(signal, ns, name) {
   const loadEvents = throttle(async () => {
     try {
       const l = await state.client.get(`/api/v1/namespaces/${encodeURIComponent(ns)}/events${query({ kind: 'Device', name, limit: 10 })}`, { signal });
-      clear(eventsEl).append(h('h2', { id: 'events-h' }, 'Events'), eventsTable(l.items));
+      fill(eventsEl, h('h2', { id: 'events-h' }, 'Events'), eventsTable(l.items));
     } catch (p) {
-      if (p.name !== 'AbortError') clear(eventsEl).append(h('h2', { id: 'events-h' }, 'Events'), problemBox(p, 'Events could not be read.'));
+      if (p.name !== 'AbortError') fill(eventsEl, h('h2', { id: 'events-h' }, 'Events'), problemBox(p, 'Events could not be read.'));
     }
   }, 5000);
   signal.addEventListener('abort', () => loadEvents.cancel());
   loadEvents();
   state.client.watch(`${path}/applications`, {
-    ready: () => loadApps().catch((p) => { if (p.name !== 'AbortError') clear(appsEl).append(problemBox(p)); }),
+    ready: () => loadApps().catch((p) => { if (p.name !== 'AbortError') fill(appsEl, problemBox(p)); }),
     event: (type, d) => { if (type === 'DELETED') dapps.delete(d.metadata.name); else dapps.set(d.metadata.name, d); showApps(); },
   }, signal);
   state.client.watch(`/api/v1/namespaces/${encodeURIComponent(ns)}/devices${query({ search: name })}`, {
@@ -438,7 +439,7 @@ async function viewDevice(signal, ns, name) {
       m = await state.client.get(`${path}/metrics`, { signal });
     } catch (p) {
       if (p.name === 'AbortError') return;
-      clear(metricsEl).append(h('h2', { id: 'metrics-h' }, 'Metrics'),
+      fill(metricsEl, h('h2', { id: 'metrics-h' }, 'Metrics'),
         p.type === 'metrics-unavailable' ? h('p', { class: 'muted' }, p.detail) : problemBox(p, 'The metrics could not be read.'));
       return;
     }
@@ -461,7 +462,7 @@ async function viewDevice(signal, ns, name) {
       return h('div', { class: 'app-metrics' }, h('h3', {}, a.name), h('div', { class: 'sparks' },
         sparkline('Memory', ha.mem, bytes), sparkline('Fuel used', ha.fuel, num), sparkline('Executions', ha.exec, num), sparkline('Traps', ha.traps, num)));
     });
-    clear(metricsEl).append(h('h2', { id: 'metrics-h' }, 'Metrics'),
+    fill(metricsEl, h('h2', { id: 'metrics-h' }, 'Metrics'),
       h('p', { class: 'muted' }, `Last report ${fmtTime(m.receivedAt)} · up ${Math.floor(m.uptimeSeconds / 60)} min`),
       h('div', { class: 'sparks' }, sparkline('Free memory', hist.free, bytes), sparkline('Signal (RSSI)', hist.rssi, (v) => `${v} dBm`),
         sparkline('Packet loss', hist.loss, (v) => `${(v / 10).toFixed(1)}%`)),
@@ -501,7 +502,7 @@ async function viewApplications(signal) {
   let cont = '';
   let total = 0;
   const draw = () => {
-    clear(listEl).append(
+    fill(listEl, 
       h('p', { class: 'muted', 'aria-live': 'polite' }, `${num(total)} application${total === 1 ? '' : 's'}`),
       table(null, ['Name', 'Namespace', 'Phase', 'Version', 'State', 'Rollout'], items.map((a) => [
         h('a', { href: `#/applications/${a.metadata.namespace}/${a.metadata.name}` }, a.metadata.name), a.metadata.namespace,
@@ -516,7 +517,7 @@ async function viewApplications(signal) {
     total = page.total;
     draw();
   };
-  const failed = (p) => { if (p.name !== 'AbortError') clear(errEl).append(problemBox(p, 'The applications could not be listed.')); };
+  const failed = (p) => { if (p.name !== 'AbortError') fill(errEl, problemBox(p, 'The applications could not be listed.')); };
   const reload = throttle(() => load(false).catch(failed), 1000);
   signal.addEventListener('abort', () => reload.cancel());
   filters.addEventListener('input', reload);
@@ -566,14 +567,14 @@ async function viewApplication(signal, ns, name) {
     const st = app.status || {};
     const ro = st.rollout || {};
     const strategy = sp.strategy || {};
-    clear(actions).append(...[
+    fill(actions, ...[
       sp.state === 'stopped' ? act('Start', 'startApplication', 'POST', '/start') : act('Stop', 'stopApplication', 'POST', '/stop'),
       ro.paused ? act('Resume rollout', 'resumeRollout', 'POST', '/rollout/resume', null, 'primary') : null,
       ro.previous ? act(`Undo to ${ro.previous.version || ro.previous.revision}`, 'undoRollout', 'POST', '/rollout/undo',
         `Roll ${name} back to version ${ro.previous.version || ro.previous.revision}?`) : null,
       act('Delete', 'deleteApplication', 'DELETE', '', `Delete application ${ns}/${name}? Every device removes it.`, 'danger'),
     ].filter(Boolean));
-    clear(infoEl).append(
+    fill(infoEl, 
       ro.paused ? h('div', { class: 'banner', role: 'status' }, h('strong', {}, 'Rollout paused'),
         ` since ${fmtTime(ro.pausedAt)}: too many devices failed the current version (threshold ${strategy.failureThreshold ?? 25}%). `,
         can('resumeRollout') ? 'Resume it, or undo to the previous version.' : 'An operator may resume it or undo.') : null,
@@ -609,7 +610,7 @@ async function viewApplication(signal, ns, name) {
   const drawRollout = () => {
     const items = [...rows.values()].sort((a, b) => a.spec.device.localeCompare(b.spec.device));
     const phases = page ? DAPP_PHASES.filter((p) => page.phases[p]).map((p) => `${page.phases[p]} ${p}`).join(' · ') : '';
-    clear(tableEl).append(h('p', { class: 'muted', 'aria-live': 'polite' }, `${num(page ? page.total : 0)} devices${phases ? ` · ${phases}` : ''}`),
+    fill(tableEl, h('p', { class: 'muted', 'aria-live': 'polite' }, `${num(page ? page.total : 0)} devices${phases ? ` · ${phases}` : ''}`),
       table(null, ['Device', 'Phase', 'Version', 'Gateway', 'Reason', 'Message'], items.map((d) => [
         h('a', { href: `#/devices/${ns}/${d.spec.device}` }, d.spec.device), badge(d.status.phase), d.status.version || '—',
         d.status.gateway || '—', d.status.reason || '', d.status.message || '']), { empty: 'No device has this application yet.', class: 'rollout' }),
@@ -620,13 +621,13 @@ async function viewApplication(signal, ns, name) {
     rows = new Map(page.items.map((d) => [d.metadata.name, d]));
     drawRollout();
   };
-  const reloadRollout = throttle(() => loadRollout().catch((p) => { if (p.name !== 'AbortError') clear(tableEl).append(problemBox(p)); }), 1000);
+  const reloadRollout = throttle(() => loadRollout().catch((p) => { if (p.name !== 'AbortError') fill(tableEl, problemBox(p)); }), 1000);
   const loadEvents = throttle(async () => {
     try {
       const l = await state.client.get(`/api/v1/namespaces/${encodeURIComponent(ns)}/events${query({ name, limit: 15 })}`, { signal });
-      clear(eventsEl).append(h('h2', { id: 'events-h' }, 'Events'), eventsTable(l.items.filter((e) => e.regarding.kind !== 'Device')));
+      fill(eventsEl, h('h2', { id: 'events-h' }, 'Events'), eventsTable(l.items.filter((e) => e.regarding.kind !== 'Device')));
     } catch (p) {
-      if (p.name !== 'AbortError') clear(eventsEl).append(h('h2', { id: 'events-h' }, 'Events'), problemBox(p, 'Events could not be read.'));
+      if (p.name !== 'AbortError') fill(eventsEl, h('h2', { id: 'events-h' }, 'Events'), problemBox(p, 'Events could not be read.'));
     }
   }, 5000);
   signal.addEventListener('abort', () => { reloadRollout.cancel(); loadEvents.cancel(); });
@@ -645,7 +646,7 @@ async function viewApplication(signal, ns, name) {
     event: (type, a) => {
       if (a.metadata.name !== name) return;
       if (type === 'DELETED') {
-        clear(msgEl).append(h('p', { class: 'banner', role: 'status' }, 'This application was deleted. ', h('a', { href: '#/applications' }, 'Back to the applications.')));
+        fill(msgEl, h('p', { class: 'banner', role: 'status' }, 'This application was deleted. ', h('a', { href: '#/applications' }, 'Back to the applications.')));
         return;
       }
       app = a;
@@ -796,7 +797,7 @@ async function viewPairing(signal) {
         }
       } }, 'Close the window now')));
     }
-    clear(box).append(...parts);
+    fill(box, ...parts);
   };
   try {
     show(await state.client.get('/api/v1/pairing', { signal }));

@@ -39,6 +39,14 @@ export function clear(el) {
   return el;
 }
 
+// fill replaces el's children with nodes, leaving out null, undefined and
+// false (Element.append would show them as text).
+export function fill(el, ...nodes) {
+  clear(el);
+  append(el, nodes);
+  return el;
+}
+
 // problemBox shows a failed request as what it is: its status, type and
 // detail, with what to do about a 401 or 403.
 export function problemBox(p, what) {
