@@ -332,10 +332,15 @@ async function viewDevices(signal) {
     const reload = throttle(() => list.reload(), 2000);
     watchAbort.signal.addEventListener('abort', () => reload.cancel());
     const wq = Object.assign({}, f);
+    let loaded = false;
     state.client.watch(`${sc}/devices${query(wq)}`, {
-      ready: () => list.reload(),
+      ready: () => { loaded = true; list.reload(); },
       event: (type, d) => { if (type !== 'MODIFIED' || !list.update(d)) reload(); },
-      error: (p) => fill(errEl, problemBox(p, 'The device list is not live.')),
+      error: (p) => {
+        fill(errEl, problemBox(p, 'The device list is not live.'));
+        // Without a watch the list is still worth showing.
+        if (!loaded && p.status !== 401 && p.status !== 403) { loaded = true; list.reload(); }
+      },
     }, watchAbort.signal);
   };
   const changed = throttle(() => {
