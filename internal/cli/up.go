@@ -135,4 +135,3 @@ func printEndpoints(out io.Writer, e platform.Endpoints, took time.Duration) {
 	fmt.Fprintf(out, "  wasmbed kubectl get dapp -l wasmbed.github.io/application=%s\n\n", platform.SampleApplication)
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
 }
-

@@ -8,12 +8,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/internal/gateway"
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/platform"
 )
+
+func TestMain(m *testing.M) {
+	// The controller checks modules in a child process: this test binary.
+	if modcheck.IsChild() {
+		os.Exit(modcheck.RunChild())
+	}
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
 
 // TestStartAndResume starts the whole platform with two simulated devices
 // and the sample application, stops it, and starts it again on the same
