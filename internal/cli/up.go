@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/wasmbed/wasmbed/internal/controlplane"
 	"github.com/wasmbed/wasmbed/internal/platform"
@@ -76,7 +79,14 @@ func runUp(cmd *cobra.Command, opts platform.Options) error {
 	ctx := cmd.Context()
 	logger := slog.Default()
 	out := cmd.OutOrStdout()
-	opts.Logger = logger
+	// The components' own logs (controller-runtime's among them) are
+	// warnings and errors only, unless --log-level debug asks for all.
+	components := logger
+	if !logger.Enabled(ctx, slog.LevelDebug) {
+		components = slog.New(minLevel{min: slog.LevelWarn, next: logger.Handler()})
+	}
+	opts.Logger = components
+	ctrllog.SetLogger(logr.FromSlogHandler(components.Handler()))
 	opts.Progress = func(s platform.Stage) {
 		detail := ""
 		if s.Detail != "" {
@@ -104,6 +114,23 @@ func runUp(cmd *cobra.Command, opts platform.Options) error {
 	}
 	logger.Info("stopped")
 	return werr
+}
+
+// minLevel drops records below a level.
+type minLevel struct {
+	min  slog.Level
+	next slog.Handler
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.next.Enabled(ctx, l)
+}
+func (h minLevel) Handle(ctx context.Context, r slog.Record) error { return h.next.Handle(ctx, r) }
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{min: h.min, next: h.next.WithAttrs(a)}
+}
+func (h minLevel) WithGroup(n string) slog.Handler {
+	return minLevel{min: h.min, next: h.next.WithGroup(n)}
 }
 
 // upError turns a start failure into one clear line.

@@ -2,20 +2,18 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/rogpeppe/go-internal/testscript"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
-	"github.com/wasmbed/wasmbed/internal/controlplane/controlplanetest"
+	"github.com/wasmbed/wasmbed/internal/platform"
 )
 
 // TestUpScripts runs testdata/script/up_*.txtar: `wasmbed up` as a user runs
@@ -31,41 +29,46 @@ func TestUpScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Files:               files,
 		RequireExplicitExec: true,
-		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"waitup": cmdWaitUp},
+		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"waitup": cmdWaitUp, "busyport": cmdBusyPort},
 	})
 }
 
-// cmdWaitUp implements `waitup DATADIR`: waits until the control plane of
-// DATADIR serves the Device API through the kubeconfig it wrote.
+// cmdWaitUp implements `waitup DATADIR`: waits until `wasmbed up` on DATADIR
+// is up, devices and sample application included: it writes endpoints.json
+// last.
 func cmdWaitUp(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: waitup DATADIR")
 	}
-	kubeconfig := filepath.Join(ts.MkAbs(args[0]), "kubeconfig")
-	ctrllog.SetLogger(logr.Discard())
-	scheme, err := controlplanetest.NewScheme()
-	ts.Check(err)
+	path := filepath.Join(ts.MkAbs(args[0]), "endpoints.json")
 	var lastErr error
-	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true,
-		func(ctx context.Context) (bool, error) {
-			if _, err := os.Stat(kubeconfig); err != nil {
-				lastErr = err
-				return false, nil
-			}
-			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 3*time.Minute, true,
+		func(context.Context) (bool, error) {
+			data, err := os.ReadFile(path)
 			if err != nil {
 				lastErr = err
 				return false, nil
 			}
-			c, err := client.New(cfg, client.Options{Scheme: scheme})
-			if err != nil {
+			var e platform.Endpoints
+			if err := json.Unmarshal(data, &e); err != nil {
 				lastErr = err
 				return false, nil
 			}
-			lastErr = c.List(ctx, &wasmbedv1.DeviceList{})
-			return lastErr == nil, nil
+			return len(e.Gateways) > 0, nil
 		})
 	if err != nil {
 		ts.Fatalf("waitup %s: %v (last error: %v)", args[0], err, lastErr)
 	}
+}
+
+// cmdBusyPort implements `busyport VAR`: listens on a free loopback port for
+// the rest of the script and sets VAR to it.
+func cmdBusyPort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: busyport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	ts.Defer(func() { _ = ln.Close() })
+	ts.Setenv(args[0], strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 }

@@ -196,7 +196,8 @@ func checkDataDir(dir string) error {
 
 // checkPorts fails with a *controlplane.PortInUseError if a port the
 // platform will listen on is taken, before anything is started.
-func (o *Options) checkPorts() error {
+func (o *Options) checkPorts(ctx context.Context) error {
+	var lc net.ListenConfig
 	ports := []int{}
 	if o.APIPort != 0 {
 		ports = append(ports, o.APIPort)
@@ -219,7 +220,7 @@ func (o *Options) checkPorts() error {
 			host = "127.0.0.1"
 		}
 		addr := net.JoinHostPort(host, strconv.Itoa(p))
-		ln, err := net.Listen("tcp", addr)
+		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			return &controlplane.PortInUseError{Address: addr, Err: err}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -55,8 +56,12 @@ func Start(ctx context.Context, opts Options) (*Platform, error) {
 	if err := checkDataDir(opts.DataDir); err != nil {
 		return nil, err
 	}
-	if err := opts.checkPorts(); err != nil {
+	if err := opts.checkPorts(ctx); err != nil {
 		return nil, err
+	}
+	// What a previous run wrote is stale until this one is up.
+	if err := os.Remove(filepath.Join(opts.DataDir, "endpoints.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("platform: %w", err)
 	}
 	p := &Platform{opts: opts, log: opts.Logger, errs: make(chan error, 16)}
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -173,7 +178,9 @@ func (p *Platform) StopController() {
 	p.mu.Unlock()
 	if cancel != nil {
 		cancel()
-		<-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			p.log.Warn("controller stopped with an error", "err", err)
+		}
 	}
 }
 
@@ -276,9 +283,15 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 	p.mu.Lock()
 	p.fleet, p.fleetStop, p.fleetDone = f, cancel, done
 	p.mu.Unlock()
+	// Count the sessions the gateways hold, not the Devices' phases: after
+	// a restart the phases still say Connected from before.
 	err = poll(ctx, 5*time.Minute, func() (bool, error) {
+		held := 0
+		for _, g := range p.gateways {
+			held += g.gw.Sessions()
+		}
 		n, err := connected()
-		return n >= p.opts.Devices, err
+		return held >= p.opts.Devices && n >= p.opts.Devices, err
 	}, "the devices to connect")
 	if opened {
 		if cerr := closePairing(ctx, c); cerr != nil && err == nil {
@@ -302,11 +315,18 @@ func (p *Platform) openPairingIfNeeded(ctx context.Context, c client.Client) (bo
 	if err != nil {
 		return false, err
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: wasmbedv1.DefaultSystemNamespace, Name: wasmbedv1.PairingConfigMap}, Data: w.Data()}
-	if err := c.Create(ctx, cm); apierrors.IsAlreadyExists(err) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: wasmbedv1.DefaultSystemNamespace, Name: wasmbedv1.PairingConfigMap}}
+	err = c.Get(ctx, client.ObjectKeyFromObject(cm), cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm.Data = w.Data()
+		err = c.Create(ctx, cm)
+	case err == nil:
+		cm.Data = w.Data()
 		err = c.Update(ctx, cm)
-	} else if err != nil {
-		return false, err
+	}
+	if err != nil {
+		return false, fmt.Errorf("platform: open the pairing window: %w", err)
 	}
 	return true, nil
 }
