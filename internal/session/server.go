@@ -188,7 +188,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*Session]struct{}
-	shutdown  bool
+	shutdown  bool           // Shutdown or Close ran
+	abrupt    bool           // Close ran: sessions end without a goodbye
 	wg        sync.WaitGroup // accept loops and connection goroutines
 
 	live atomic.Int64 // sessions accepted by Open and not yet closed
@@ -392,6 +393,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // without goodbyes. It does not wait for the server's goroutines to end:
 // Shutdown after Close does.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.abrupt = true
+	s.mu.Unlock()
 	s.stopListening()
 	s.Range(func(sess *Session) bool {
 		sess.Close(CloseShutdown, nil)

@@ -244,14 +244,19 @@ func (s *Server) openSession(tc *tls.Conn, raw net.Conn, cs tls.ConnectionState)
 	}
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
-	shutdown := s.shutdown
+	shutdown, abrupt := s.shutdown, s.abrupt
 	s.mu.Unlock()
 	s.live.Add(1)
 	s.metrics.opened()
 	if shutdown {
-		// Shutdown ran while the handler was deciding: it did not see this
-		// session, so say goodbye here.
-		sess.Close(CloseShutdown, &protocol.Disconnect{Reason: protocol.DisconnectShutdown})
+		// Shutdown or Close ran while the handler was deciding: it did not
+		// see this session, so end it here as they would have, with a
+		// goodbye unless the server was closed abruptly.
+		var goodbye protocol.Message
+		if !abrupt {
+			goodbye = &protocol.Disconnect{Reason: protocol.DisconnectShutdown}
+		}
+		sess.Close(CloseShutdown, goodbye)
 		return
 	}
 	s.log.Debug("session opened", "device", id.DeviceID, "remote", raw.RemoteAddr().String(), "resumed", cs.DidResume)
