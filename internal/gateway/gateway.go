@@ -107,6 +107,10 @@ type Options struct {
 	// refreshed; default 1h. Heartbeats themselves never reach the API
 	// server.
 	LastSeenPeriod time.Duration
+	// CertificateCheckPeriod is how often the certificates of the sessions
+	// held are checked for an expiry the device failed to renew before;
+	// default 1m.
+	CertificateCheckPeriod time.Duration
 	// LeaseDuration of this replica's Lease, renewed every third of it;
 	// default 15s.
 	LeaseDuration time.Duration
@@ -178,6 +182,7 @@ func (o *Options) setDefaults() error {
 	def(&o.UnreachableAfter, 3*o.HeartbeatInterval)
 	def(&o.LastSeenPeriod, time.Hour)
 	def(&o.LeaseDuration, 15*time.Second)
+	def(&o.CertificateCheckPeriod, time.Minute)
 	def(&o.CommandTimeout, time.Minute)
 	def(&o.TicketKeyRotation, 24*time.Hour)
 	if o.MaxConcurrentDeliveries <= 0 {
@@ -392,6 +397,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	wg.Go(func() { g.renewLease(ctx) })
 	wg.Go(func() { g.refreshLastSeen(ctx) })
+	wg.Go(func() { g.warnExpiringCertificates(ctx, g.opts.CertificateCheckPeriod) })
 	wg.Go(func() { tickets.run(ctx, time.Minute) })
 	wg.Go(func() { g.renewServingCertificate(ctx) })
 	g.listenersReady.Store(true)

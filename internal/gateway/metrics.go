@@ -25,6 +25,8 @@ type metrics struct {
 	appCPU       *prometheus.CounterVec
 	appFuel      *prometheus.CounterVec
 
+	certificatesExpiring prometheus.Gauge
+
 	mu   sync.Mutex
 	apps map[string]bool
 }
@@ -53,10 +55,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cpu_seconds_total", Help: "Application CPU time across devices."}, []string{"app"}),
 		appFuel: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "app",
 			Name: "fuel_total", Help: "Application fuel consumed across devices."}, []string{"app"}),
+		certificatesExpiring: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "gateway",
+			Name: "certificates_expiring", Help: "Sessions held whose device certificate is in the last sixth of its lifetime, not renewed."}),
 		apps: map[string]bool{},
 	}
 	for _, c := range []prometheus.Collector{m.statusWrites, m.deliveries, m.freeMemory, m.rssi, m.appMemory,
-		m.appExecs, m.appTraps, m.appCPU, m.appFuel} {
+		m.appExecs, m.appTraps, m.appCPU, m.appFuel, m.certificatesExpiring} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,11 +23,13 @@ import (
 // deviceSession is what the gateway keeps about one device's live session:
 // what the device reports, and what the gateway last asked of it.
 type deviceSession struct {
-	s        *session.Session
-	key      types.NamespacedName // the Device
-	deviceID string
-	since    time.Time
-	notAfter time.Time // the session certificate's expiry
+	s            *session.Session
+	key          types.NamespacedName // the Device
+	deviceID     string
+	since        time.Time
+	notBefore    time.Time   // the session certificate's validity,
+	notAfter     time.Time   // from notBefore to notAfter
+	expiryWarned atomic.Bool // the CertificateExpiring Event was emitted
 
 	mu        sync.Mutex
 	apps      map[string]appObserved // by application name, as the device reports them
@@ -81,7 +84,8 @@ func (g *Gateway) Open(ctx context.Context, s *session.Session) error {
 		return &session.Refusal{Code: protocol.CodeUnauthorized, Reason: "IdentityMismatch", Text: "certificate does not match the device",
 			Err: fmt.Errorf("certificate names %q, Device %s has deviceId %q", id.DeviceID, client.ObjectKeyFromObject(dev), dev.Spec.DeviceID)}
 	}
-	ds := &deviceSession{s: s, key: client.ObjectKeyFromObject(dev), deviceID: id.DeviceID, since: s.Since(), notAfter: id.Certificate.NotAfter}
+	ds := &deviceSession{s: s, key: client.ObjectKeyFromObject(dev), deviceID: id.DeviceID, since: s.Since(),
+		notBefore: id.Certificate.NotBefore, notAfter: id.Certificate.NotAfter}
 	s.SetValue(ds)
 	g.mu.Lock()
 	old := g.sessions[ds.key]

@@ -487,3 +487,69 @@ func TestSessionResumesOnAnotherReplica(t *testing.T) {
 		t.Fatalf("ticket keys %v, %v: want one key shared by both replicas", keys, err)
 	}
 }
+
+// TestCertificateNearExpiry connects two devices, one of them with a
+// certificate in the last sixth of its lifetime (as after failed renewals):
+// only that one gets a CertificateExpiring Event, once, and the gauge
+// counts it.
+func TestCertificateNearExpiry(t *testing.T) {
+	p := newPlatform(t)
+	gw := p.startGateway("gw-0", func(o *gateway.Options) { o.CertificateCheckPeriod = 100 * time.Millisecond })
+
+	// An authority whose clock is 23h50m behind issues a 24-hour
+	// certificate with ten minutes left.
+	past := *p.ca
+	past.Clock = func() time.Time { return time.Now().Add(-23*time.Hour - 50*time.Minute) }
+	oldKey, freshKey := newKey(t), newKey(t)
+	oldDev, _ := p.preRegister("old-cert", oldKey)
+	oldLeaf, err := past.IssueDevice(oldKey.Public(), pki.DeviceOptions{DeviceID: "old-cert", Lifetime: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert, err := pki.NewTLSCertificate(oldKey, oldLeaf.Leaf, oldLeaf.Chain...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	freshDev, freshCert := p.preRegister("fresh-cert", freshKey)
+	for _, c := range []struct {
+		key  ed25519.PrivateKey
+		cert *tls.Certificate
+	}{{oldKey, &oldCert}, {freshKey, freshCert}} {
+		d, err := p.dial(gw.session, c.key, c.cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.announce()
+	}
+	p.waitDevices("both connected", 2, func(got *wasmbedv1.Device) bool {
+		return got.Status.Phase == wasmbedv1.DevicePhaseConnected
+	})
+	expiringEvents := func() map[string]int {
+		var evs corev1.EventList
+		if err := env.Client.List(t.Context(), &evs, client.InNamespace(p.ns)); err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, e := range evs.Items {
+			if e.Reason == "CertificateExpiring" {
+				n[e.InvolvedObject.Name] += int(max(e.Count, 1))
+				if e.Series != nil {
+					n[e.InvolvedObject.Name] += int(e.Series.Count) - 1
+				}
+			}
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "a CertificateExpiring event for the old certificate", func() (bool, string) {
+		n := expiringEvents()
+		return n[oldDev.Name] > 0, fmt.Sprint(n)
+	})
+	// Several more checks run: still one Event, and none for the fresh one.
+	time.Sleep(time.Second)
+	if n := expiringEvents(); n[oldDev.Name] != 1 || n[freshDev.Name] != 0 {
+		t.Errorf("CertificateExpiring events by device: %v; want exactly one for %s", n, oldDev.Name)
+	}
+	if v := gw.counter("wasmbed_gateway_certificates_expiring", nil); v != 1 {
+		t.Errorf("wasmbed_gateway_certificates_expiring = %v, want 1", v)
+	}
+}
