@@ -167,7 +167,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 		QPS:   200,
 		Burst: 400,
 	}
-	if err := writeKubeconfig(cp.kubeconfigPath, cp.restConfig); err != nil {
+	if err := WriteKubeconfig(cp.kubeconfigPath, cp.restConfig); err != nil {
 		return nil, err
 	}
 	if err := cp.waitReady(ctx, opts.ReadyTimeout); err != nil {
@@ -430,7 +430,9 @@ func freePort(ctx context.Context) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func writeKubeconfig(path string, cfg *rest.Config) error {
+// WriteKubeconfig writes a kubeconfig of mode 0600 at path for cfg's server,
+// certificate authority and client certificate.
+func WriteKubeconfig(path string, cfg *rest.Config) error {
 	const name = "wasmbed"
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[name] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}

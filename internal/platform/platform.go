@@ -44,6 +44,10 @@ const (
 	DefaultHTTPPort    = 8080
 )
 
+// maxDevices bounds the simulated fleet: each device holds a connection, and
+// a process may hold 20,000 file descriptors.
+const maxDevices = 20000
+
 // Options configure Start. Zero values take the documented defaults.
 type Options struct {
 	// DataDir holds the platform's state. Required.
@@ -68,6 +72,15 @@ type Options struct {
 	Sample bool
 	// HeartbeatInterval of gateways and simulated devices; default 30s.
 	HeartbeatInterval time.Duration
+	// GatewayExec, when set, is the path of a wasmbed binary: the gateways
+	// then run as child processes (`GatewayExec gateway ...`, with a
+	// kubeconfig of the gateway's service account in DataDir/gateways and
+	// their logs beside it) instead of in this process, so that they can
+	// be measured, or killed, on their own.
+	GatewayExec string
+	// GatewayArgs are further flags of child gateways, e.g.
+	// --last-seen-period.
+	GatewayArgs []string
 	// Progress, when set, is told each stage as it completes.
 	Progress func(Stage)
 	// Logger receives the components' logs; nil discards them.
@@ -100,8 +113,8 @@ func (o *Options) setDefaults() error {
 	if o.Gateways < 1 || o.Gateways > 16 {
 		return fmt.Errorf("platform: %d gateways, want 1 to 16", o.Gateways)
 	}
-	if o.Devices < 0 || o.Devices > 20000 {
-		return fmt.Errorf("platform: %d devices, want 0 to 20000", o.Devices)
+	if o.Devices < 0 || o.Devices > maxDevices {
+		return fmt.Errorf("platform: %d devices, want 0 to %d", o.Devices, maxDevices)
 	}
 	if o.Mix == "" {
 		o.Mix = "esp32=1,hifive1=1"
@@ -134,6 +147,8 @@ type Endpoint struct {
 	Session string `json:"session"`
 	Enroll  string `json:"enroll"`
 	HTTP    string `json:"http"`
+	// PID is the process of a replica run as a child process.
+	PID int `json:"pid,omitempty"`
 }
 
 // Platform is a running platform.
@@ -164,7 +179,8 @@ type trustPins struct{ root, gatewayCA, deviceCA *x509.Certificate }
 // runningGateway is one replica.
 type runningGateway struct {
 	Endpoint
-	gw     *gateway.Gateway
+	gw     *gateway.Gateway // nil for a child process
+	proc   *childGateway    // nil for an in-process replica
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -174,7 +190,7 @@ type runningGateway struct {
 // into a directory that is not its own.
 var dataDirFiles = map[string]bool{
 	"etcd": true, "pki": true, "kubeconfig": true, "lock": true, "wasmbed.lock": true,
-	"platform-pki": true, "devices": true, "endpoints.json": true,
+	"platform-pki": true, "devices": true, "endpoints.json": true, "gateways": true,
 }
 
 // checkDataDir refuses a data directory that is not one of ours.

@@ -198,6 +198,9 @@ func (p *Platform) waitIssuer(ctx context.Context, c client.Client) error {
 
 // startGateway starts replica i and waits until it is ready.
 func (p *Platform) startGateway(ctx context.Context, i int) error {
+	if p.opts.GatewayExec != "" {
+		return p.startChildGateway(ctx, i)
+	}
 	cfg, err := p.identity(gatewayAccount)
 	if err != nil {
 		return err
@@ -288,7 +291,11 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 	err = poll(ctx, 5*time.Minute, func() (bool, error) {
 		held := 0
 		for _, g := range p.gateways {
-			held += g.gw.Sessions()
+			n, err := g.sessions(ctx)
+			if err != nil {
+				return false, err
+			}
+			held += n
 		}
 		n, err := connected()
 		return held >= p.opts.Devices && n >= p.opts.Devices, err
@@ -299,6 +306,27 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 		}
 	}
 	return err
+}
+
+// RunFleet starts a simulated fleet of n devices on a platform started
+// without one, enrolling them through the pairing window, and returns once
+// all are connected.
+func (p *Platform) RunFleet(ctx context.Context, n int) error {
+	p.mu.Lock()
+	running := p.fleet != nil
+	p.mu.Unlock()
+	if running {
+		return errors.New("platform: a fleet runs already")
+	}
+	if n < 1 || n > maxDevices {
+		return fmt.Errorf("platform: %d devices, want 1 to %d", n, maxDevices)
+	}
+	admin, err := client.New(p.admin, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	p.opts.Devices = n
+	return p.startFleet(ctx, admin)
 }
 
 // openPairingIfNeeded opens the pairing window when a simulated device has
@@ -438,7 +466,7 @@ func (p *Platform) Stop() error {
 	var errs []error
 	for _, g := range gws {
 		g.cancel()
-		if err := <-g.done; err != nil {
+		if err := <-g.done; err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("%s: %w", g.Name, err))
 		}
 	}
