@@ -553,3 +553,41 @@ func TestCertificateNearExpiry(t *testing.T) {
 		t.Errorf("wasmbed_gateway_certificates_expiring = %v, want 1", v)
 	}
 }
+
+// TestLastSeenWrittenOnlyWhenHeard: lastSeen is when the device was last
+// heard, so a device silent for several lastSeen periods (within its
+// heartbeat deadline) costs no Device writes beyond the one of its
+// connection; one that speaks again gets one refresh.
+func TestLastSeenWrittenOnlyWhenHeard(t *testing.T) {
+	p := newPlatform(t)
+	gw := p.startGateway("gw-0", func(o *gateway.Options) {
+		o.LastSeenPeriod, o.UnreachableAfter = time.Second, time.Minute
+	})
+	key := newKey(t)
+	dev, cert := p.preRegister("quiet-sensor", key)
+	d, err := p.dial(gw.session, key, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.announce()
+	p.waitDevices("connected", 1, func(got *wasmbedv1.Device) bool {
+		return got.Name == dev.Name && got.Status.Phase == wasmbedv1.DevicePhaseConnected && got.Status.LastSeen != nil
+	})
+	writes := func() float64 {
+		return gw.counter("wasmbed_gateway_status_writes_total", map[string]string{"kind": "Device"})
+	}
+	// The connection's writes (Connected, then lastSeen of the device's
+	// opening report) settle first.
+	time.Sleep(2 * time.Second)
+	connected := writes()
+	// Five lastSeen periods of silence.
+	time.Sleep(5 * time.Second)
+	if n := writes() - connected; n != 0 {
+		t.Errorf("%v Device writes while the device was silent, want 0", n)
+	}
+	d.send(&protocol.Heartbeat{})
+	eventually(t, 30*time.Second, "a lastSeen refresh after the heartbeat", func() (bool, string) {
+		n := writes() - connected
+		return n >= 1, fmt.Sprintf("%v writes", n)
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,7 +54,7 @@ func (g *Gateway) syncDeviceStatus(ctx context.Context, key types.NamespacedName
 			st.Gateway = g.opts.Name
 			st.ConnectedSince = &since
 		}
-		if st.LastSeen == nil || now.Sub(st.LastSeen.Time) >= g.lastSeenDue(key) {
+		if g.lastSeenStale(key, st.LastSeen, ds, now) {
 			seen := metav1.NewTime(ds.s.LastHeard())
 			st.LastSeen = &seen
 		}
@@ -164,6 +165,19 @@ func (g *Gateway) lastSeenDue(key types.NamespacedName) time.Duration {
 	return p + time.Duration(uint64(h.Sum32())%uint64(p/5+1)) //nolint:gosec // durations are positive
 }
 
+// lastSeenStale reports whether a connected device's stored lastSeen is
+// due for a refresh: older than its period, and older than the last
+// message heard from the device (lastSeen is when the device was last
+// heard, so refreshing it before a new message arrives would write the same
+// second again and again).
+func (g *Gateway) lastSeenStale(key types.NamespacedName, stored *metav1.Time, ds *deviceSession, now time.Time) bool {
+	if stored == nil {
+		return true
+	}
+	heard := ds.s.LastHeard().Truncate(time.Second) // metav1.Time keeps seconds
+	return now.Sub(stored.Time) >= g.lastSeenDue(key) && heard.After(stored.Time)
+}
+
 // refreshLastSeen enqueues the connected devices whose lastSeen is due.
 func (g *Gateway) refreshLastSeen(ctx context.Context) {
 	tick := min(max(g.opts.LastSeenPeriod/20, time.Second), time.Minute)
@@ -176,18 +190,16 @@ func (g *Gateway) refreshLastSeen(ctx context.Context) {
 		case <-t.C:
 		}
 		g.mu.Lock()
-		keys := make([]types.NamespacedName, 0, len(g.sessions))
-		for k := range g.sessions {
-			keys = append(keys, k)
-		}
+		held := make(map[types.NamespacedName]*deviceSession, len(g.sessions))
+		maps.Copy(held, g.sessions)
 		g.mu.Unlock()
 		now := g.now()
-		for _, k := range keys {
+		for k, ds := range held {
 			dev := &wasmbedv1.Device{}
 			if err := g.client.Get(ctx, k, dev); err != nil {
 				continue
 			}
-			if dev.Status.LastSeen == nil || now.Sub(dev.Status.LastSeen.Time) >= g.lastSeenDue(k) {
+			if g.lastSeenStale(k, dev.Status.LastSeen, ds, now) {
 				g.enqueue(k)
 			}
 		}
