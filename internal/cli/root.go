@@ -55,6 +55,7 @@ func NewRootCommand() *cobra.Command {
 		newPKICommand(),
 		newDeviceCommand(),
 		newSimCommand(),
+		newBenchCommand(),
 		newVersionCommand(),
 	)
 	return root
