@@ -33,13 +33,36 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// browserProfile is a profile directory removed after the test. Not
+// t.TempDir: Chromium's helper processes may still write into the profile
+// for a moment after the browser was stopped, and t.TempDir's removal then
+// fails the test; this one retries for a while, then only logs.
+func browserProfile(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "wasmbed-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for range 50 {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind: %v", dir, err)
+	})
+	return dir
+}
+
 // browser starts a headless Chromium with a fresh profile, kept off the
 // network but for the gateway on loopback.
 func browser(t *testing.T, exe string) context.Context {
 	t.Helper()
+	profile := browserProfile(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
