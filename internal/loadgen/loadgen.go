@@ -101,9 +101,13 @@ type Command struct {
 	// Resume keeps each device's session cache, so that its next handshake
 	// resumes; without it every handshake is a full one.
 	Resume bool `json:"resume,omitempty"`
-	// X25519 restricts the key exchange to X25519; otherwise devices offer
-	// Go's default (the hybrid X25519MLKEM768 first).
+	// X25519 restricts the key exchange to X25519 (pki.ClientOptions
+	// X25519Only). Otherwise devices follow pki.KeyExchanges: the hybrid
+	// X25519MLKEM768 on a full handshake, X25519 when resuming.
 	X25519 bool `json:"x25519,omitempty"`
+	// Hybrid has devices offer the hybrid X25519MLKEM768 on resumptions
+	// too (for comparison with the policy above).
+	Hybrid bool `json:"hybrid,omitempty"`
 	// Addr, when set, replaces the gateway's address from now on.
 	Addr string `json:"addr,omitempty"`
 }
@@ -425,12 +429,12 @@ func (f *Fleet) dial(ctx context.Context, d *device, cmd Command) (*tls.Conn, bo
 	cfg := f.base.Clone()
 	cfg.Certificates = []tls.Certificate{*d.cert}
 	cfg.ClientSessionCache = nil
+	resuming := false
 	if cmd.Resume {
 		cfg.ClientSessionCache = &d.cache
+		_, resuming = d.cache.Get("")
 	}
-	if cmd.X25519 {
-		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
-	}
+	cfg.CurvePreferences = pki.KeyExchanges(resuming && !cmd.Hybrid, cmd.X25519)
 	conn := tls.Client(raw, cfg)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = raw.SetDeadline(dl)
