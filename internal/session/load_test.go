@@ -86,9 +86,9 @@ type loadGateway struct {
 }
 
 // newLoadGateway starts a gateway (a bare TLS server when bare is set)
-// with 16 device identities; leafOnly has devices present their leaf
-// alone, without the device CA.
-func newLoadGateway(b *testing.B, lim session.Limits, bare, leafOnly bool) *loadGateway {
+// with 16 device identities. Devices present their leaf alone, as the
+// firmware does; withCA has them send the device CA too.
+func newLoadGateway(b *testing.B, lim session.Limits, bare, withCA bool) *loadGateway {
 	b.Helper()
 	g := &loadGateway{pki: newTestPKI(b), lim: lim}
 	for i := range 16 {
@@ -105,7 +105,7 @@ func newLoadGateway(b *testing.B, lim session.Limits, bare, leafOnly bool) *load
 			b.Fatal(err)
 		}
 		chain := append([]*x509.Certificate{c.Leaf}, c.Chain...)
-		if leafOnly {
+		if !withCA {
 			chain = chain[:1]
 		}
 		g.ids = append(g.ids, loadgen.Identity{Chain: pki.EncodeCertificatesPEM(chain...), Key: keyPEM})
@@ -291,17 +291,17 @@ func sampleMem(b *testing.B) memSample {
 // run after another reuses the heap the first one left. Each device has
 // done its handshake and first heartbeat.
 // parked is the product's default (idle sessions in the server's epoll
-// set), parked-leaf the same with devices that present their certificate
-// without the device CA (the gateway pins it), goroutine the
+// set), parked-chain the same with devices that send the device CA after
+// their certificate (the gateway pins it and ignores it), goroutine the
 // reader-goroutine mode, bare a plain crypto/tls server
 // with a goroutine per connection reading the same frames.
 func BenchmarkIdleSessions(b *testing.B) {
 	n := envInt("WASMBED_BENCH_SESSIONS", 300)
-	for _, mode := range []string{"parked", "parked-leaf", "goroutine", "bare"} {
+	for _, mode := range []string{"parked", "parked-chain", "goroutine", "bare"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
 				g := newLoadGateway(b, session.Limits{GoroutinePerSession: mode == "goroutine", IdleTimeout: 10 * time.Minute},
-					mode == "bare", mode == "parked-leaf")
+					mode == "bare", mode == "parked-chain")
 				f := startFleet(b, g, n, 64)
 				base := sampleMem(b)
 				r := f.do(b, loadgen.Command{Op: loadgen.OpConnect, N: -1, Resume: true})
