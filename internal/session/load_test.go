@@ -430,7 +430,9 @@ func BenchmarkReconnect(b *testing.B) {
 	conc := envInt("WASMBED_BENCH_RECONNECT_CONCURRENCY", 256)
 	for _, hybrid := range []bool{false, true} {
 		b.Run(map[bool]string{false: "x25519", true: "x25519mlkem768"}[hybrid], func(b *testing.B) {
-			g := newLoadGateway(b, session.Limits{}, false, false)
+			// Devices send no heartbeat while the others connect: no idle
+			// timeout may end their sessions meanwhile.
+			g := newLoadGateway(b, session.Limits{IdleTimeout: time.Hour}, false, false)
 			f := startFleet(b, g, n, conc)
 			f.do(b, loadgen.Command{Op: loadgen.OpConnect, N: -1, Resume: true})
 			g.waitSessions(b, n, 5*time.Minute)
@@ -468,7 +470,7 @@ func BenchmarkReconnect(b *testing.B) {
 func BenchmarkHeartbeats(b *testing.B) {
 	n := envInt("WASMBED_BENCH_HB_SESSIONS", 200)
 	rounds := envInt("WASMBED_BENCH_HB_ROUNDS", 20)
-	g := newLoadGateway(b, session.Limits{}, false, false)
+	g := newLoadGateway(b, session.Limits{IdleTimeout: time.Hour}, false, false)
 	f := startFleet(b, g, n, 64)
 	f.do(b, loadgen.Command{Op: loadgen.OpConnect, N: -1, Resume: true, X25519: true})
 	g.waitSessions(b, n, 5*time.Minute)
