@@ -194,7 +194,10 @@ func startFleet(b *testing.B, g *loadGateway, n, concurrency int) *fleet {
 	children := max(1, (n+devicesPerChild-1)/devicesPerChild)
 	for c := range children {
 		var sources []string
-		for i := range 4 {
+		// Eight source addresses: the gateway admits at most 64 pending
+		// handshakes per source (Limits.MaxPendingPerSource), and a device
+		// whose connection it refuses drops its ticket.
+		for i := range 8 {
 			sources = append(sources, fmt.Sprintf("127.0.%d.%d", c, 2+i))
 		}
 		p, err := loadgen.Start(exe, []string{"-test.run=^$"}, loadgen.Setup{
