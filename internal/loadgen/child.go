@@ -73,9 +73,9 @@ type Process struct {
 
 // Start runs exe (with args, typically the test binary and "-test.run=^$")
 // as a child with ChildEnv set, and sets its Fleet up. The child's standard
-// error goes to ours.
-func Start(exe string, args []string, setup Setup) (*Process, error) {
-	cmd := exec.Command(exe, args...) //nolint:gosec // the caller's own binary
+// error goes to ours; it is killed when ctx ends.
+func Start(ctx context.Context, exe string, args []string, setup Setup) (*Process, error) {
+	cmd := exec.CommandContext(ctx, exe, args...) //nolint:gosec // the caller's own binary
 	cmd.Env = append(os.Environ(), ChildEnv+"=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

@@ -200,7 +200,7 @@ func startFleet(b *testing.B, g *loadGateway, n, concurrency int) *fleet {
 		for i := range 8 {
 			sources = append(sources, fmt.Sprintf("127.0.%d.%d", c, 2+i))
 		}
-		p, err := loadgen.Start(exe, []string{"-test.run=^$"}, loadgen.Setup{
+		p, err := loadgen.Start(b.Context(), exe, []string{"-test.run=^$"}, loadgen.Setup{
 			Addr: g.addr, ServerName: "127.0.0.1",
 			Root:       pki.EncodeCertificatesPEM(g.pki.ca.Root.Cert),
 			GatewayCA:  pki.EncodeCertificatesPEM(g.pki.ca.GatewayCA.Cert),
