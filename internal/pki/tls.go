@@ -295,7 +295,7 @@ func ClientTLSConfig(opts ClientOptions) (*tls.Config, error) {
 	serverName := opts.ServerName
 	// crypto/tls keys its session cache by the server name.
 	_, resuming := cache.Get(serverName)
-	var tickets tls.ClientSessionCache = cache
+	tickets := cache
 	var hybrid *hybridTickets
 	if !opts.X25519Only {
 		hybrid = &hybridTickets{ClientSessionCache: cache}
