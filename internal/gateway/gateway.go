@@ -532,8 +532,6 @@ func (g *Gateway) tlsConfigs(tickets *pki.TicketKeyRing) (sess, enroll *tls.Conf
 	if enroll, err = pki.EnrollmentServerTLSConfig(opts); err != nil {
 		return nil, nil, fmt.Errorf("gateway: enrollment tls: %w", err)
 	}
-	// Sessions agree on X25519 alone: see docs/pki.md for the measurement.
-	sess.CurvePreferences = []tls.CurveID{tls.X25519}
 	if g.serving.cur.Load() != nil {
 		// A requested certificate is renewed in place.
 		for _, c := range []*tls.Config{sess, enroll} {

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) { os.Exit(controlplanetest.Run(m, &env)) }
 // authority, the platform signing key, and a stand-in for the controller's
 // certificate signer.
 type platform struct {
-	t       *testing.T
+	t       testing.TB
 	ns      string // where devices live
 	sys     string // the system namespace
 	ca      *pki.Authority
@@ -52,7 +52,7 @@ type platform struct {
 	signer  *artifact.Signer
 }
 
-func newPlatform(t *testing.T) *platform {
+func newPlatform(t testing.TB) *platform {
 	t.Helper()
 	p := &platform{t: t, ns: env.Namespace(t), sys: env.Namespace(t)}
 	var err error

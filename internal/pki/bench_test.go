@@ -10,7 +10,7 @@ import (
 
 // benchServer starts a ServerTLSConfig gateway on 127.0.0.1 and returns its
 // address and a client config for a device with key algorithm alg.
-func benchSetup(b *testing.B, alg KeyAlgorithm) (*testServer, *tls.Config) {
+func benchSetup(b *testing.B, alg KeyAlgorithm, x25519Only bool) (*testServer, *tls.Config) {
 	b.Helper()
 	clock := newTestClock()
 	ca := newTestAuthority(b, clock, alg)
@@ -24,7 +24,7 @@ func benchSetup(b *testing.B, alg KeyAlgorithm) (*testServer, *tls.Config) {
 	}
 	srv := startServer(b, srvCfg)
 	dev := mustDevice(b, ca, "bench", alg)
-	cli, err := ClientTLSConfig(ClientOptions{Root: ca.Root.Cert, Certificate: &dev, ServerName: "127.0.0.1", Clock: clock.Now})
+	cli, err := ClientTLSConfig(ClientOptions{Root: ca.Root.Cert, Certificate: &dev, ServerName: "127.0.0.1", Clock: clock.Now, X25519Only: x25519Only})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,10 +63,7 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 		{
 			b.Run(name, func(b *testing.B) {
-				srv, cli := benchSetup(b, alg)
-				if vr.x25519 {
-					cli.CurvePreferences = []tls.CurveID{tls.X25519}
-				}
+				srv, cli := benchSetup(b, alg, vr.x25519)
 				if !resumed {
 					cli.ClientSessionCache = nil
 				} else if _, err := dial(b.Context(), srv.ln.Addr().String(), cli); err != nil {
@@ -109,7 +106,7 @@ func BenchmarkHandshakeParallel(b *testing.B) {
 			name = "resumed"
 		}
 		b.Run(name, func(b *testing.B) {
-			srv, base := benchSetup(b, Ed25519)
+			srv, base := benchSetup(b, Ed25519, false)
 			var total atomic.Int64
 			b.ReportAllocs()
 			cpu0 := processCPU()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -144,6 +145,7 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 		ClientCAs:              hint,
 		Time:                   v.cfg.Clock,
 		SessionTicketsDisabled: opts.DisableSessionTickets,
+		CurvePreferences:       ServerKeyExchanges(),
 	}
 	verify := func(ctx context.Context, cs tls.ConnectionState, tk *ticketer) error {
 		if len(cs.PeerCertificates) == 0 {
@@ -212,6 +214,52 @@ type ClientOptions struct {
 	SessionCache tls.ClientSessionCache
 	// Clock returns the current time; time.Now when nil.
 	Clock func() time.Time
+	// X25519Only offers the X25519 key exchange alone on every handshake,
+	// for boards that cannot afford ML-KEM; see KeyExchanges.
+	X25519Only bool
+}
+
+// Key exchange.
+//
+// A full handshake offers the hybrid X25519MLKEM768 (and X25519, which a
+// gateway never prefers): what is recorded today cannot be decrypted by a
+// future quantum computer. A resumption offers X25519 alone: its keys come
+// from the resumption secret of a hybrid handshake and from a fresh X25519
+// exchange, so breaking X25519 alone does not reveal them, and the device
+// and the gateway skip ML-KEM's cost and its 2.3 KB of key shares. A full
+// handshake that ended without ML-KEM (a resumption the gateway refused,
+// then X25519 alone) leaves no ticket behind, so that the next connection
+// is a full hybrid one rather than a chain of resumptions from a classical
+// secret. Devices that cannot afford ML-KEM (ClientOptions.X25519Only)
+// offer X25519 on every handshake; gateways accept them.
+
+// ServerKeyExchanges returns the key exchanges a gateway accepts,
+// preferred first: the hybrid when a device offers it, else X25519.
+func ServerKeyExchanges() []tls.CurveID { return []tls.CurveID{tls.X25519MLKEM768, tls.X25519} }
+
+// KeyExchanges returns the key exchanges a device offers for a handshake:
+// X25519 alone when it resumes a session or x25519Only is set, else the
+// hybrid X25519MLKEM768 first.
+func KeyExchanges(resuming, x25519Only bool) []tls.CurveID {
+	if resuming || x25519Only {
+		return []tls.CurveID{tls.X25519}
+	}
+	return []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
+}
+
+// hybridTickets is a device's session cache that keeps only the tickets of
+// sessions whose secret a hybrid key exchange protects: a resumption, or a
+// full handshake that agreed on X25519MLKEM768.
+type hybridTickets struct {
+	tls.ClientSessionCache
+	classical atomic.Bool // the handshake was full and without ML-KEM
+}
+
+func (c *hybridTickets) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil && c.classical.Load() {
+		cs = nil
+	}
+	c.ClientSessionCache.Put(key, cs)
 }
 
 // ClientTLSConfig returns a device's TLS configuration: TLS 1.3 only, the
@@ -219,6 +267,10 @@ type ClientOptions struct {
 // gateway certificate verified explicitly in VerifyConnection (chain,
 // ExtKeyUsageServerAuth, ServerName) on full and resumed handshakes, the
 // device certificate presented, and a session cache for resumption.
+//
+// The key exchanges offered (see KeyExchanges) are chosen when the
+// configuration is built, by whether the session cache holds a session for
+// ServerName: build one configuration per connection.
 //
 // Verification is done by the package's Verifier rather than by crypto/tls
 // so that both sides report the same typed errors; InsecureSkipVerify only
@@ -241,15 +293,27 @@ func ClientTLSConfig(opts ClientOptions) (*tls.Config, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(opts.Root)
 	serverName := opts.ServerName
+	// crypto/tls keys its session cache by the server name.
+	_, resuming := cache.Get(serverName)
+	tickets := cache
+	var hybrid *hybridTickets
+	if !opts.X25519Only {
+		hybrid = &hybridTickets{ClientSessionCache: cache}
+		tickets = hybrid
+	}
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		MaxVersion:         tls.VersionTLS13,
 		RootCAs:            roots,
 		ServerName:         serverName,
-		ClientSessionCache: cache,
+		ClientSessionCache: tickets,
+		CurvePreferences:   KeyExchanges(resuming, opts.X25519Only),
 		Time:               opts.Clock,
 		InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyConnection below, which always runs
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			if hybrid != nil {
+				hybrid.classical.Store(!cs.DidResume && cs.CurveID != tls.X25519MLKEM768)
+			}
 			return v.verifyGateway(context.TODO(), cs.PeerCertificates, serverName, cs.DidResume)
 		},
 	}

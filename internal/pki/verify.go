@@ -48,6 +48,14 @@ type Verifier struct {
 	// fullChecks counts chain verifications with signatures (tests check
 	// which path a resumed handshake took).
 	fullChecks atomic.Uint64
+	// pinnedChecks counts the verifications that took the pinned-issuer
+	// path (one signature), a subset of fullChecks.
+	pinnedChecks atomic.Uint64
+	// pinnedUsages are the extended key usages for which a leaf of the
+	// pinned issuer is verified with one signature check (see pinned);
+	// empty when the issuer or root carries constraints that only
+	// x509.Verify evaluates.
+	pinnedUsages []x509.ExtKeyUsage
 }
 
 // NewVerifier checks cfg and builds a Verifier.
@@ -89,7 +97,42 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	v := &Verifier{cfg: cfg, roots: roots, inter: inter}
 	h.Sum(v.trustID[:0])
+	if cfg.Issuer != nil && !cfg.Issuer.Equal(cfg.Root) && plainCA(cfg.Root, 1) && plainCA(cfg.Issuer, 0) {
+		for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth} {
+			if allowsUsage(cfg.Root, u) && allowsUsage(cfg.Issuer, u) {
+				v.pinnedUsages = append(v.pinnedUsages, u)
+			}
+		}
+	}
 	return v, nil
+}
+
+// plainCA reports whether ca is a CA certificate whose only constraints the
+// pinned-issuer path checks itself: no name or policy constraints, no
+// critical extension x509 does not handle, and a path length that allows
+// below reaches intermediates under it.
+func plainCA(ca *x509.Certificate, below int) bool {
+	return ca.IsCA && ca.BasicConstraintsValid &&
+		len(ca.UnhandledCriticalExtensions) == 0 &&
+		!ca.PermittedDNSDomainsCritical &&
+		len(ca.PermittedDNSDomains) == 0 && len(ca.ExcludedDNSDomains) == 0 &&
+		len(ca.PermittedIPRanges) == 0 && len(ca.ExcludedIPRanges) == 0 &&
+		len(ca.PermittedEmailAddresses) == 0 && len(ca.ExcludedEmailAddresses) == 0 &&
+		len(ca.PermittedURIDomains) == 0 && len(ca.ExcludedURIDomains) == 0 &&
+		len(ca.PolicyIdentifiers) == 0 && len(ca.Policies) == 0 &&
+		ca.RequireExplicitPolicy <= 0 && !ca.RequireExplicitPolicyZero &&
+		ca.InhibitPolicyMapping <= 0 && !ca.InhibitPolicyMappingZero &&
+		ca.InhibitAnyPolicy <= 0 && !ca.InhibitAnyPolicyZero &&
+		(ca.MaxPathLen < 0 || ca.MaxPathLen >= below || (ca.MaxPathLen == 0 && !ca.MaxPathLenZero))
+}
+
+// allowsUsage reports whether a CA's extended key usages let it take part
+// in a chain for usage, as x509.Verify decides it.
+func allowsUsage(ca *x509.Certificate, usage x509.ExtKeyUsage) bool {
+	if len(ca.ExtKeyUsage) == 0 && len(ca.UnknownExtKeyUsage) == 0 {
+		return true
+	}
+	return slices.Contains(ca.ExtKeyUsage, x509.ExtKeyUsageAny) || slices.Contains(ca.ExtKeyUsage, usage)
 }
 
 // Root returns the trust anchor.
@@ -283,6 +326,12 @@ func (v *Verifier) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, ser
 		return nil, certError(ErrUnsupportedKey, leaf, "", err)
 	}
 	t := v.Now()
+	if v.pinned(leaf, usage, t) {
+		if serverName == "" || leaf.VerifyHostname(serverName) == nil {
+			v.pinnedChecks.Add(1)
+			return leaf, nil
+		}
+	}
 	inter := v.inter
 	if v.cfg.Issuer == nil && len(chain) > 1 {
 		inter = v.inter.Clone()
@@ -320,6 +369,31 @@ func (v *Verifier) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, ser
 		}
 	}
 	return leaf, nil
+}
+
+// pinned is the full verification of a leaf under a pinned issuer, with
+// one signature check: the issuer's own link to the root was verified
+// once, in NewVerifier, so a chain leaf → issuer → root is sound when the
+// leaf names the issuer, its signature verifies under the issuer's key
+// (CheckSignatureFrom also requires the issuer to be a CA allowed to sign
+// certificates and refuses insecure algorithms), and leaf, issuer and root
+// are valid at t. x509.Verify's other checks are met by construction
+// (pinnedUsages: no name or policy constraints, path length, the CAs'
+// extended key usages) or here: the leaf has no unhandled critical
+// extension and lists usage. Anything else returns false and the caller
+// runs x509.Verify, which also gives the precise error.
+func (v *Verifier) pinned(leaf *x509.Certificate, usage x509.ExtKeyUsage, t time.Time) bool {
+	if !slices.Contains(v.pinnedUsages, usage) {
+		return false
+	}
+	iss, root := v.cfg.Issuer, v.cfg.Root
+	valid := func(c *x509.Certificate) bool { return !t.Before(c.NotBefore) && !t.After(c.NotAfter) }
+	return len(leaf.UnhandledCriticalExtensions) == 0 &&
+		slices.Contains(leaf.ExtKeyUsage, usage) &&
+		bytes.Equal(leaf.RawIssuer, iss.RawSubject) &&
+		(len(leaf.AuthorityKeyId) == 0 || bytes.Equal(leaf.AuthorityKeyId, iss.SubjectKeyId)) &&
+		valid(leaf) && valid(iss) && valid(root) &&
+		leaf.CheckSignatureFrom(iss) == nil
 }
 
 // DevicePins are the certificates a device trusts: the root, always, and

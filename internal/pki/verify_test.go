@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -267,4 +268,61 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestVerifierPinnedPath checks that a leaf of the pinned issuer is
+// verified with one signature check, and that what that path does not
+// accept still goes through x509.Verify and is refused.
+func TestVerifierPinnedPath(t *testing.T) {
+	clock := newTestClock()
+	ca := newTestAuthority(t, clock, Ed25519)
+	other := newTestAuthority(t, clock, Ed25519) // same subject names, other keys
+	v, err := ca.DeviceVerifier(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(a *Authority) *x509.Certificate {
+		c, err := a.IssueDevice(mustKey(t, Ed25519).Public(), DeviceOptions{DeviceID: "pinned-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf
+	}
+	good := issue(ca)
+	// The same certificate with its signature's last byte changed.
+	raw := bytes.Clone(good.Raw)
+	raw[len(raw)-1] ^= 1
+	tampered, err := x509.ParseCertificate(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		leaf       *x509.Certificate
+		at         time.Time
+		wantErr    error
+		wantPinned uint64
+	}{
+		{"valid", good, clock.Now(), nil, 1},
+		{"bad signature", tampered, clock.Now(), ErrUnknownAuthority, 0},
+		{"other authority", issue(other), clock.Now(), ErrUnknownAuthority, 0},
+		{"expired", good, good.NotAfter.Add(time.Hour), ErrExpired, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock.Set(tc.at)
+			defer clock.Set(newTestClock().Now())
+			pinned0, full0 := v.pinnedChecks.Load(), v.fullChecks.Load()
+			_, err := v.VerifyDevice(t.Context(), []*x509.Certificate{tc.leaf})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tc.wantErr)
+			}
+			if got := v.pinnedChecks.Load() - pinned0; got != tc.wantPinned {
+				t.Errorf("got %d pinned-path verifications, want %d", got, tc.wantPinned)
+			}
+			if got := v.fullChecks.Load() - full0; got != 1 {
+				t.Errorf("got %d full verifications, want 1", got)
+			}
+		})
+	}
 }

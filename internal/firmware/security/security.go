@@ -374,7 +374,11 @@ func (m *Manager) enroll(rec *enrolledRecord) error {
 	return nil
 }
 
-// Certificate returns the device's TLS client certificate.
+// Certificate returns the device's TLS client certificate: the leaf
+// alone. Gateways pin the device CA (pki.ServerTLSConfig requires it) and
+// ignore intermediates a device sends, so the device CA would only cost
+// bytes on the link and, in every session a gateway holds, a parsed
+// certificate (about 3 KiB) kept by crypto/tls.
 func (m *Manager) Certificate() (*tls.Certificate, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -385,7 +389,7 @@ func (m *Manager) Certificate() (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Certificate{Certificate: m.enr.Chain, PrivateKey: m.key, Leaf: leaf}, nil
+	return &tls.Certificate{Certificate: [][]byte{m.enr.Chain[0]}, PrivateKey: m.key, Leaf: leaf}, nil
 }
 
 func (m *Manager) leafLocked() (*x509.Certificate, error) {

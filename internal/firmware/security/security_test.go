@@ -253,8 +253,8 @@ func TestEnroll(t *testing.T) {
 				return
 			}
 			cert, err := after.sec.Certificate()
-			if err != nil || len(cert.Certificate) != 2 || cert.Leaf == nil {
-				t.Fatalf("certificate: %v", err)
+			if err != nil || len(cert.Certificate) != 1 || cert.Leaf == nil {
+				t.Fatalf("certificate: %v, want the leaf alone", err)
 			}
 			if _, err := x509.ParseCertificate(cert.Certificate[0]); err != nil {
 				t.Fatal(err)
