@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"slices"
 	"time"
 
@@ -92,9 +93,14 @@ func (o *Options) setDefaults() error {
 		o.RolloutTimeout = 2*time.Minute + time.Duration(o.Devices)*60*time.Millisecond
 	}
 	if o.GatewayExec == "" {
-		exe, err := os.Executable()
+		// The name this process was started by, found as the shell found
+		// it, keeps working where the binary is a link to a multi-call
+		// executable; the executable itself otherwise.
+		exe, err := exec.LookPath(os.Args[0])
 		if err != nil {
-			return fmt.Errorf("bench: the gateway binary: %w", err)
+			if exe, err = os.Executable(); err != nil {
+				return fmt.Errorf("bench: the gateway binary: %w", err)
+			}
 		}
 		o.GatewayExec = exe
 	}
@@ -135,11 +141,14 @@ type Report struct {
 	// Writes are the API server's write requests during the window, by
 	// resource.
 	Writes map[string]float64 `json:"writes"`
-	// WritesPerDeviceHour is every write of the window per device, scaled
-	// to an hour; ProjectedPerDeviceHour scales the Device status writes
-	// (the lastSeen refreshes) to the product's 1-hour period instead.
+	// WritesPerDeviceHour is every write of the window but the Leases' per
+	// device, scaled to an hour; ProjectedPerDeviceHour scales the Device
+	// status writes (the lastSeen refreshes) to the product's 1-hour period
+	// instead. LeaseWritesPerHour are the Lease renewals of the gateways,
+	// the controller and the API server, which do not grow with the fleet.
 	WritesPerDeviceHour    float64 `json:"writesPerDeviceHour"`
 	ProjectedPerDeviceHour float64 `json:"projectedWritesPerDeviceHour"`
+	LeaseWritesPerHour     float64 `json:"leaseWritesPerHour"`
 	// GatewayCPU is the gateways' CPU time during the window, and
 	// CPUPer1000 the share of a core they used per 1,000 devices.
 	GatewayCPU time.Duration `json:"gatewayCpuNs"`
@@ -191,6 +200,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		DataDir: dir, Gateways: opts.Gateways, Mix: opts.Mix,
 		GatewayExec: opts.GatewayExec, GatewayArgs: []string{"--last-seen-period", opts.LastSeenPeriod.String()},
 		HeartbeatInterval: opts.HeartbeatInterval, Logger: opts.Logger,
+		SourceAddrs: sourceAddrs(opts.Devices),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -237,6 +247,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	opts.Progress("stopping")
 	return r, nil
+}
+
+// devicesPerSource is how many devices dial from one loopback address: the
+// gateway admits at most 64 pending connections per source address, and a
+// fleet behind one address would spend its time in reconnection backoff.
+const devicesPerSource = 40
+
+// sourceAddrs returns loopback addresses for n devices, from 127.0.1.1 on.
+func sourceAddrs(n int) []string {
+	k := min((n+devicesPerSource-1)/devicesPerSource, 250*250)
+	out := make([]string, k)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250)
+	}
+	return out
 }
 
 // sleep waits d or until ctx ends.

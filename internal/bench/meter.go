@@ -311,12 +311,16 @@ func (m *meter) steady(ctx context.Context, r *Report, window time.Duration) err
 	}
 	hours := elapsed.Hours()
 	devices := float64(r.Devices)
-	r.WritesPerDeviceHour = total / devices / hours
+	// Leases (the gateways', the controller's leader election, the API
+	// server's own) are written at a fixed rate whatever the fleet.
+	leases := r.Writes["leases"]
+	r.LeaseWritesPerHour = leases / hours
+	r.WritesPerDeviceHour = (total - leases) / devices / hours
 	// Device status writes at steady state are the lastSeen refreshes,
 	// whose rate is inversely proportional to the period.
 	status := r.Writes["devices/status"]
 	scale := min(r.LastSeenPeriod.Hours(), 1)
-	r.ProjectedPerDeviceHour = ((total - status) + status*scale) / devices / hours
+	r.ProjectedPerDeviceHour = ((total - leases - status) + status*scale) / devices / hours
 	r.GatewayCPU = c1 - c0
 	r.CPUPer1000 = r.GatewayCPU.Seconds() / elapsed.Seconds() / (devices / 1000)
 	r.Heartbeats = (h1 - h0) / elapsed.Seconds()

@@ -88,7 +88,7 @@ func (p *Platform) startChildGateway(ctx context.Context, i int) error {
 			rg.done <- exitError(name, err)
 		case <-time.After(childStopGrace):
 			_ = cmd.Process.Kill()
-			<-exited
+			_ = <-exited // killed: the exit status says nothing more
 			rg.done <- fmt.Errorf("%s did not stop within %v after SIGTERM: killed", name, childStopGrace)
 		}
 	}
@@ -96,7 +96,7 @@ func (p *Platform) startChildGateway(ctx context.Context, i int) error {
 		select {
 		case err := <-exited:
 			exited <- err
-			return false, fmt.Errorf("%s exited (%v); its log: %s", name, err, logPath)
+			return false, fmt.Errorf("%s exited (its log: %s): %w", name, logPath, err)
 		default:
 		}
 		return child.ready(ctx), nil

@@ -70,6 +70,11 @@ type Options struct {
 	Mix string
 	// Sample deploys the blinky sample application to every device.
 	Sample bool
+	// SourceAddrs are loopback addresses the simulated devices dial from,
+	// round robin, as devices of a real fleet come from many addresses
+	// (a gateway bounds the connections pending per source); default the
+	// host's.
+	SourceAddrs []string
 	// HeartbeatInterval of gateways and simulated devices; default 30s.
 	HeartbeatInterval time.Duration
 	// GatewayExec, when set, is the path of a wasmbed binary: the gateways

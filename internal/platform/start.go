@@ -272,7 +272,7 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 		Devices: p.opts.Devices, Gateways: sess, EnrollGateways: enr,
 		Root: p.bundle.root, GatewayCA: p.bundle.gatewayCA, DeviceCA: p.bundle.deviceCA,
 		DataDir: p.opts.devicesDir(), Mix: shares, HeartbeatInterval: p.opts.HeartbeatInterval,
-		SummaryInterval: -1, Logger: p.log.With("component", "devices"),
+		SummaryInterval: -1, Logger: p.log.With("component", "devices"), SourceAddrs: p.opts.SourceAddrs,
 	})
 	if err != nil {
 		return fmt.Errorf("platform: %w", err)
