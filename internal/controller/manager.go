@@ -41,9 +41,16 @@ const (
 	// docs/operations.md).
 	DefaultQPS   = 500
 	DefaultBurst = 1000
+	// csrWorkers is the number of certificate requests signed at once.
+	csrWorkers = 16
 	// DefaultUnreachableAfter is how long a Connected device may go
-	// without a lastSeen refresh before it is Unreachable.
-	DefaultUnreachableAfter = 3 * time.Minute
+	// without a lastSeen refresh before it is Unreachable. Gateways refresh
+	// lastSeen once per --last-seen-period (default 1h, plus up to 20%
+	// jitter) and detect missed heartbeats themselves; this is the backstop
+	// for a gateway that holds its Lease but lost track of a device, and
+	// must exceed the gateways' period with its jitter, or connected
+	// devices would flap to Unreachable between two refreshes.
+	DefaultUnreachableAfter = 3 * time.Hour
 	// DefaultStatusInterval is the shortest time between two count-only
 	// status writes of one Application.
 	DefaultStatusInterval = time.Second
@@ -235,7 +242,11 @@ func New(opts Options) (manager.Manager, error) {
 		},
 		GracePeriod: opts.CSRGracePeriod, PendingTimeout: opts.CSRPendingTimeout,
 	}
-	if err := csrs.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+	// Signing a request is three API round trips (a live read of the
+	// pairing window, the approval, the certificate) around well under a
+	// millisecond of cryptography: workers wait on the API server, and a
+	// fleet enrolling at once queues its requests behind them.
+	if err := csrs.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: csrWorkers}); err != nil {
 		return nil, fmt.Errorf("controller: certificate signer: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

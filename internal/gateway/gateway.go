@@ -148,6 +148,15 @@ type Options struct {
 	APIAuthorizer    authorizer.Authorizer
 }
 
+// DefaultLastSeenPeriod is Options.LastSeenPeriod's default. Each device's
+// period is lengthened by up to a fifth (LastSeenJitter), by a hash of its
+// name, so that a fleet connected at once does not refresh at once.
+const DefaultLastSeenPeriod = time.Hour
+
+// LastSeenJitter is the largest fraction by which a device's lastSeen
+// period is lengthened.
+const LastSeenJitter = 0.2
+
 func (o *Options) setDefaults() error {
 	if o.Name == "" {
 		return errors.New("gateway: a replica name is required")
@@ -180,7 +189,7 @@ func (o *Options) setDefaults() error {
 	}
 	def(&o.HeartbeatInterval, 30*time.Second)
 	def(&o.UnreachableAfter, 3*o.HeartbeatInterval)
-	def(&o.LastSeenPeriod, time.Hour)
+	def(&o.LastSeenPeriod, DefaultLastSeenPeriod)
 	def(&o.LeaseDuration, 15*time.Second)
 	def(&o.CertificateCheckPeriod, time.Minute)
 	def(&o.CommandTimeout, time.Minute)

@@ -162,7 +162,7 @@ func (g *Gateway) lastSeenDue(key types.NamespacedName) time.Duration {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key.String()))
 	p := g.opts.LastSeenPeriod
-	return p + time.Duration(uint64(h.Sum32())%uint64(p/5+1)) //nolint:gosec // durations are positive
+	return p + time.Duration(uint64(h.Sum32())%uint64(float64(p)*LastSeenJitter+1)) //nolint:gosec // durations are positive
 }
 
 // lastSeenStale reports whether a connected device's stored lastSeen is

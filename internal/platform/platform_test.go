@@ -13,6 +13,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/controller"
 	"github.com/wasmbed/wasmbed/internal/gateway"
 	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/platform"
@@ -128,4 +129,16 @@ func deviceApps(t *testing.T, c client.Client) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// TestUnreachableAfterExceedsLastSeen: the controller marks a Connected
+// device Unreachable when its lastSeen is older than UnreachableAfter, and
+// gateways refresh lastSeen once per period plus jitter: with the defaults,
+// a connected device must never look stale between two refreshes.
+func TestUnreachableAfterExceedsLastSeen(t *testing.T) {
+	longest := time.Duration(float64(gateway.DefaultLastSeenPeriod) * (1 + gateway.LastSeenJitter))
+	if controller.DefaultUnreachableAfter <= longest {
+		t.Errorf("controller.DefaultUnreachableAfter %v <= the gateways' longest lastSeen period %v: connected devices would flap to Unreachable",
+			controller.DefaultUnreachableAfter, longest)
+	}
 }
