@@ -229,6 +229,9 @@ func TestFleetCommands(t *testing.T) {
 		if !strings.Contains(r.stdout, "application default/bad created") {
 			t.Errorf("failing deploy:\n%s", r.stdout)
 		}
+		r = wb(t, "app", "deploy", blinky, "--name", "nowhere", "--device", "nosuch", "--wait", "--wait-timeout", "1s")
+		r.fails(t, ExitFailure, "timed out after 1s waiting for application default/nowhere to roll out (0/0 devices running, phase Pending)")
+		wb(t, "app", "delete", "nowhere").ok(t)
 		r = wb(t, "app", "delete", "bad", "--wait").ok(t)
 		if !strings.Contains(r.stdout, "removed") {
 			t.Errorf("delete --wait:\n%s", r.stdout)

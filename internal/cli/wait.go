@@ -51,9 +51,12 @@ func (e *WaitTimeoutError) Error() string {
 // running changes, and one per device failure as it is seen. It returns the
 // Application as last read.
 func waitRollout(ctx context.Context, c client.Client, app *wasmbedv1.Application, out io.Writer, timeout time.Duration) (*wasmbedv1.Application, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// The reads use ctx, not a context with the wait's deadline: the
+	// client's rate limiter refuses a request that might outlast a
+	// deadline, with an error that would hide the timeout.
+	deadline := time.Now().Add(timeout)
 	key := client.ObjectKeyFromObject(app)
+	what := "application " + key.String() + " to roll out"
 	generation := app.Generation
 	stopped := app.Spec.State == wasmbedv1.RunStateStopped
 	lastLine := ""
@@ -63,12 +66,10 @@ func waitRollout(ctx context.Context, c client.Client, app *wasmbedv1.Applicatio
 	defer tick.Stop()
 	for {
 		cur := &wasmbedv1.Application{}
-		err := c.Get(ctx, key, cur)
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return nil, waitEnded(ctx, "application "+key.String()+" to roll out", timeout, state)
-		default:
+		if err := c.Get(ctx, key, cur); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+			}
 			return nil, clusterError(err, "application "+key.String())
 		}
 		if cur.Status.ObservedGeneration >= generation {
@@ -98,11 +99,30 @@ func waitRollout(ctx context.Context, c client.Client, app *wasmbedv1.Applicatio
 				return cur, &RolloutFailedError{Application: key.String(), Reason: d.Reason, Message: d.Message}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil, waitEnded(ctx, "application "+key.String()+" to roll out", timeout, state)
-		case <-tick.C:
+		if err := sleepUntilNext(ctx, tick, deadline); err != nil {
+			return nil, waitEnded(err, what, timeout, state)
 		}
+	}
+}
+
+// errWaitTimeout ends a wait whose deadline passed.
+var errWaitTimeout = errors.New("wait timeout")
+
+// sleepUntilNext waits for the next tick, or returns errWaitTimeout once
+// deadline has passed, or ctx's error.
+func sleepUntilNext(ctx context.Context, tick *time.Ticker, deadline time.Time) error {
+	if !time.Now().Before(deadline) {
+		return errWaitTimeout
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return errWaitTimeout
+	case <-tick.C:
+		return nil
 	}
 }
 
@@ -113,13 +133,13 @@ func settledDegraded(a *wasmbedv1.Application) bool {
 	return degraded(a) != nil && p != nil && p.Status == metav1.ConditionFalse
 }
 
-// waitEnded is the error of a wait whose context ended: a timeout, or the
+// waitEnded is the error of a wait that ended early: a timeout, or the
 // caller's interruption.
-func waitEnded(ctx context.Context, what string, timeout time.Duration, state string) error {
-	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+func waitEnded(err error, what string, timeout time.Duration, state string) error {
+	if errors.Is(err, errWaitTimeout) {
 		return &WaitTimeoutError{What: what, After: timeout, State: state}
 	}
-	return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+	return fmt.Errorf("waiting for %s: %w", what, err)
 }
 
 // stoppedCount counts the application's devices that report it stopped.
@@ -168,12 +188,10 @@ func reportFailures(ctx context.Context, c client.Client, key types.NamespacedNa
 
 // waitGone waits until the Application key no longer exists.
 func waitGone(ctx context.Context, c client.Client, key types.NamespacedName, out io.Writer, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	deadline := time.Now().Add(timeout)
 	what := "application " + key.String() + " to be removed"
 	tick := time.NewTicker(waitInterval)
 	defer tick.Stop()
-	state := "still there"
 	for {
 		err := c.Get(ctx, key, &wasmbedv1.Application{})
 		switch {
@@ -183,10 +201,8 @@ func waitGone(ctx context.Context, c client.Client, key types.NamespacedName, ou
 		case err != nil && ctx.Err() == nil:
 			return clusterError(err, "application "+key.String())
 		}
-		select {
-		case <-ctx.Done():
-			return waitEnded(ctx, what, timeout, state)
-		case <-tick.C:
+		if err := sleepUntilNext(ctx, tick, deadline); err != nil {
+			return waitEnded(err, what, timeout, "devices are still removing it")
 		}
 	}
 }
