@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/rogpeppe/go-internal/testscript"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -362,4 +363,16 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUsageScripts runs testdata/script/usage_*.txtar.
+func TestUsageScripts(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "script", "usage_*.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no usage scripts found")
+	}
+	testscript.Run(t, testscript.Params{Files: files, RequireExplicitExec: true})
 }
