@@ -231,7 +231,7 @@ func TestFleetCommands(t *testing.T) {
 			t.Errorf("failing deploy:\n%s", r.stdout)
 		}
 		r = wb(t, "app", "deploy", blinky, "--name", "nowhere", "--device", "nosuch", "--wait", "--wait-timeout", "1s")
-		r.fails(t, ExitFailure, "timed out after 1s waiting for application default/nowhere to roll out (0/0 devices running, phase Pending)")
+		r.fails(t, ExitFailure, "timed out after 1s waiting for application default/nowhere to roll out (0/0 devices running, 0 updated, phase Pending)")
 		wb(t, "app", "delete", "nowhere").ok(t)
 		r = wb(t, "app", "delete", "bad", "--wait").ok(t)
 		if !strings.Contains(r.stdout, "removed") {

@@ -80,7 +80,7 @@ func waitRollout(ctx context.Context, c client.Client, app *wasmbedv1.Applicatio
 				goal = "stopped"
 				done = stoppedCount(ctx, c, key)
 			}
-			state = fmt.Sprintf("%d/%d devices %s, phase %s", done, st.TargetCount, goal, appPhase(cur))
+			state = fmt.Sprintf("%d/%d devices %s, %d updated, phase %s", done, st.TargetCount, goal, st.UpdatedCount, appPhase(cur))
 			if state != lastLine {
 				fmt.Fprintf(out, "  %s\n", state)
 				lastLine = state
