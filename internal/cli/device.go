@@ -16,9 +16,11 @@ import (
 func newDeviceCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "device",
-		Short: "Run a simulated device",
+		Short: "List, describe and revoke devices; run a simulated device",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 	}
-	cmd.AddCommand(newDeviceRunCommand())
+	cmd.AddCommand(newDeviceListCommand(), newDeviceDescribeCommand(), newDeviceRevokeCommand(), newDeviceRunCommand())
 	return cmd
 }
 

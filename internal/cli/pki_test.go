@@ -7,10 +7,17 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/wasmbed/wasmbed/internal/modcheck"
 )
 
-// TestMain lets testscript scripts run the real command tree as `wasmbed`.
+// TestMain lets testscript scripts run the real command tree as `wasmbed`,
+// and runs the controller's module checks when the test binary is started
+// as their child (the in-process platform of the fleet tests).
 func TestMain(m *testing.M) {
+	if modcheck.IsChild() {
+		os.Exit(modcheck.RunChild())
+	}
 	testscript.Main(m, map[string]func(){
 		"wasmbed": func() { os.Exit(Main()) },
 	})

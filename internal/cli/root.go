@@ -45,6 +45,7 @@ func NewRootCommand() *cobra.Command {
 			return nil
 		},
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
@@ -53,7 +54,9 @@ func NewRootCommand() *cobra.Command {
 		newControllerCommand(),
 		newKubectlCommand(),
 		newPKICommand(),
+		newAppCommand(),
 		newDeviceCommand(),
+		newPairingCommand(),
 		newSimCommand(),
 		newBenchCommand(),
 		newVersionCommand(),
@@ -74,15 +77,38 @@ func Main() int {
 	return Execute(ctx, os.Args[1:])
 }
 
-// Execute runs the command tree with args and returns the process exit code.
+// Exit codes of the wasmbed binary.
+const (
+	// ExitFailure: the command failed.
+	ExitFailure = 1
+	// ExitUsage: the command line is wrong (arguments, flags, values); nothing
+	// was done.
+	ExitUsage = 2
+)
+
+// Execute runs the command tree with args and returns the process exit code:
+// 0, ExitUsage for a wrong command line, ExitFailure for any other error,
+// with the error on one line of stderr.
 func Execute(ctx context.Context, args []string) int {
+	return run(ctx, args, os.Stdout, os.Stderr)
+}
+
+// run is Execute with its standard streams.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRootCommand()
 	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "wasmbed: %v\n", err)
-		return 1
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
-	return 0
+	fmt.Fprintf(stderr, "wasmbed: %v\n", err)
+	if isUsageError(err) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return ExitUsage
+	}
+	return ExitFailure
 }
 
 func newLogger(w io.Writer, opts *globalOptions) (*slog.Logger, error) {

@@ -20,6 +20,7 @@ import (
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
 	"github.com/wasmbed/wasmbed/internal/artifact"
 	"github.com/wasmbed/wasmbed/internal/firmware/profile"
+	"github.com/wasmbed/wasmbed/internal/fleetctl"
 	"github.com/wasmbed/wasmbed/internal/issuer"
 	"github.com/wasmbed/wasmbed/internal/modcheck"
 	"github.com/wasmbed/wasmbed/internal/sandbox"
@@ -29,13 +30,13 @@ import (
 const (
 	// PayloadKey holds, in binaryData, the bytes devices receive: the
 	// module, or a confidential module's ciphertext.
-	PayloadKey = "payload"
+	PayloadKey = fleetctl.PayloadKey
 	// WrappedKeyKey holds, in binaryData, a confidential module's content
 	// key wrapped to the issuer key, for a rollback to re-create the
 	// Application's sealedModule.
-	WrappedKeyKey = "wrappedKey"
+	WrappedKeyKey = fleetctl.WrappedKeyKey
 	// IssuerKeyIDKey holds, in data, the id of that issuer key.
-	IssuerKeyIDKey = "issuerKeyID"
+	IssuerKeyIDKey = fleetctl.IssuerKeyIDKey
 )
 
 // version is an Application version prepared for issuing: the payload hashed

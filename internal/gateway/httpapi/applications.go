@@ -4,12 +4,11 @@ import (
 	"fmt"
 	"net/http"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fleetctl"
 )
 
 var (
@@ -62,6 +61,11 @@ func (c *call) applicationName() string {
 	return fmt.Sprintf("application %s/%s", c.namespace, c.name)
 }
 
+// key is the path's object.
+func (c *call) key() types.NamespacedName {
+	return types.NamespacedName{Namespace: c.namespace, Name: c.name}
+}
+
 func (a *api) getApplication(c *call) (*wasmbedv1.Application, error) {
 	var app wasmbedv1.Application
 	if err := a.opts.Reader.Get(c.r.Context(), types.NamespacedName{Namespace: c.namespace, Name: c.name}, &app); err != nil {
@@ -90,10 +94,8 @@ func (a *api) setRunState(state wasmbedv1.RunState) func(*call) error {
 		if err := c.readOptionalJSON(&struct{}{}); err != nil {
 			return err
 		}
-		app := &wasmbedv1.Application{}
-		app.Namespace, app.Name = c.namespace, c.name
-		patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"state":%q}}`, state))
-		if err := a.opts.Writer.Patch(c.r.Context(), app, patch); err != nil {
+		app, err := fleetctl.SetRunState(c.r.Context(), a.opts.Writer, c.key(), state)
+		if err != nil {
 			return fromKubernetes(err, c.applicationName())
 		}
 		return c.writeJSON(http.StatusOK, a.applicationView(app))
@@ -109,9 +111,7 @@ func (a *api) deleteApplication(c *call) error {
 	if err := c.readOptionalJSON(&struct{}{}); err != nil {
 		return err
 	}
-	app := &wasmbedv1.Application{}
-	app.Namespace, app.Name = c.namespace, c.name
-	if err := a.opts.Writer.Delete(c.r.Context(), app, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+	if err := fleetctl.DeleteApplication(c.r.Context(), a.opts.Writer, c.key()); err != nil {
 		return fromKubernetes(err, c.applicationName())
 	}
 	c.w.WriteHeader(http.StatusNoContent)

@@ -7,25 +7,19 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"regexp"
 	"slices"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fleetctl"
 )
 
-// Bounds of a deploy, matching what the Application CRD accepts.
+// Bounds of a deploy: fleetctl's, the Application CRD's.
 const (
-	maxMemoryLimit   = 256 << 20
-	maxStackSize     = 16 << 20
-	maxTimeout       = time.Hour
-	maxVersionLength = 64
-	maxTargets       = 1000
+	maxMemoryLimit   = fleetctl.MaxMemoryLimit
+	maxStackSize     = fleetctl.MaxStackSize
+	maxVersionLength = fleetctl.MaxVersionLength
 	// maxDeployJSON bounds a JSON deploy: the module as base64 and the
 	// rest of the request.
 	maxDeployJSON = (MaxModuleSize+2)/3*4 + maxDeployMetadata
@@ -39,7 +33,7 @@ const (
 
 // AnnotationCreatedBy records, on an Application deployed through the API,
 // the user who deployed it: Kubernetes sees the gateway create it.
-const AnnotationCreatedBy = "wasmbed.github.io/created-by"
+const AnnotationCreatedBy = fleetctl.AnnotationCreatedBy
 
 // Multipart part names of a deploy.
 const (
@@ -49,9 +43,6 @@ const (
 
 // wasmHeader is the WebAssembly magic and binary version 1.
 var wasmHeader = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
-
-// timeoutPattern is the CRD's pattern of an execution timeout.
-var timeoutPattern = regexp.MustCompile(`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`)
 
 // DeployRequest is the body of a deploy: the Application to create. As JSON
 // the module is standard base64 in Module; as multipart/form-data the part
@@ -203,91 +194,26 @@ func multipartError(err error) *Problem {
 	return invalid("the multipart body does not parse").withCause(err)
 }
 
-// validate checks a deploy against the Application's rules, so that most
-// mistakes are reported with their fields before Kubernetes is asked.
+// deploy returns r as fleetctl's deploy.
+func (r *DeployRequest) deploy(user string) *fleetctl.Deploy {
+	return &fleetctl.Deploy{
+		Name: r.Name, Version: r.Version, Module: r.Module, TargetDevices: r.TargetDevices,
+		Selector: r.Selector, Config: r.Config, State: r.State, Labels: r.Labels, CreatedBy: user,
+	}
+}
+
+// validate checks a deploy against the Application's rules
+// (fleetctl.Deploy.Validate), so that most mistakes are reported with their
+// fields before Kubernetes is asked.
 func (r *DeployRequest) validate() []FieldError {
 	var errs []FieldError
-	bad := func(f, format string, args ...any) {
-		errs = append(errs, FieldError{Field: f, Detail: fmt.Sprintf(format, args...)})
-	}
-	if r.Name == "" {
-		bad("name", "required")
-	} else {
-		for _, e := range validation.IsDNS1123Label(r.Name) {
-			bad("name", "%s", e)
-		}
-	}
-	if len(r.Version) > maxVersionLength {
-		bad("version", "longer than %d characters", maxVersionLength)
-	}
-	switch {
-	case len(r.Module) == 0:
-		bad("module", "required")
-	case !bytes.HasPrefix(r.Module, wasmHeader):
-		bad("module", "not a WebAssembly module: it must start with \\0asm and binary version 1")
-	}
-	if len(r.TargetDevices) == 0 && r.Selector == nil {
-		bad("targetDevices", "one of targetDevices or selector is required")
-	}
-	if len(r.TargetDevices) > maxTargets {
-		bad("targetDevices", "more than %d devices; use a selector", maxTargets)
-	} else {
-		for i, d := range r.TargetDevices {
-			for _, e := range validation.IsDNS1123Subdomain(d) {
-				bad(fmt.Sprintf("targetDevices[%d]", i), "%s", e)
-			}
-			if slices.Contains(r.TargetDevices[:i], d) {
-				bad(fmt.Sprintf("targetDevices[%d]", i), "duplicate %q", d)
-			}
-		}
-	}
-	if r.Selector != nil {
-		for _, e := range metav1validation.ValidateLabelSelector(r.Selector, metav1validation.LabelSelectorValidationOptions{}, field.NewPath("selector")) {
-			bad(e.Field, "%s", e.ErrorBody())
-		}
-	}
-	if cfg := r.Config; cfg != nil {
-		if cfg.MemoryLimit < 0 || cfg.MemoryLimit > maxMemoryLimit {
-			bad("config.memoryLimit", "must be from 0 to %d bytes", maxMemoryLimit)
-		}
-		if cfg.MaxStackSize < 0 || cfg.MaxStackSize > maxStackSize {
-			bad("config.maxStackSize", "must be from 0 to %d bytes", maxStackSize)
-		}
-		if t := cfg.ExecutionTimeout; t != "" {
-			d, err := time.ParseDuration(t)
-			switch {
-			case len(t) > 32 || !timeoutPattern.MatchString(t) || err != nil:
-				bad("config.executionTimeout", "%q is not a duration such as 500ms or 30s", t)
-			case d <= 0 || d > maxTimeout:
-				bad("config.executionTimeout", "must be more than 0s and at most 1h")
-			}
-		}
-	}
-	switch r.State {
-	case "", wasmbedv1.RunStateRunning, wasmbedv1.RunStateStopped:
-	default:
-		bad("state", "unsupported value %q: supported values: running, stopped", r.State)
-	}
-	for _, e := range metav1validation.ValidateLabels(r.Labels, field.NewPath("labels")) {
-		bad(e.Field, "%s", e.ErrorBody())
+	for _, e := range r.deploy("").Validate() {
+		errs = append(errs, FieldError{Field: e.Field, Detail: e.Detail})
 	}
 	return errs
 }
 
 // application returns the Application a valid deploy creates.
 func (r *DeployRequest) application(namespace, user string) *wasmbedv1.Application {
-	app := &wasmbedv1.Application{
-		ObjectMeta: metav1.ObjectMeta{Name: r.Name, Namespace: namespace, Labels: r.Labels},
-		Spec: wasmbedv1.ApplicationSpec{
-			Name: r.Name, Version: r.Version, WasmBinary: r.Module, TargetDevices: r.TargetDevices,
-			Selector: r.Selector, State: r.State,
-		},
-	}
-	if user != "" {
-		app.Annotations = map[string]string{AnnotationCreatedBy: user}
-	}
-	if r.Config != nil {
-		app.Spec.Config = *r.Config
-	}
-	return app
+	return r.deploy(user).Application(namespace)
 }

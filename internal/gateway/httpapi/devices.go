@@ -6,9 +6,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fleetctl"
 )
 
 // Values of the device filters.
@@ -104,10 +104,8 @@ func (a *api) revokeDevice(c *call) error {
 	if err := c.readOptionalJSON(&struct{}{}); err != nil {
 		return err
 	}
-	d := &wasmbedv1.Device{}
-	d.Namespace, d.Name = c.namespace, c.name
-	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"revoked":true}}`))
-	if err := a.opts.Writer.Patch(c.r.Context(), d, patch); err != nil {
+	d, err := fleetctl.RevokeDevice(c.r.Context(), a.opts.Writer, c.key())
+	if err != nil {
 		return fromKubernetes(err, fmt.Sprintf("device %s/%s", c.namespace, c.name))
 	}
 	return c.writeJSON(http.StatusOK, deviceView(d))

@@ -15,13 +15,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fleetctl"
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
 
 // MaxModuleSize is the largest WebAssembly module a deploy accepts, in bytes:
 // 768 KiB, whose base64 form (1 MiB) is the most an Application's
 // spec.wasmBinary holds.
-const MaxModuleSize = 768 << 10
+const MaxModuleSize = fleetctl.MaxModuleSize
 
 // Fleet is what only the gateway knows: the devices whose sessions it holds
 // and whether it is ready to serve. The gateway implements it; the API never

@@ -1,18 +1,13 @@
 package httpapi
 
 import (
-	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fleetctl"
 	"github.com/wasmbed/wasmbed/internal/pairing"
 )
 
@@ -61,25 +56,16 @@ func (a *api) pairingStatus(w pairing.Window) PairingStatus {
 	return s
 }
 
-func (a *api) pairingKey() types.NamespacedName {
-	return types.NamespacedName{Namespace: a.opts.SystemNamespace, Name: wasmbedv1.PairingConfigMap}
-}
-
 func (a *api) showPairing(c *call) error {
 	if err := c.noQuery(); err != nil {
 		return err
 	}
-	var cm corev1.ConfigMap
-	err := a.opts.Reader.Get(c.r.Context(), a.pairingKey(), &cm)
-	switch {
-	case apierrors.IsNotFound(err):
-		return c.writeJSON(http.StatusOK, a.pairingStatus(pairing.Window{}))
-	case err != nil:
-		return fromKubernetes(err, "the pairing window")
-	}
-	w, err := pairing.Parse(cm.Data)
+	w, err := fleetctl.Pairing(c.r.Context(), a.opts.Reader, a.opts.SystemNamespace)
 	if err != nil {
-		return internal(fmt.Errorf("configmap %s: %w", a.pairingKey(), err))
+		if errors.Is(err, pairing.ErrMalformed) {
+			return internal(err)
+		}
+		return fromKubernetes(err, "the pairing window")
 	}
 	return c.writeJSON(http.StatusOK, a.pairingStatus(w))
 }
@@ -131,38 +117,12 @@ func (a *api) closePairing(c *call) error {
 	return c.writeJSON(http.StatusOK, a.pairingStatus(pairing.Window{}))
 }
 
-// writePairing stores w in the pairing ConfigMap, creating it if needed. A
-// merge patch replaces every key of the window, so that nothing of an
-// earlier window (its token) survives.
+// writePairing stores w in the pairing ConfigMap (fleetctl.SetPairing).
 func (a *api) writePairing(c *call, w pairing.Window) error {
-	ctx := c.r.Context()
-	data := w.Data()
-	patchData := map[string]*string{}
-	for _, k := range []string{pairing.KeyOpenUntil, pairing.KeyOpenedAt, pairing.KeyOpenedBy, pairing.KeyTokenSHA256} {
-		patchData[k] = nil
-		if v, ok := data[k]; ok {
-			patchData[k] = &v
-		}
-	}
-	body, err := json.Marshal(map[string]any{"data": patchData})
-	if err != nil {
-		return internal(err)
-	}
-	key := a.pairingKey()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	for range 3 {
-		err = a.opts.Writer.Patch(ctx, cm, client.RawPatch(types.MergePatchType, body))
-		if !apierrors.IsNotFound(err) {
-			break
-		}
-		cm.Data = data
-		if err = a.opts.Writer.Create(ctx, cm); !apierrors.IsAlreadyExists(err) {
-			break
-		}
-	}
-	if apierrors.IsNotFound(err) {
+	err := fleetctl.SetPairing(c.r.Context(), a.opts.Writer, a.opts.SystemNamespace, w)
+	if errors.Is(err, fleetctl.ErrNotInstalled) {
 		// The system namespace is missing: the installation is incomplete.
-		return internal(fmt.Errorf("create configmap %s: %w", key, err))
+		return internal(err)
 	}
 	if err != nil {
 		return fromKubernetes(err, "the pairing window")
