@@ -241,6 +241,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 
+	// The rollout's last status writes (the Application's coalesced
+	// status among them) settle before the steady state is measured.
+	if err := sleep(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
 	opts.Progress(fmt.Sprintf("measuring the steady state for %v", opts.Steady))
 	if err := m.steady(ctx, r, opts.Steady); err != nil {
 		return nil, err
