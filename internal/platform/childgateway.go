@@ -88,8 +88,8 @@ func (p *Platform) startChildGateway(ctx context.Context, i int) error {
 			rg.done <- exitError(name, err)
 		case <-time.After(childStopGrace):
 			_ = cmd.Process.Kill()
-			_ = <-exited // killed: the exit status says nothing more
-			rg.done <- fmt.Errorf("%s did not stop within %v after SIGTERM: killed", name, childStopGrace)
+			err := <-exited
+			rg.done <- fmt.Errorf("%s did not stop within %v after SIGTERM, killed: %w", name, childStopGrace, err)
 		}
 	}
 	if err := poll(ctx, 2*time.Minute, func() (bool, error) {
