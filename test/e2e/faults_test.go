@@ -138,9 +138,11 @@ func TestControllerKilledMidRollout(t *testing.T) {
 }
 
 // TestAPIServerRestartedMidRollout stops etcd and kube-apiserver while an
-// update rolls out and starts them again on the same data: the gateway and
-// the controller, which kept running, recover on their own; the rollout
-// completes, and a further update proves both still work.
+// update rolls out, for longer than the controller's leader-election renew
+// deadline, and starts them again on the same data: the gateway, which kept
+// running, recovers on its own, the platform starts the controller that
+// lost its Lease again; the rollout completes, and a further update proves
+// both still work.
 func TestAPIServerRestartedMidRollout(t *testing.T) {
 	e := platformEnv(t)
 	fl := e.startFleet(t, fleetOptions{devices: fleetSize})
@@ -154,7 +156,14 @@ func TestAPIServerRestartedMidRollout(t *testing.T) {
 		fl.update(t, app, func(s *wasmbedv1.ApplicationSpec) { s.Version, s.WasmBinary = rel.version, rel.module })
 		if round < n {
 			fl.rolloutAt(t, app, rel.version)
-			e.restartAPIServer(t, 2*time.Second)
+			// The first outage outlasts the controller's leader-election
+			// renew deadline (10 s): it loses its Lease and must be
+			// started again; the others are short.
+			down := 2 * time.Second
+			if round == 0 {
+				down = 12 * time.Second
+			}
+			e.restartAPIServer(t, down)
 		}
 		fl.waitConverged(t, convergeTimeout(), desired{app: app, release: rel, installs: uint64(round) + 2}) //nolint:gosec // small
 	}
