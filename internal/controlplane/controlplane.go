@@ -261,6 +261,12 @@ func (cp *ControlPlane) startAPIServer(listener net.Listener, port int, etcdURL,
 	s.Authentication.ServiceAccounts.KeyFiles = []string{files.serviceAccountPublicKey()}
 	s.ServiceAccountSigningKeyFile = files.serviceAccountKey()
 	s.Authorization.Modes = []string{"RBAC"}
+	// Stop must not wait for clients' watches, which never end on their
+	// own: without this, kube-apiserver waits out its request timeout
+	// (a minute) for every open watch before it returns, so Stop fails and
+	// a restart on the same port finds it still taken. With it, Stop waits
+	// for ordinary requests to drain, then gives watches 2 seconds.
+	s.GenericServerRunOptions.ShutdownSendRetryAfter = true
 	s.ServiceClusterIPRanges = "10.0.0.0/24"
 	s.EndpointReconcilerType = "none"
 

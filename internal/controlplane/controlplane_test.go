@@ -187,3 +187,44 @@ func TestClientConfigIdentity(t *testing.T) {
 		t.Errorf("list devices without RBAC: got %v, want Forbidden", err)
 	}
 }
+
+// TestStopWithOpenWatch stops the control plane while a client watches, as
+// the controller and the gateways always do, and starts it again on the
+// same data directory and port: Stop succeeds, the watch ends, and the port
+// is free for the restart.
+func TestStopWithOpenWatch(t *testing.T) {
+	dir := t.TempDir()
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	opts := controlplane.Options{DataDir: dir, APIPort: port, Logger: quietLogger(), SkipCRDs: true}
+	cp, err := controlplane.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	cs, err := kubernetes.NewForConfig(cp.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.CoreV1().ConfigMaps("default").Watch(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer w.Stop()
+	if err := cp.Stop(); err != nil {
+		t.Fatalf("stop with a watch open: %v", err)
+	}
+	for range w.ResultChan() { // drains until the server ends the watch
+	}
+	cp, err = controlplane.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("start again on port %d: %v", port, err)
+	}
+	if err := cp.Stop(); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+}

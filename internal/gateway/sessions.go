@@ -274,7 +274,9 @@ func (g *Gateway) watchDevices(ctx context.Context) error {
 }
 
 // deviceChanged ends the local session of a Device that was revoked, or
-// that a newer session on another replica took over.
+// that a newer session on another replica took over, and has the status of
+// a Device whose live session this replica holds written again when it
+// says otherwise.
 func (g *Gateway) deviceChanged(dev *wasmbedv1.Device) {
 	key := client.ObjectKeyFromObject(dev)
 	ds := g.session(key)
@@ -290,6 +292,12 @@ func (g *Gateway) deviceChanged(dev *wasmbedv1.Device) {
 		dev.Status.ConnectedSince != nil && dev.Status.ConnectedSince.After(ds.since):
 		g.log.Info("device moved to another gateway", "device", key.String(), "to", dev.Status.Gateway)
 		ds.s.Close(session.CloseReplaced, &protocol.Disconnect{Reason: protocol.DisconnectReplaced})
+	case dev.Status.Phase != wasmbedv1.DevicePhaseConnected || dev.Status.Gateway != g.opts.Name:
+		// The status contradicts the live session this replica holds: the
+		// outcome of the device's previous session (Unreachable) was written
+		// after the new session's reconcile had read a cache that still said
+		// Connected, so that reconcile saw nothing to write. Write it again.
+		g.enqueue(key)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
@@ -346,6 +347,35 @@ func TestHeartbeatDeadline(t *testing.T) {
 			}
 		}
 		return false, "no event"
+	})
+}
+
+// TestStatusContradictingLiveSessionIsRewritten: when the Device says
+// Unreachable while the replica holds the device's live session — what a
+// previous session's outcome, written after the new session's reconcile
+// read a stale cache, leaves behind — the replica writes Connected again.
+func TestStatusContradictingLiveSessionIsRewritten(t *testing.T) {
+	p := newPlatform(t)
+	gw := p.startGateway("gw-0", nil)
+	key := newKey(t)
+	dev, cert := p.preRegister("flapper", key)
+	d, err := p.dial(gw.session, key, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.announce()
+	got := p.waitDevices("connected", 1, func(got *wasmbedv1.Device) bool {
+		return got.Name == dev.Name && got.Status.Phase == wasmbedv1.DevicePhaseConnected
+	})
+	stale := got[0].DeepCopy()
+	stale.Status.Phase = wasmbedv1.DevicePhaseUnreachable
+	apimeta.SetStatusCondition(&stale.Status.Conditions, metav1.Condition{Type: wasmbedv1.ConditionConnected,
+		Status: metav1.ConditionFalse, Reason: "ConnectionLost", Message: "session with gateway gw-0 ended"})
+	if err := env.Client.Status().Update(t.Context(), stale); err != nil {
+		t.Fatal(err)
+	}
+	p.waitDevices("connected again", 1, func(got *wasmbedv1.Device) bool {
+		return got.Name == dev.Name && got.Status.Phase == wasmbedv1.DevicePhaseConnected && got.Status.Gateway == "gw-0"
 	})
 }
 

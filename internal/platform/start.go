@@ -146,7 +146,9 @@ func (p *Platform) identity(account string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// StartController starts the controller (after StopController, again).
+// StartController starts the controller (after StopController, again). A
+// controller that stops on its own, having lost its leader Lease while the
+// API server was unreachable, is started again.
 func (p *Platform) StartController() error {
 	cfg, err := p.identity(controllerAccount)
 	if err != nil {
@@ -155,14 +157,31 @@ func (p *Platform) StartController() error {
 	ctx, cancel := context.WithCancel(p.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- controller.Run(ctx, controller.Options{
-			RESTConfig:         cfg,
-			MetricsAddr:        "0",
-			ProbeAddr:          "0",
-			LeaderElection:     true,
-			GatewayIPs:         []net.IP{net.ParseIP(p.opts.Host)},
-			SkipNameValidation: true,
-		})
+		for {
+			err := controller.Run(ctx, controller.Options{
+				RESTConfig:         cfg,
+				MetricsAddr:        "0",
+				ProbeAddr:          "0",
+				LeaderElection:     true,
+				GatewayIPs:         []net.IP{net.ParseIP(p.opts.Host)},
+				SkipNameValidation: true,
+			})
+			if ctx.Err() != nil {
+				done <- err
+				return
+			}
+			// On its own the controller stops when it lost its leader
+			// Lease, the API server having been out of reach for longer
+			// than the renew deadline: on a cluster its Deployment
+			// restarts it, here the platform does.
+			p.log.Warn("controller stopped; restarting it", "err", err)
+			select {
+			case <-ctx.Done():
+				done <- err
+				return
+			case <-time.After(time.Second):
+			}
+		}
 	}()
 	p.mu.Lock()
 	p.ctrlStop, p.ctrlDone = cancel, done

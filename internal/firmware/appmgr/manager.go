@@ -53,6 +53,8 @@ type Manager struct {
 	exits  []exit
 
 	refusals [numRefusals]uint64
+	// installs counts versions written to flash (see Installs).
+	installs uint64
 }
 
 type app struct {
@@ -480,6 +482,7 @@ func (m *Manager) installStopped(ctx context.Context, a *app, req *Request, rec 
 	if err := m.commit(req.Name, &b); err != nil {
 		return m.failed(req.Name, err)
 	}
+	m.installs++
 	a = m.adopt(ctx, a, req.Name, rec)
 	a.setState(protocol.StateInstalled, "")
 	m.emit(EventInstalled, a.status())
@@ -498,6 +501,7 @@ func (m *Manager) installOnTrial(ctx context.Context, a *app, req *Request, rec 
 	if err := m.commit(req.Name, &b); err != nil {
 		return m.failed(req.Name, err)
 	}
+	m.installs++
 	a = m.adopt(ctx, a, req.Name, rec)
 	startErr := m.start(ctx, a, target)
 
@@ -753,6 +757,17 @@ func (m *Manager) Refusals(r Refusal) uint64 {
 		return 0
 	}
 	return m.refusals[r]
+}
+
+// Installs returns how many versions were written to flash since the
+// manager was opened: each install of a new version, or of a version into
+// a slot again after a power loss rolled it back, counts once; delivering
+// the active version again does not. Fault tests read it to prove that no
+// version was installed twice.
+func (m *Manager) Installs() uint64 {
+	m.lock()
+	defer m.unlock()
+	return m.installs
 }
 
 // Shutdown stops every instance without changing desired states, as a

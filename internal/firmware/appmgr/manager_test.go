@@ -493,3 +493,31 @@ func checkInvariants(t testing.TB, s *flash.Store, allowed map[string][]string) 
 		}
 	}
 }
+
+// TestInstallsCountsVersionsWritten: the counter fault tests rely on counts
+// each version written to flash once, whether it runs or not, and not the
+// active version delivered again.
+func TestInstallsCountsVersionsWritten(t *testing.T) {
+	d := newDevice(t)
+	steps := []struct {
+		name string
+		req  Request
+		want uint64
+	}{
+		{"first version, running", req("a", "1", 1, 512, true), 1},
+		{"same version again", req("a", "1", 1, 512, true), 1},
+		{"new version", req("a", "2", 2, 512, true), 2},
+		{"other app, stopped", req("b", "1", 3, 256, false), 3},
+		{"other app again", req("b", "1", 3, 256, false), 3},
+	}
+	for _, s := range steps {
+		mustInstall(t, d, s.req)
+		if got := d.mgr.Installs(); got != s.want {
+			t.Errorf("after %s: Installs() = %d, want %d", s.name, got, s.want)
+		}
+	}
+	// A new manager (a reboot) starts counting from zero.
+	if got := boot(t, d.chip).mgr.Installs(); got != 0 {
+		t.Errorf("after reboot: Installs() = %d, want 0", got)
+	}
+}

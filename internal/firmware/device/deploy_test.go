@@ -314,3 +314,33 @@ func TestProfileAdmission(t *testing.T) {
 		t.Errorf("device: got %d installed / %d running, want 1 / 1", got.AppsInstalled, got.AppsRunning)
 	}
 }
+
+// TestInstallsCountAcrossBoots: Status.Installs counts each version written
+// to flash once, not an artifact delivered again, and keeps counting across
+// a reboot.
+func TestInstallsCountAcrossBoots(t *testing.T) {
+	srv := startServer(t, clienttest.Options{})
+	d, peer := onlineDevice(t, srv)
+	ctx := ctxFor(t)
+	module := apps.MustLoad(apps.Blinky)
+	for _, seq := range []uint64{1, 1, 2} {
+		if st, err := peer.Deploy(ctx, "blinky", seq, module); err != nil || st.State != protocol.StateRunning {
+			t.Fatalf("deploy %d: got %v, %v", seq, st, err)
+		}
+	}
+	if got := d.Status().Installs; got != 2 {
+		t.Fatalf("after deploying sequences 1, 1, 2: Installs = %d, want 2", got)
+	}
+	boots := d.Status().Boots
+	old := peer
+	d.Reboot()
+	waitFor(t, "reboot", func() bool { st := d.Status(); return st.Boots > boots && st.Phase == device.Online })
+	waitFor(t, "new session", func() bool { p := srv.Peer(old.DeviceID); return p != nil && p != old })
+	peer = srv.Peer(old.DeviceID)
+	if st, err := peer.Deploy(ctx, "blinky", 3, module); err != nil || st.State != protocol.StateRunning {
+		t.Fatalf("deploy 3: got %v, %v", st, err)
+	}
+	if got := d.Status().Installs; got != 3 {
+		t.Errorf("after a reboot and sequence 3: Installs = %d, want 3", got)
+	}
+}

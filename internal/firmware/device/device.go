@@ -144,6 +144,10 @@ type Status struct {
 	// Errors counts failed boots, failed sessions and errors exchanged
 	// with the gateway, across boots.
 	Errors uint64
+	// Installs counts application versions written to flash, across boots
+	// (appmgr.Manager.Installs): a version delivered twice and installed
+	// once counts once.
+	Installs uint64
 }
 
 // Device is one simulated device: flash that survives power cycles, and
@@ -168,6 +172,7 @@ type Device struct {
 	errs    uint64
 	linkAcc link.Stats // link counters of previous boots
 	cliAcc  client.Stats
+	install uint64 // installs of previous boots
 }
 
 // New returns a device for cfg. It opens the flash but does not boot.
@@ -359,6 +364,7 @@ func (d *Device) accumulate(fw *Firmware) {
 	d.linkAcc = addLink(d.linkAcc, ls)
 	d.cliAcc = addClient(d.cliAcc, cs)
 	d.errs += cs.SessionErrors + cs.ErrorsReceived + cs.ErrorsSent
+	d.install += fw.Applications.Installs()
 }
 
 // PowerLoss cuts power now: flash writes in flight are torn, the link
@@ -408,7 +414,7 @@ func (d *Device) FlapLink(down time.Duration) {
 func (d *Device) Status() Status {
 	d.mu.Lock()
 	st := Status{Name: d.cfg.Name, Profile: d.prof.Name, Boots: d.boots, PowerLosses: d.losses,
-		Errors: d.errs, Link: d.linkAcc, Client: d.cliAcc}
+		Errors: d.errs, Link: d.linkAcc, Client: d.cliAcc, Installs: d.install}
 	fw := d.fw
 	d.mu.Unlock()
 	st.Phase = Phase(d.phaseNo.Load())
@@ -420,6 +426,7 @@ func (d *Device) Status() Status {
 	st.Link = addLink(st.Link, fw.linkStats())
 	st.Client = addClient(st.Client, cs.Stats)
 	st.Errors += cs.SessionErrors + cs.ErrorsReceived + cs.ErrorsSent
+	st.Installs += fw.Applications.Installs()
 	switch cs.Phase {
 	case client.Online:
 		st.Phase = Online
