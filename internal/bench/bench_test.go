@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmbed/wasmbed/internal/procmem"
 )
 
 func TestPercentiles(t *testing.T) {
@@ -82,6 +84,39 @@ func TestOptionsRefused(t *testing.T) {
 	} {
 		if err := o.setDefaults(); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// TestWriteText: the text report names every figure with its metric.
+func TestWriteText(t *testing.T) {
+	r := &Report{
+		Devices: 1000, Gateways: 1, PlatformStart: 8 * time.Second, EnrollConnect: 100 * time.Second,
+		Rollout:         Percentiles{P50: 30 * time.Second, P99: 45 * time.Second, Max: 46 * time.Second, Count: 1000},
+		Strategy:        "25%",
+		GatewayIdle:     procmem.Usage{Resident: 150 << 20, Private: 18 << 20, Source: procmem.SourceSmapsRollup},
+		GatewayLoaded:   procmem.Usage{Resident: 200 << 20, Private: 70 << 20, Source: procmem.SourceSmapsRollup},
+		SessionResident: 51200, SessionPrivate: 53248, Steady: 2 * time.Minute, LastSeenPeriod: time.Minute,
+		Writes:              map[string]float64{"devices/status": 2000, "leases": 96},
+		WritesPerDeviceHour: 60, ProjectedPerDeviceHour: 1, LeaseWritesPerHour: 2880,
+		GatewayCPU: 3 * time.Second, CPUPer1000: 0.025, Heartbeats: 33,
+	}
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"1000, on 1 gateway(s)",
+		"p50 30s, p99 45s, last 46s (maxUpdating 25%, 1000 devices)",
+		"resident 50.0 KiB, private 52.0 KiB",
+		"resident 150.0 MiB, private 18.0 MiB (smaps_rollup)",
+		"1.00 with lastSeen every 1h (60.00 measured, lastSeen every 1m0s)",
+		"2880 for the platform (2.88 per device-hour at this size)",
+		"devices/status 2000, leases 96",
+		"0.025 cores (25 ms/s)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
 	}
 }
