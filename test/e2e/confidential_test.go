@@ -117,6 +117,11 @@ func TestConfidentialThroughGatewayProcess(t *testing.T) {
 	if !found[0] {
 		t.Fatal("the gateway's memory does not hold the ciphertext it delivered: the memory scan does not work")
 	}
+	// The same scan finds the marker in a process known to hold the
+	// plaintext: this one, which built the module and runs the controller.
+	if self, err := scanMemory(os.Getpid(), needles[:1]); err != nil || !self[0] {
+		t.Fatalf("the memory scan does not find the marker in the test process, which holds it (%v)", err)
+	}
 	for i, n := range needles {
 		if found[i+1] {
 			t.Errorf("the gateway's memory holds the plaintext module (form %d, %d bytes)", i, len(n))
