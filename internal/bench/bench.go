@@ -200,7 +200,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		DataDir: dir, Gateways: opts.Gateways, Mix: opts.Mix,
 		GatewayExec: opts.GatewayExec, GatewayArgs: []string{"--last-seen-period", opts.LastSeenPeriod.String()},
 		HeartbeatInterval: opts.HeartbeatInterval, Logger: opts.Logger,
-		SourceAddrs: sourceAddrs(opts.Devices),
+		SourceAddrs: sourceAddrs(opts.Devices), MemoryFlash: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)

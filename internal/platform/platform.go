@@ -70,6 +70,10 @@ type Options struct {
 	Mix string
 	// Sample deploys the blinky sample application to every device.
 	Sample bool
+	// MemoryFlash keeps the simulated devices' flash in memory instead of
+	// files under DataDir/devices: a device then needs one file descriptor
+	// instead of two, and enrolls again after a restart.
+	MemoryFlash bool
 	// SourceAddrs are loopback addresses the simulated devices dial from,
 	// round robin, as devices of a real fleet come from many addresses
 	// (a gateway bounds the connections pending per source); default the

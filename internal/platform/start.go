@@ -283,6 +283,10 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 		}
 		return n, nil
 	}
+	flashDir := p.opts.devicesDir()
+	if p.opts.MemoryFlash {
+		flashDir = ""
+	}
 	opened, err := p.openPairingIfNeeded(ctx, c)
 	if err != nil {
 		return err
@@ -290,7 +294,7 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 	f, err := sim.New(ctx, sim.Options{
 		Devices: p.opts.Devices, Gateways: sess, EnrollGateways: enr,
 		Root: p.bundle.root, GatewayCA: p.bundle.gatewayCA, DeviceCA: p.bundle.deviceCA,
-		DataDir: p.opts.devicesDir(), Mix: shares, HeartbeatInterval: p.opts.HeartbeatInterval,
+		DataDir: flashDir, Mix: shares, HeartbeatInterval: p.opts.HeartbeatInterval,
 		SummaryInterval: -1, Logger: p.log.With("component", "devices"), SourceAddrs: p.opts.SourceAddrs,
 	})
 	if err != nil {
