@@ -350,6 +350,8 @@ func (g *Gateway) buildManager() error {
 	if err != nil {
 		return fmt.Errorf("gateway: manager: %w", err)
 	}
+	// New takes no context: registering an index on a cache that has not
+	// started waits for nothing, so there is nothing to cancel.
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &wasmbedv1.Device{}, indexPublicKey, func(o client.Object) []string {

@@ -225,12 +225,14 @@ func IsChild() bool { return os.Getenv(childEnv) == "1" }
 
 // RunChild runs one check in a child process: it reads the Request on
 // standard input, enforces the memory budget, runs FirmwareChecker and writes
-// the Verdict on standard output. It returns the process exit code.
-func RunChild() int {
-	return runChild(os.Stdin, os.Stdout, os.Stderr, FirmwareChecker{})
+// the Verdict on standard output. It returns the process exit code. The
+// check runs under ctx; the parent bounds it in any case by killing the
+// child when the time budget runs out.
+func RunChild(ctx context.Context) int {
+	return runChild(ctx, os.Stdin, os.Stdout, os.Stderr, FirmwareChecker{})
 }
 
-func runChild(stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
+func runChild(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
 	budget, err := strconv.ParseUint(os.Getenv(memoryEnv), 10, 64)
 	if err != nil || budget == 0 {
 		fmt.Fprintf(stderr, "module check child: bad %s\n", memoryEnv)
@@ -254,7 +256,7 @@ func runChild(stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
 		fmt.Fprintf(stderr, "module check child: decode request: %v\n", err)
 		return exitBadInput
 	}
-	v := checker.Check(context.Background(), req)
+	v := checker.Check(ctx, req)
 	if err := json.NewEncoder(stdout).Encode(v); err != nil {
 		fmt.Fprintf(stderr, "module check child: write verdict: %v\n", err)
 		return exitBadInput

@@ -227,6 +227,8 @@ func NewServer(cfg Config) (*Server, error) {
 		sessions:  map[*Session]struct{}{},
 	}
 	s.handshakes = make(chan struct{}, s.lim.MaxHandshakes)
+	// The server's own lifetime, the root of its sessions' contexts: it
+	// ends with Close, not with any caller's context.
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !s.lim.GoroutinePerSession {
 		p, err := newPoller(s)

@@ -262,7 +262,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 		}
 		d, err := device.New(cfg)
 		if err != nil {
-			f.close()
+			f.close(ctx)
 			return nil, fmt.Errorf("sim: %s: %w", name, err)
 		}
 		f.devices = append(f.devices, d)
@@ -307,12 +307,13 @@ func (f *Fleet) Engine() *wasm.Engine { return f.eng }
 // Started returns how many devices have been started.
 func (f *Fleet) Started() int { return int(f.started.Load()) }
 
-func (f *Fleet) close() {
+// close closes the devices and, if the fleet made it, the engine.
+func (f *Fleet) close(ctx context.Context) {
 	for _, d := range f.devices {
 		_ = d.Close()
 	}
 	if f.ownEng {
-		_ = f.eng.Close(context.Background())
+		_ = f.eng.Close(ctx)
 	}
 }
 
@@ -321,7 +322,8 @@ func (f *Fleet) close() {
 // goodbye to its gateway). It returns, and prints, the summary taken when
 // ctx ended.
 func (f *Fleet) Run(ctx context.Context) Summary {
-	defer f.close()
+	// ctx has ended by the time the fleet is closed.
+	defer f.close(context.WithoutCancel(ctx))
 	f.mu.Lock()
 	f.begin = f.opts.Clock.Now()
 	f.mu.Unlock()

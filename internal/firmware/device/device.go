@@ -282,7 +282,8 @@ func (d *Device) Run(ctx context.Context) error {
 				d.log.Warn("firmware stopped", "err", err)
 			}
 			d.setFirmware(nil)
-			fw.halt()
+			// runCtx has ended: the applications stop all the same.
+			fw.halt(context.WithoutCancel(runCtx))
 			d.accumulate(fw)
 		} else if !d.poweredOff() {
 			d.countError()
@@ -594,6 +595,6 @@ func (fw *Firmware) run(ctx context.Context) error {
 
 // halt stops the applications. After a power loss nothing is written:
 // the flash is already unpowered.
-func (fw *Firmware) halt() {
-	fw.Applications.Shutdown(context.Background())
+func (fw *Firmware) halt(ctx context.Context) {
+	fw.Applications.Shutdown(ctx)
 }
