@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command memfigures prints what a wasmbed binary costs a user: its size on
 // disk and the resident and private memory (smaps Rss and Anonymous, see
 // package procmem) of light subcommands once they are idle.
@@ -20,8 +22,6 @@
 // (smaps FilePmdMapped) and makes resident figures depend on the file's
 // history. -warm keeps the page cache as it is. Private memory does not
 // depend on it. Linux only.
-//go:build linux
-
 package main
 
 import (

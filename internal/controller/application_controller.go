@@ -481,7 +481,7 @@ func (r *ApplicationReconciler) roll(ctx context.Context, app *wasmbedv1.Applica
 			// The cache lags behind a write of a previous reconcile:
 			// optimistic concurrency refused a duplicate. Try again
 			// once the cache has caught up.
-			logger.V(1).Info("stale cache, requeue", "error", err.Error())
+			logger.V(1).Info("stale cache, requeue", "err", err)
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		return ctrl.Result{}, err

@@ -165,7 +165,7 @@ func (g *Gateway) servingCertificate(ctx context.Context, key ed25519.PrivateKey
 	if err != nil {
 		return nil, fmt.Errorf("gateway: serving certificate: %w", err)
 	}
-	g.log.Info("serving certificate issued", "not_after", leaf.NotAfter)
+	g.log.Info("serving certificate issued", "notAfter", leaf.NotAfter)
 	return &cert, nil
 }
 

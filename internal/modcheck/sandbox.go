@@ -284,7 +284,7 @@ func watchMemory(limit uint64, stderr io.Writer) {
 	for range t.C {
 		if used := residentBytes(); used > limit {
 			fmt.Fprintf(stderr, "module check child: memory budget exceeded: %d bytes held, limit %d\n", used, limit)
-			os.Exit(exitMemory)
+			os.Exit(exitMemory) //nolint:revive // the child's watchdog: ending the process at once is its job
 		}
 	}
 }

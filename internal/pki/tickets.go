@@ -54,7 +54,7 @@ const MaxTicketKeys = 4
 // issued, when ServerOptions.TicketLifetime is zero.
 const DefaultTicketLifetime = 24 * time.Hour
 
-// ErrTicketKeys: a ticket key set is malformed or out of bounds.
+// ErrTicketKeys means a ticket key set is malformed or out of bounds.
 var ErrTicketKeys = errors.New("invalid session ticket keys")
 
 // TicketKey is one session-ticket key.

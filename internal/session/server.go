@@ -53,7 +53,7 @@ type Renewer interface {
 	Renew(ctx context.Context, s *Session, csr []byte) ([][]byte, error)
 }
 
-// ErrNoReply, returned by a Renewer, leaves the RenewRequest unanswered, as
+// ErrNoReply is returned by a Renewer to leave the RenewRequest unanswered, as
 // a gateway that lost it would, so that the device's own timeout has to
 // fire. It exists for tests of devices; the product gateway answers every
 // request.

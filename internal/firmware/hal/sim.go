@@ -319,11 +319,11 @@ func (u simUARTs) Read(port int, p []byte) (int, error) {
 	return n, nil
 }
 
-func appendBounded(buf, p []byte, max int) []byte {
-	if len(p) >= max {
-		return append(buf[:0], p[len(p)-max:]...)
+func appendBounded(buf, p []byte, limit int) []byte {
+	if len(p) >= limit {
+		return append(buf[:0], p[len(p)-limit:]...)
 	}
-	if over := len(buf) + len(p) - max; over > 0 {
+	if over := len(buf) + len(p) - limit; over > 0 {
 		buf = buf[:copy(buf, buf[over:])]
 	}
 	return append(buf, p...)

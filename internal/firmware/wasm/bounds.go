@@ -132,24 +132,24 @@ type Shape struct {
 
 // Check returns a *BoundError for the first bound s exceeds, or nil.
 func (b Bounds) Check(s Shape) error {
-	b = b.WithDefaults()
+	lim := b.WithDefaults()
 	checks := []struct {
 		what         Bound
 		value, limit uint64
 	}{
-		{BoundFunctions, uint64(s.Functions), uint64(b.MaxFunctions)},
-		{BoundFunctionBytes, uint64(s.MaxFunctionBytes), uint64(b.MaxFunctionBytes)},
-		{BoundLocals, uint64(s.MaxLocals), uint64(b.MaxLocals)},
-		{BoundTotalLocals, uint64(s.TotalLocals), uint64(b.MaxTotalLocals)},
-		{BoundNesting, uint64(s.MaxNesting), uint64(b.MaxNesting)},
-		{BoundBranchTable, uint64(s.MaxBranchTable), uint64(b.MaxBranchTable)},
-		{BoundCompileWork, s.CompileWork, b.MaxCompileWork},
-		{BoundTableElements, uint64(s.TableElements), uint64(b.MaxTableElements)},
-		{BoundTypes, uint64(s.Types), uint64(b.MaxTypes)},
-		{BoundImports, uint64(s.Imports), uint64(b.MaxImports)},
-		{BoundExports, uint64(s.Exports), uint64(b.MaxExports)},
-		{BoundGlobals, uint64(s.Globals), uint64(b.MaxGlobals)},
-		{BoundSegments, uint64(s.Segments), uint64(b.MaxSegments)},
+		{BoundFunctions, uint64(s.Functions), uint64(lim.MaxFunctions)},
+		{BoundFunctionBytes, uint64(s.MaxFunctionBytes), uint64(lim.MaxFunctionBytes)},
+		{BoundLocals, uint64(s.MaxLocals), uint64(lim.MaxLocals)},
+		{BoundTotalLocals, uint64(s.TotalLocals), uint64(lim.MaxTotalLocals)},
+		{BoundNesting, uint64(s.MaxNesting), uint64(lim.MaxNesting)},
+		{BoundBranchTable, uint64(s.MaxBranchTable), uint64(lim.MaxBranchTable)},
+		{BoundCompileWork, s.CompileWork, lim.MaxCompileWork},
+		{BoundTableElements, uint64(s.TableElements), uint64(lim.MaxTableElements)},
+		{BoundTypes, uint64(s.Types), uint64(lim.MaxTypes)},
+		{BoundImports, uint64(s.Imports), uint64(lim.MaxImports)},
+		{BoundExports, uint64(s.Exports), uint64(lim.MaxExports)},
+		{BoundGlobals, uint64(s.Globals), uint64(lim.MaxGlobals)},
+		{BoundSegments, uint64(s.Segments), uint64(lim.MaxSegments)},
 	}
 	for _, c := range checks {
 		if c.value > c.limit {

@@ -328,7 +328,7 @@ func (w *funcWalk) end() bool {
 
 // blockType reads a block type and returns its parameter and result
 // counts.
-func (w *funcWalk) blockType() (uint32, uint32) {
+func (w *funcWalk) blockType() (params, results uint32) {
 	r := &w.r
 	c, ok := r.peek()
 	switch {

@@ -144,7 +144,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 	for _, hf := range hostFuncs {
 		var fn api.GoModuleFunc
 		if hf.name == "time_ms" {
-			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+			fn = func(ctx context.Context, _ api.Module, stack []uint64) {
 				a, _ := ctx.Value(appKey{}).(*App)
 				if a == nil {
 					stack[0] = 0
@@ -461,7 +461,7 @@ func hPublish(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	return errno(ctx, a.host.Publisher.PublishMessage(a.name, string(topic), append([]byte(nil), data...)))
 }
 
-func hConfig(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
+func hConfig(_ context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	key, e := view(mem, u32(s[0]), u32(s[1]), MaxNameBytes)
 	if e != 0 {
 		return e
