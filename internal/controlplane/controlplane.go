@@ -395,7 +395,7 @@ func (cp *ControlPlane) Stop() error {
 }
 
 func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // the data directory the operator chose
 	if err != nil {
 		return nil, fmt.Errorf("control plane: open lock file: %w", err)
 	}

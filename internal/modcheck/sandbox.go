@@ -160,7 +160,7 @@ func (s *Sandbox) run(ctx context.Context, req Request) (Verdict, error) {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(runCtx, exe)
+	cmd := exec.CommandContext(runCtx, exe) //nolint:gosec // the controller's own executable (SandboxOptions.Executable)
 	cmd.Env = append(os.Environ(),
 		childEnv+"=1",
 		memoryEnv+"="+strconv.FormatUint(s.opts.MemoryBytes, 10),

@@ -197,7 +197,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	seeded := opts.Seed != 0
 	if !seeded {
-		opts.Seed = rand.Uint64()
+		opts.Seed = rand.Uint64() //nolint:gosec // a seed for simulated noise; keys come from crypto/rand unless a seed is given
 	}
 	if opts.FlapDuration <= 0 {
 		opts.FlapDuration = 5 * time.Second
@@ -222,7 +222,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 			return nil, err
 		}
 	}
-	f := &Fleet{opts: opts, eng: opts.Engine, rand: rand.New(rand.NewPCG(opts.Seed, 0))}
+	f := &Fleet{opts: opts, eng: opts.Engine, rand: rand.New(rand.NewPCG(opts.Seed, 0))} //nolint:gosec // simulated noise, reproducible from the seed
 	if f.eng == nil {
 		eng, err := wasm.NewEngine(ctx, wasm.Config{Logger: opts.Logger})
 		if err != nil {
@@ -239,7 +239,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 	f.devices = make([]*device.Device, 0, opts.Devices)
 	for i := range opts.Devices {
 		name := fmt.Sprintf("sim-%0*d", width, i+1)
-		r := rand.New(rand.NewPCG(opts.Seed, uint64(i+1)))
+		r := rand.New(rand.NewPCG(opts.Seed, uint64(i+1))) //nolint:gosec // simulated noise, reproducible from the seed
 		clk := opts.Clock
 		if opts.ClockSkew > 0 {
 			clk = device.Skewed(clk, time.Duration(r.Int64N(2*int64(opts.ClockSkew)+1))-opts.ClockSkew)

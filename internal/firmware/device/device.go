@@ -189,7 +189,7 @@ func New(cfg Config) (*Device, error) {
 		cfg.Clock = hal.SystemClock{}
 	}
 	if cfg.Rand == nil {
-		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // simulated noise (jitter, drops), never keys: see Config.Rand
 	}
 	if cfg.KeyRand == nil {
 		cfg.KeyRand = cryptorand.Reader
@@ -323,7 +323,7 @@ func (d *Device) backoff() link.Backoff {
 func (d *Device) lockedRand() *rand.Rand {
 	d.randMu.Lock()
 	defer d.randMu.Unlock()
-	return rand.New(rand.NewPCG(d.rand.Uint64(), d.rand.Uint64()))
+	return rand.New(rand.NewPCG(d.rand.Uint64(), d.rand.Uint64())) //nolint:gosec // simulated noise (jitter, drops), never keys: see Config.Rand
 }
 
 func (d *Device) setFirmware(fw *Firmware) {

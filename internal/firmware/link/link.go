@@ -224,7 +224,7 @@ func New(cfg Config) (*Manager, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	if m.rand == nil {
-		m.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		m.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // simulated link noise (drops, latency jitter), never keys
 	}
 	if m.cond.RSSI == 0 {
 		m.cond.RSSI = -55
