@@ -612,7 +612,7 @@ func (g *Gateway) Ready() error {
 
 // Addrs returns the addresses of the session, enrollment and HTTP
 // listeners, once Run opened them.
-func (g *Gateway) Addrs() (sess, enroll, http string) {
+func (g *Gateway) Addrs() (sess, enroll, httpAddr string) {
 	if a := g.addrs.Load(); a != nil {
 		return a[0], a[1], a[2]
 	}

@@ -279,7 +279,7 @@ const SeedWarning = "device keys derive from the seed: anyone who knows it can i
 func keyRand(seed uint64, i int) io.Reader {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[0:], seed)
-	binary.LittleEndian.PutUint64(key[8:], uint64(i))
+	binary.LittleEndian.PutUint64(key[8:], uint64(i)) //nolint:gosec // a loop index, never negative
 	copy(key[16:], "wasmbed sim keys")
 	return rand.NewChaCha8(key)
 }

@@ -236,8 +236,8 @@ func New(cfg Config) (*Device, error) {
 // storeBytes sizes the firmware's flash partition: both slots of the
 // application flash plus room for identity, records and compaction.
 func storeBytes(p profile.Profile) int64 {
-	n := int64(2*p.AppFlashBytes) + 256<<10
-	if fb := int64(p.FlashBytes); fb > 0 && n > fb {
+	n := int64(2*p.AppFlashBytes) + 256<<10          //nolint:gosec // board flash sizes, far below 2^63
+	if fb := int64(p.FlashBytes); fb > 0 && n > fb { //nolint:gosec // board flash sizes, far below 2^63
 		n = fb
 	}
 	return n

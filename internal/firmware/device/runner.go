@@ -221,7 +221,7 @@ func (r *runner) samples(dst []monitor.AppSample) []monitor.AppSample {
 		}
 		i.mu.Unlock()
 		dst = append(dst, monitor.AppSample{
-			App: i.name, MemoryBytes: st.MemoryBytes, CPUMicros: uint64(st.CPUTime / time.Microsecond),
+			App: i.name, MemoryBytes: st.MemoryBytes, CPUMicros: uint64(st.CPUTime / time.Microsecond), //nolint:gosec // CPU time is never negative
 			Executions: st.Executions, Traps: st.Traps,
 		})
 	}

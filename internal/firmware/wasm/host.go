@@ -204,7 +204,7 @@ func (a *App) hostCall() {
 // view returns guest memory [ptr, ptr+n) without copying, after checking
 // n against limit. ok is false with the errno to return.
 func view(mem api.Memory, ptr, n uint32, limit int) ([]byte, int32) {
-	if n > uint32(limit) {
+	if n > uint32(limit) { //nolint:gosec // limit is one of this file's small positive constants
 		return nil, ErrnoTooBig
 	}
 	if mem == nil {
@@ -340,7 +340,7 @@ func hUARTWrite(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err != nil {
 		return errno(ctx, err)
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hUARTRead(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -355,7 +355,7 @@ func hUARTRead(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err != nil {
 		return errno(ctx, err)
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hSPI(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -380,7 +380,7 @@ func hSPI(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err := a.host.Board.SPI.Transfer(int(s32(s[0])), txc, rx); err != nil {
 		return errno(ctx, err)
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hI2C(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -404,7 +404,7 @@ func hI2C(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err := a.host.Board.I2C.Transfer(int(s32(s[0])), uint16(addr), wc, r); err != nil {
 		return errno(ctx, err)
 	}
-	return int32(len(r))
+	return int32(len(r)) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hSensor(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -481,5 +481,5 @@ func hConfig(_ context.Context, a *App, mem api.Memory, s []uint64) int32 {
 		return ErrnoTooBig
 	}
 	copy(buf, v)
-	return int32(len(v))
+	return int32(len(v)) //nolint:gosec // len(v) <= MaxInt32, checked above
 }
