@@ -74,7 +74,7 @@ const (
 	// raw bytes): clients wrap the content keys of confidential modules to
 	// its public half. Created with SigningKeySecret, readable only by the
 	// controller.
-	IssuerKeySecret = "wasmbed-issuer-key"
+	IssuerKeySecret = "wasmbed-issuer-key" //nolint:gosec // the name of a Secret, not a credential
 	// IssuerKeySecretKey is the data key of the issuer key in
 	// IssuerKeySecret.
 	IssuerKeySecretKey = "issuer.key"
@@ -98,7 +98,7 @@ const (
 	// CA that signs device certificates (type kubernetes.io/tls: tls.crt is
 	// the CA certificate, tls.key its key, ca.crt the root). Only the
 	// controller may read it.
-	DeviceCASecret = "wasmbed-device-ca"
+	DeviceCASecret = "wasmbed-device-ca" //nolint:gosec // the name of a Secret, not a credential
 	// GatewayCASecret is the Secret, in the system namespace, of the
 	// gateway CA that signs the gateways' short-lived server certificates,
 	// laid out as DeviceCASecret. Only the controller may read it.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command memfigures prints what a wasmbed binary costs a user: its size on
 // disk and the resident and private memory (smaps Rss and Anonymous, see
 // package procmem) of light subcommands once they are idle.
@@ -20,8 +22,6 @@
 // (smaps FilePmdMapped) and makes resident figures depend on the file's
 // history. -warm keeps the page cache as it is. Private memory does not
 // depend on it. Linux only.
-//go:build linux
-
 package main
 
 import (
@@ -142,7 +142,7 @@ func measureBlocked(bin string, args ...string) (procmem.Usage, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // the binary the operator named on the command line, with fixed arguments
 	cmd.Stdout, cmd.Stderr = w, os.Stderr
 	err = cmd.Start()
 	w.Close()
@@ -194,7 +194,7 @@ func fill(w *os.File) (int, error) {
 func measureRunning(bin string, settle time.Duration, args ...string) (procmem.Usage, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settle+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // the binary the operator named on the command line, with fixed arguments
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -215,7 +215,7 @@ func measureRunning(bin string, settle time.Duration, args ...string) (procmem.U
 
 // dropCache evicts path's pages from the page cache.
 func dropCache(path string) error {
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // the binary the operator named on the command line
 	if err != nil {
 		return err
 	}

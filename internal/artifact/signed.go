@@ -126,7 +126,7 @@ func readByteString(p []byte) (b, rest []byte, err error) {
 	default:
 		return nil, nil, fmt.Errorf("additional information %d (indefinite or reserved)", ai)
 	}
-	if n > uint64(len(p)-hdr) {
+	if n > uint64(len(p)-hdr) { //nolint:gosec // len(p) >= hdr is checked above
 		return nil, nil, fmt.Errorf("byte string of %d bytes, %d left", n, len(p)-hdr)
 	}
 	end := hdr + int(n) //nolint:gosec // n <= len(p)

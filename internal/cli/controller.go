@@ -57,7 +57,7 @@ others wait on the Lease.`,
 				if err != nil || q.Sign() <= 0 {
 					return fmt.Errorf("--admission-memory %q: want a positive quantity such as 256Mi", flags.admissionMemory)
 				}
-				opts.Admission.MemoryBytes = uint64(q.Value())
+				opts.Admission.MemoryBytes = uint64(q.Value()) //nolint:gosec // q.Sign() > 0 is checked above
 			}
 			if err := checkDurations(map[string]time.Duration{
 				"--unreachable-after": opts.UnreachableAfter, "--status-interval": opts.StatusInterval,

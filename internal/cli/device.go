@@ -98,7 +98,7 @@ func runDevice(ctx context.Context, opts *deviceRunOptions, logger *slog.Logger)
 	logger.Info("device starting", "profile", opts.profile, "stateDir", opts.stateDir, "gateways", opts.gateways)
 	err = d.Run(ctx)
 	st := d.Status()
-	logger.Info("device stopped", "deviceId", st.DeviceID, "boots", st.Boots, "reconnects", st.Link.Reconnects)
+	logger.Info("device stopped", "device", st.DeviceID, "boots", st.Boots, "reconnects", st.Link.Reconnects)
 	return err
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +17,7 @@ import (
 // as their child (the in-process platform of the fleet tests).
 func TestMain(m *testing.M) {
 	if modcheck.IsChild() {
-		os.Exit(modcheck.RunChild())
+		os.Exit(modcheck.RunChild(context.Background()))
 	}
 	testscript.Main(m, map[string]func(){
 		"wasmbed": func() { os.Exit(Main()) },

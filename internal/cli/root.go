@@ -69,8 +69,10 @@ func NewRootCommand() *cobra.Command {
 // the controller started to check a module (see package modcheck) runs that
 // check instead.
 func Main() int {
+	// Main is the process's entry point: the contexts below are the roots
+	// of its lifetime. A checking child ends when its parent kills it.
 	if modcheck.IsChild() {
-		return modcheck.RunChild()
+		return modcheck.RunChild(context.Background())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -259,7 +259,7 @@ func (r *ApplicationReconciler) resolve(ctx context.Context, app *wasmbedv1.Appl
 
 // eligible says why d is not a target of app, or returns an empty reason and
 // the device's sealing key (confidential applications).
-func (r *ApplicationReconciler) eligible(app *wasmbedv1.Application, v *version, d *wasmbedv1.Device) (string, string, *ecdh.PublicKey) {
+func (r *ApplicationReconciler) eligible(app *wasmbedv1.Application, v *version, d *wasmbedv1.Device) (reason, message string, key *ecdh.PublicKey) {
 	if d == nil {
 		return wasmbedv1.ReasonDeviceMissing, "no such device", nil
 	}
@@ -292,7 +292,7 @@ func (r *ApplicationReconciler) eligible(app *wasmbedv1.Application, v *version,
 	if d.Spec.SealingKey == "" || err != nil {
 		return wasmbedv1.ReasonNoSealingKey, "a confidential application needs the device's sealing key", nil
 	}
-	key, err := seal.ParsePublicKey(raw)
+	key, err = seal.ParsePublicKey(raw)
 	if err != nil {
 		return wasmbedv1.ReasonNoSealingKey, "the device's sealing key is unusable: " + err.Error(), nil
 	}
@@ -481,7 +481,7 @@ func (r *ApplicationReconciler) roll(ctx context.Context, app *wasmbedv1.Applica
 			// The cache lags behind a write of a previous reconcile:
 			// optimistic concurrency refused a duplicate. Try again
 			// once the cache has caught up.
-			logger.V(1).Info("stale cache, requeue", "error", err.Error())
+			logger.V(1).Info("stale cache, requeue", "err", err)
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		return ctrl.Result{}, err

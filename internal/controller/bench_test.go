@@ -163,7 +163,7 @@ func BenchmarkRollout(b *testing.B) {
 		g.devices = nil
 		var first time.Duration
 		a0 := counterValue(artifactsIssued)
-		g.until(5*time.Minute, func(ctx context.Context) (bool, string) {
+		g.until(5*time.Minute, func(context.Context) (bool, string) {
 			// The controller's counter, not a list: polling must not load
 			// the API server being measured.
 			issued := int(counterValue(artifactsIssued) - a0)

@@ -279,6 +279,8 @@ func Run(ctx context.Context, opts Options) error {
 
 // addIndexes registers the cache's field indexes.
 func addIndexes(mgr manager.Manager) error {
+	// New takes no context: registering an index on a cache that has not
+	// started waits for nothing, so there is nothing to cancel.
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &wasmbedv1.DeviceApplication{}, indexDAppApplication, func(o client.Object) []string {

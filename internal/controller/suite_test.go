@@ -41,7 +41,7 @@ var env *controlplanetest.Env
 
 func TestMain(m *testing.M) {
 	if modcheck.IsChild() {
-		os.Exit(modcheck.RunChild())
+		os.Exit(modcheck.RunChild(context.Background()))
 	}
 	os.Exit(controlplanetest.Run(m, &env))
 }

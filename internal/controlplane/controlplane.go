@@ -152,7 +152,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, retErr error) {
 
 	etcdReady := time.Since(begin)
 
-	if err := cp.startAPIServer(apiListener, apiPort, etcdURL, filepath.Join(dataDir, "pki")); err != nil {
+	if err := cp.startAPIServer(ctx, apiListener, apiPort, etcdURL, filepath.Join(dataDir, "pki")); err != nil {
 		return nil, err
 	}
 
@@ -234,7 +234,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, dir string, logger *slog.
 	return clientURL.String(), nil
 }
 
-func (cp *ControlPlane) startAPIServer(listener net.Listener, port int, etcdURL, pkiDir string) error {
+func (cp *ControlPlane) startAPIServer(ctx context.Context, listener net.Listener, port int, etcdURL, pkiDir string) error {
 	files := certificateFiles{dir: pkiDir}
 	s := options.NewServerRunOptions()
 
@@ -274,7 +274,9 @@ func (cp *ControlPlane) startAPIServer(listener net.Listener, port int, etcdURL,
 		listener.Close()
 		return fmt.Errorf("control plane: component versions: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// The API server runs until Stop, not until the caller's ctx ends: its
+	// lifetime keeps ctx's values but not its cancellation.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cp.cancel = cancel
 	completed, err := s.Complete(ctx)
 	if err != nil {
@@ -399,7 +401,7 @@ func (cp *ControlPlane) Stop() error {
 }
 
 func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // the data directory the operator chose
 	if err != nil {
 		return nil, fmt.Errorf("control plane: open lock file: %w", err)
 	}

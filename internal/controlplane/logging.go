@@ -82,6 +82,9 @@ func (c slogCore) level(l zapcore.Level) slog.Level {
 	return zapToSlogLevel(l)
 }
 
+// Enabled implements zapcore.LevelEnabler. zapcore.Core carries no context
+// (nor do etcd's log entries): the background context is the only one there
+// is.
 func (c slogCore) Enabled(l zapcore.Level) bool {
 	return c.logger.Enabled(context.Background(), c.level(l))
 }
@@ -109,6 +112,7 @@ func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for k, v := range enc.Fields {
 		attrs = append(attrs, slog.Any(k, v))
 	}
+	// No context reaches a zapcore.Core (see Enabled).
 	c.logger.LogAttrs(context.Background(), c.level(e.Level), e.Message, attrs...) //nolint:sloglint // etcd's messages pass through as they are
 	return nil
 }

@@ -37,13 +37,13 @@ func mustHex(t *testing.T, s string) []byte {
 // forge returns a message and a signature that crypto/ed25519 accepts under
 // pub without any private key: R = the identity, S = 0, which verifies
 // whenever [k]pub is the identity.
-func forge(pub []byte) ([]byte, []byte, bool) {
-	sig := make([]byte, ed25519.SignatureSize)
+func forge(pub []byte) (msg, sig []byte, ok bool) {
+	sig = make([]byte, ed25519.SignatureSize)
 	sig[0] = 1 // R = encoding of the identity; S = 0
 	for i := range 256 {
-		msg := fmt.Appendf(nil, "deploy attacker module #%d", i)
-		if ed25519.Verify(pub, msg, sig) {
-			return msg, sig, true
+		m := fmt.Appendf(nil, "deploy attacker module #%d", i)
+		if ed25519.Verify(pub, m, sig) {
+			return m, sig, true
 		}
 	}
 	return nil, nil, false

@@ -134,8 +134,8 @@ func csrName(purpose, device string) (string, error) {
 	}
 	suffix := "-" + hex.EncodeToString(b[:])
 	name := "wasmbed-" + purpose + "-" + device
-	if max := wasmbedv1.MaxObjectNameLength - len(suffix); len(name) > max {
-		name = strings.TrimRight(name[:max], "-.")
+	if room := wasmbedv1.MaxObjectNameLength - len(suffix); len(name) > room {
+		name = strings.TrimRight(name[:room], "-.")
 	}
 	return name + suffix, nil
 }

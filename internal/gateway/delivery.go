@@ -57,7 +57,7 @@ func (g *Gateway) processNext(ctx context.Context) bool {
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
-			g.log.Info("device reconcile failed", "device", key.String(), "err", err)
+			g.log.Info("device reconcile failed", "object", key.String(), "err", err)
 		}
 		g.queue.AddRateLimited(key)
 	case requeue > 0:
@@ -123,7 +123,7 @@ func (g *Gateway) deliver(ctx context.Context, ds *deviceSession, das []wasmbedv
 		if wanted[app] {
 			continue
 		}
-		g.log.Info("removing an application no DeviceApplication asks for", "device", ds.key.String(), "app", app)
+		g.log.Info("removing an application no DeviceApplication asks for", "device", ds.deviceID, "app", app)
 		if _, err := g.command(ctx, ds, &protocol.Remove{App: app}); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", app, err))
 		}

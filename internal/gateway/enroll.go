@@ -237,7 +237,7 @@ func (g *Gateway) createDevice(ctx context.Context, req *protocol.EnrollRequest,
 		}
 		return nil, &session.Refusal{Code: protocol.CodeUnavailable, Reason: "Internal", Text: "try again later", Err: err}
 	}
-	g.log.Info("device created by enrollment", "device", client.ObjectKeyFromObject(dev).String(), "device_id", id)
+	g.log.Info("device created by enrollment", "device", id, "object", client.ObjectKeyFromObject(dev).String())
 	return dev, g.markEnrolling(ctx, dev, req)
 }
 

@@ -350,6 +350,8 @@ func (g *Gateway) buildManager() error {
 	if err != nil {
 		return fmt.Errorf("gateway: manager: %w", err)
 	}
+	// New takes no context: registering an index on a cache that has not
+	// started waits for nothing, so there is nothing to cancel.
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &wasmbedv1.Device{}, indexPublicKey, func(o client.Object) []string {
@@ -610,7 +612,7 @@ func (g *Gateway) Ready() error {
 
 // Addrs returns the addresses of the session, enrollment and HTTP
 // listeners, once Run opened them.
-func (g *Gateway) Addrs() (session, enroll, http string) {
+func (g *Gateway) Addrs() (sess, enroll, httpAddr string) {
 	if a := g.addrs.Load(); a != nil {
 		return a[0], a[1], a[2]
 	}

@@ -290,7 +290,7 @@ func (g *Gateway) deviceChanged(dev *wasmbedv1.Device) {
 		g.endSession(key, session.CloseRevoked, protocol.DisconnectRevoked, "device deleted")
 	case dev.Status.Gateway != "" && dev.Status.Gateway != g.opts.Name &&
 		dev.Status.ConnectedSince != nil && dev.Status.ConnectedSince.After(ds.since):
-		g.log.Info("device moved to another gateway", "device", key.String(), "to", dev.Status.Gateway)
+		g.log.Info("device moved to another gateway", "device", ds.deviceID, "to", dev.Status.Gateway)
 		ds.s.Close(session.CloseReplaced, &protocol.Disconnect{Reason: protocol.DisconnectReplaced})
 	case dev.Status.Phase != wasmbedv1.DevicePhaseConnected || dev.Status.Gateway != g.opts.Name:
 		// The status contradicts the live session this replica holds: the
@@ -307,7 +307,7 @@ func (g *Gateway) endSession(key types.NamespacedName, reason session.CloseReaso
 	if ds == nil {
 		return
 	}
-	g.log.Info("closing device session", "device", key.String(), "reason", text)
+	g.log.Info("closing device session", "device", ds.deviceID, "reason", text)
 	ds.s.Close(reason, &protocol.Disconnect{Reason: dr, Text: text})
 }
 

@@ -129,7 +129,7 @@ func (g *Gateway) requestServingCertificate(ctx context.Context) (*tls.Certifica
 				}
 			}
 			if len(got.Status.Certificate) > 0 {
-				return g.servingCertificate(key, got.Status.Certificate)
+				return g.servingCertificate(ctx, key, got.Status.Certificate)
 			}
 		}
 		select {
@@ -143,7 +143,7 @@ func (g *Gateway) requestServingCertificate(ctx context.Context) (*tls.Certifica
 
 // servingCertificate checks a signed chain (leaf for key, issued by the
 // gateway CA, server authentication) and returns it as a TLS certificate.
-func (g *Gateway) servingCertificate(key ed25519.PrivateKey, chainPEM []byte) (*tls.Certificate, error) {
+func (g *Gateway) servingCertificate(ctx context.Context, key ed25519.PrivateKey, chainPEM []byte) (*tls.Certificate, error) {
 	certs, err := pki.ParseCertificatesPEM(chainPEM)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: serving certificate: %w", err)
@@ -157,7 +157,7 @@ func (g *Gateway) servingCertificate(key ed25519.PrivateKey, chainPEM []byte) (*
 		if err != nil {
 			return nil, err
 		}
-		if err := v.VerifyGateway(context.Background(), certs, ""); err != nil {
+		if err := v.VerifyGateway(ctx, certs, ""); err != nil {
 			return nil, fmt.Errorf("gateway: serving certificate: %w", err)
 		}
 	}
@@ -165,7 +165,7 @@ func (g *Gateway) servingCertificate(key ed25519.PrivateKey, chainPEM []byte) (*
 	if err != nil {
 		return nil, fmt.Errorf("gateway: serving certificate: %w", err)
 	}
-	g.log.Info("serving certificate issued", "not_after", leaf.NotAfter)
+	g.log.Info("serving certificate issued", "notAfter", leaf.NotAfter)
 	return &cert, nil
 }
 

@@ -25,8 +25,9 @@ const maxCommandTime = 10 * time.Minute
 
 // RunChild serves a Fleet over in and out until in ends: the first line is
 // the Setup, every further line a Command, each answered with one Result
-// line. It returns nil at the end of in.
-func RunChild(in io.Reader, out io.Writer) error {
+// line. It returns nil at the end of in. Each command runs under ctx and at
+// most maxCommandTime.
+func RunChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	enc := json.NewEncoder(out)
@@ -52,7 +53,7 @@ func RunChild(in io.Reader, out io.Writer) error {
 		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
 			r.Err = err.Error()
 		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), maxCommandTime)
+			ctx, cancel := context.WithTimeout(ctx, maxCommandTime)
 			r = f.Do(ctx, cmd)
 			cancel()
 		}

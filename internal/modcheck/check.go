@@ -13,7 +13,7 @@
 //
 //	func main() {
 //		if modcheck.IsChild() {
-//			os.Exit(modcheck.RunChild())
+//			os.Exit(modcheck.RunChild(context.Background()))
 //		}
 //		...
 //	}

@@ -13,7 +13,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if IsChild() {
-		os.Exit(RunChild())
+		os.Exit(RunChild(context.Background()))
 	}
 	os.Exit(m.Run())
 }

@@ -31,6 +31,6 @@ func limitAddressSpace(budget uint64) {
 	if err != nil {
 		return
 	}
-	limit := pages*uint64(os.Getpagesize()) + 4*budget + 1<<30
+	limit := pages*uint64(os.Getpagesize()) + 4*budget + 1<<30 //nolint:gosec // the page size is positive
 	_ = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: limit, Max: limit})
 }

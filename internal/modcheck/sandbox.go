@@ -160,7 +160,7 @@ func (s *Sandbox) run(ctx context.Context, req Request) (Verdict, error) {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(runCtx, exe)
+	cmd := exec.CommandContext(runCtx, exe) //nolint:gosec // the controller's own executable (SandboxOptions.Executable)
 	cmd.Env = append(os.Environ(),
 		childEnv+"=1",
 		memoryEnv+"="+strconv.FormatUint(s.opts.MemoryBytes, 10),
@@ -225,12 +225,14 @@ func IsChild() bool { return os.Getenv(childEnv) == "1" }
 
 // RunChild runs one check in a child process: it reads the Request on
 // standard input, enforces the memory budget, runs FirmwareChecker and writes
-// the Verdict on standard output. It returns the process exit code.
-func RunChild() int {
-	return runChild(os.Stdin, os.Stdout, os.Stderr, FirmwareChecker{})
+// the Verdict on standard output. It returns the process exit code. The
+// check runs under ctx; the parent bounds it in any case by killing the
+// child when the time budget runs out.
+func RunChild(ctx context.Context) int {
+	return runChild(ctx, os.Stdin, os.Stdout, os.Stderr, FirmwareChecker{})
 }
 
-func runChild(stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
+func runChild(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
 	budget, err := strconv.ParseUint(os.Getenv(memoryEnv), 10, 64)
 	if err != nil || budget == 0 {
 		fmt.Fprintf(stderr, "module check child: bad %s\n", memoryEnv)
@@ -254,7 +256,7 @@ func runChild(stdin io.Reader, stdout, stderr io.Writer, checker Checker) int {
 		fmt.Fprintf(stderr, "module check child: decode request: %v\n", err)
 		return exitBadInput
 	}
-	v := checker.Check(context.Background(), req)
+	v := checker.Check(ctx, req)
 	if err := json.NewEncoder(stdout).Encode(v); err != nil {
 		fmt.Fprintf(stderr, "module check child: write verdict: %v\n", err)
 		return exitBadInput
@@ -282,7 +284,7 @@ func watchMemory(limit uint64, stderr io.Writer) {
 	for range t.C {
 		if used := residentBytes(); used > limit {
 			fmt.Fprintf(stderr, "module check child: memory budget exceeded: %d bytes held, limit %d\n", used, limit)
-			os.Exit(exitMemory)
+			os.Exit(exitMemory) //nolint:revive // the child's watchdog: ending the process at once is its job
 		}
 	}
 }

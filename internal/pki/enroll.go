@@ -48,7 +48,7 @@ const sealingKeyProofContext = "wasmbed/sealing-key-proof/v1"
 // SealingKeySize is the length of a device's X25519 sealing public key.
 const SealingKeySize = 32
 
-// ErrSealingKeyProof: a sealing-key proof is missing, malformed or does not
+// ErrSealingKeyProof means a sealing-key proof is missing, malformed or does not
 // verify under the device's identity key for this connection.
 var ErrSealingKeyProof = errors.New("sealing key proof invalid")
 

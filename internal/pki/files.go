@@ -206,7 +206,7 @@ func EncodeCSRPEM(der []byte) []byte {
 
 // ReadFile reads a file of at most MaxInputSize bytes (ErrTooLarge otherwise).
 func ReadFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // a path from the operator's own flags
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +296,7 @@ func LoadTLSCertificate(certPath, keyPath string) (tls.Certificate, error) {
 // file atomically (temporary file and rename).
 func WriteFile(path string, data []byte, perm fs.FileMode, force bool) error {
 	if !force {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm) //nolint:gosec // a path from the operator's own flags
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("write %s: %w (use --force to overwrite)", path, ErrExists)
 		}

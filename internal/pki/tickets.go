@@ -54,7 +54,7 @@ const MaxTicketKeys = 4
 // issued, when ServerOptions.TicketLifetime is zero.
 const DefaultTicketLifetime = 24 * time.Hour
 
-// ErrTicketKeys: a ticket key set is malformed or out of bounds.
+// ErrTicketKeys means a ticket key set is malformed or out of bounds.
 var ErrTicketKeys = errors.New("invalid session ticket keys")
 
 // TicketKey is one session-ticket key.
@@ -202,7 +202,7 @@ func (r *TicketKeyRing) seal(state []byte, now time.Time) ([]byte, error) {
 	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(state)), uint64(now.Unix())) //nolint:gosec // times after 1970
 	plain = append(plain, state...)
 	nonce := make([]byte, aead.NonceSize())
-	return aead.Seal(out, nonce, plain, out[:ticketHeaderSize]), nil
+	return aead.Seal(out, nonce, plain, out[:ticketHeaderSize]), nil //nolint:gosec // the AEAD key is derived from a random per-ticket salt: each key seals one ticket
 }
 
 // open decrypts a ticket and returns the session state and its issue time;
@@ -247,7 +247,7 @@ func MarshalTicketKeys(keys []TicketKey) ([]byte, error) {
 	if len(keys) == 0 || len(keys) > MaxTicketKeys {
 		return nil, fmt.Errorf("%w: %d keys, want 1 to %d", ErrTicketKeys, len(keys), MaxTicketKeys)
 	}
-	out := []byte{ticketKeysVersion, byte(len(keys))}
+	out := []byte{ticketKeysVersion, byte(len(keys))} //nolint:gosec // at most MaxTicketKeys, checked above
 	for _, k := range keys {
 		out = binary.BigEndian.AppendUint64(out, uint64(k.Created.Unix())) //nolint:gosec // times after 1970
 		out = append(out, k.Key[:]...)

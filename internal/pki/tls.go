@@ -161,7 +161,7 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 			logger.LogAttrs(ctx, slog.LevelDebug, "device certificate refused",
 				slog.String("subject", cs.PeerCertificates[0].Subject.String()),
 				slog.Bool("resumed", cs.DidResume),
-				slog.Any("error", err))
+				slog.Any("err", err))
 			return err
 		}
 		return nil
@@ -173,8 +173,9 @@ func serverConfig(opts ServerOptions, auth tls.ClientAuthType) (*tls.Config, err
 	// base's own callbacks only run if a caller bypasses GetConfigForClient
 	// (e.g. wraps the config in its own): verification is never skipped,
 	// and resumed chains are then verified in full.
+	// crypto/tls gives VerifyConnection no context, and none is at hand.
 	base.VerifyConnection = func(cs tls.ConnectionState) error {
-		return verify(context.TODO(), cs, nil)
+		return verify(context.Background(), cs, nil)
 	}
 	plain := &ticketer{ring: ring, trust: v.trustID, lifetime: lifetime, now: v.Now}
 	base.WrapSession = plain.wrap
@@ -314,7 +315,9 @@ func ClientTLSConfig(opts ClientOptions) (*tls.Config, error) {
 			if hybrid != nil {
 				hybrid.classical.Store(!cs.DidResume && cs.CurveID != tls.X25519MLKEM768)
 			}
-			return v.verifyGateway(context.TODO(), cs.PeerCertificates, serverName, cs.DidResume)
+			// crypto/tls gives VerifyConnection no context: a client's
+			// handshake context does not reach it.
+			return v.verifyGateway(context.Background(), cs.PeerCertificates, serverName, cs.DidResume)
 		},
 	}
 	if opts.Certificate != nil {

@@ -191,7 +191,7 @@ func TestVerifierRevocationError(t *testing.T) {
 	clock := newTestClock()
 	ca := newTestAuthority(t, clock, Ed25519)
 	boom := errors.New("lookup failed")
-	v, err := ca.DeviceVerifier(RevocationCheckerFunc(func(ctx context.Context, _ *x509.Certificate) (bool, error) {
+	v, err := ca.DeviceVerifier(RevocationCheckerFunc(func(context.Context, *x509.Certificate) (bool, error) {
 		return false, boom
 	}))
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) {
 	// The controller checks modules in a child process: this test binary.
 	if modcheck.IsChild() {
-		os.Exit(modcheck.RunChild())
+		os.Exit(modcheck.RunChild(context.Background()))
 	}
 	ctrllog.SetLogger(logr.Discard())
 	os.Exit(m.Run())

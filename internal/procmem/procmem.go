@@ -37,7 +37,7 @@ type Usage struct {
 
 // Sub returns u - v field by field, as signed differences.
 func (u Usage) Sub(v Usage) Delta {
-	return Delta{Resident: int64(u.Resident) - int64(v.Resident), Private: int64(u.Private) - int64(v.Private)}
+	return Delta{Resident: int64(u.Resident) - int64(v.Resident), Private: int64(u.Private) - int64(v.Private)} //nolint:gosec // memory sizes of a process, far below 2^63
 }
 
 // String renders the usage in MiB with its source.

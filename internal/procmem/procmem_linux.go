@@ -29,7 +29,7 @@ func read(pid string) (Usage, error) {
 }
 
 func readFile(path string, src Source) (Usage, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // a /proc path built from a numeric pid
 	if err != nil {
 		return Usage{}, fmt.Errorf("procmem: %w", err)
 	}

@@ -222,10 +222,10 @@ func (c *Codec) bodyError(h header, body []byte, err error) error {
 	case errors.As(err, &nested):
 		return &LimitError{Limit: LimitNestedLevels, Max: int64(c.limits.MaxNestedLevels), Got: int64(c.limits.MaxNestedLevels) + 1, MessageID: h.id}
 	case errors.As(err, &array):
-		got := firstOversized(body, majorArray, uint64(c.limits.MaxArrayElements))
+		got := firstOversized(body, majorArray, uint64(c.limits.MaxArrayElements)) //nolint:gosec // limits are non-negative (Limits.withDefaults)
 		return &LimitError{Limit: LimitArrayElements, Max: int64(c.limits.MaxArrayElements), Got: got, MessageID: h.id}
 	case errors.As(err, &pairs):
-		got := firstOversized(body, majorMap, uint64(c.limits.MaxMapPairs))
+		got := firstOversized(body, majorMap, uint64(c.limits.MaxMapPairs)) //nolint:gosec // limits are non-negative (Limits.withDefaults)
 		return &LimitError{Limit: LimitMapPairs, Max: int64(c.limits.MaxMapPairs), Got: got, MessageID: h.id}
 	}
 	return &MalformedError{MessageID: h.id, Type: h.typ, Err: err}
@@ -263,7 +263,7 @@ func AppendFrame(dst []byte, env Envelope) ([]byte, error) {
 	if int64(n) > MaxFrameSizeLimit {
 		return dst, &LimitError{Limit: LimitFrameSize, Max: MaxFrameSizeLimit, Got: int64(n), MessageID: env.MessageID}
 	}
-	binary.BigEndian.PutUint32(b[start:], uint32(n))
+	binary.BigEndian.PutUint32(b[start:], uint32(n)) //nolint:gosec // n <= MaxFrameSizeLimit, checked above
 	return b, nil
 }
 
@@ -375,7 +375,7 @@ func parseHeader(frame []byte) (header, []byte, error) {
 	if fields[2] > math.MaxUint32 {
 		return h, nil, fmt.Errorf("message type %d out of range", fields[2])
 	}
-	h.version, h.typ = uint16(fields[0]), Type(fields[2])
+	h.version, h.typ = uint16(fields[0]), Type(fields[2]) //nolint:gosec // fields[0] <= MaxUint16, checked above
 	if len(rest) == 0 {
 		return h, nil, fmt.Errorf("envelope has no body: %w", errShortHeader)
 	}
@@ -441,7 +441,7 @@ func firstOversized(data []byte, major byte, limit uint64) int64 {
 		pending--
 		switch mt {
 		case 2, 3: // byte and text strings
-			if arg > uint64(len(data)-off) {
+			if arg > uint64(len(data)-off) { //nolint:gosec // off <= len(data): checked by the loop and after each header
 				return 0
 			}
 			off += int(arg)

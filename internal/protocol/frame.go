@@ -153,7 +153,7 @@ func (w *Writer) WriteEnvelope(env Envelope) error {
 	if limit := w.codec.limits.MaxFrameSize; n > limit {
 		return &LimitError{Limit: LimitFrameSize, Max: limit, Got: n, MessageID: env.MessageID}
 	}
-	binary.BigEndian.PutUint32(b, uint32(n))
+	binary.BigEndian.PutUint32(b, uint32(n)) //nolint:gosec // n <= MaxFrameSize, checked above
 	if _, err := w.w.Write(b); err != nil {
 		return fmt.Errorf("protocol: write %s frame: %w", env.Message.Type(), err)
 	}
@@ -180,7 +180,7 @@ func (w *Writer) WriteFrame(body []byte) error {
 	defer w.mu.Unlock()
 	defer w.trim()
 	w.buf.Reset()
-	w.buf.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	w.buf.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}) //nolint:gosec // the big-endian length prefix: keeping each byte is the point
 	w.buf.Write(body)
 	if _, err := w.w.Write(w.buf.Bytes()); err != nil {
 		return fmt.Errorf("protocol: write frame: %w", err)

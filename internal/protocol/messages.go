@@ -95,7 +95,7 @@ type EnrollAck struct {
 // Link describes the quality of a device's network link. It is encoded as
 // the two-element array [rssi, loss-permille].
 type Link struct {
-	_ struct{} `cbor:",toarray"`
+	_ struct{} `cbor:",toarray"` //nolint:revive // the CBOR library reads struct options from the tag of a field named _
 	// RSSI is the received signal strength in dBm (typically -100..0).
 	RSSI int16
 	// LossPermille is the share of lost packets, in thousandths.

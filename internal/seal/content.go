@@ -95,7 +95,7 @@ func encryptContent(rnd io.Reader, plaintext, aad []byte) (*ContentKey, []byte, 
 	header := []byte{ContentVersion, kindContent}
 	out := make([]byte, 0, len(plaintext)+ContentOverhead)
 	out = append(out, header...)
-	out = aead.Seal(out, zeroNonce[:], plaintext, additionalData(header, aad))
+	out = aead.Seal(out, zeroNonce[:], plaintext, additionalData(header, aad)) //nolint:gosec // each content key is random and seals one message (see zeroNonce)
 	return key, out, nil
 }
 
@@ -161,7 +161,7 @@ func wrapKey(ek *ecdh.PrivateKey, recipient *ecdh.PublicKey, key *ContentKey, aa
 	out := make([]byte, 0, WrappedKeySize)
 	out = append(out, ContentVersion, kindWrappedKey)
 	out = append(out, eph...)
-	return aead.Seal(out, zeroNonce[:], key[:], additionalData(out[:34], aad)), nil
+	return aead.Seal(out, zeroNonce[:], key[:], additionalData(out[:34], aad)), nil //nolint:gosec // the key comes from a fresh ephemeral ECDH and seals one message (see zeroNonce)
 }
 
 // UnwrapKey unwraps a content key wrapped to recipient's public key,

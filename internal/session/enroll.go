@@ -72,7 +72,7 @@ func (s *Server) enroll(tc *tls.Conn, raw net.Conn, cs tls.ConnectionState) {
 			if err != nil {
 				rf := asRefusal(err)
 				s.metrics.enrollment(rf.Reason)
-				s.log.Info("enrollment refused", "remote", raw.RemoteAddr().String(), "device_type", m.DeviceType,
+				s.log.Info("enrollment refused", "remote", raw.RemoteAddr().String(), "deviceType", m.DeviceType,
 					"reason", rf.Reason, "err", rf.Err)
 				_ = reply(env.MessageID, &protocol.Error{Code: rf.Code, Text: rf.Text})
 				return

@@ -39,7 +39,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if loadgen.IsChild() {
-		if err := loadgen.RunChild(os.Stdin, os.Stdout); err != nil {
+		if err := loadgen.RunChild(context.Background(), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

@@ -53,7 +53,7 @@ type Renewer interface {
 	Renew(ctx context.Context, s *Session, csr []byte) ([][]byte, error)
 }
 
-// ErrNoReply, returned by a Renewer, leaves the RenewRequest unanswered, as
+// ErrNoReply is returned by a Renewer to leave the RenewRequest unanswered, as
 // a gateway that lost it would, so that the device's own timeout has to
 // fire. It exists for tests of devices; the product gateway answers every
 // request.
@@ -227,6 +227,8 @@ func NewServer(cfg Config) (*Server, error) {
 		sessions:  map[*Session]struct{}{},
 	}
 	s.handshakes = make(chan struct{}, s.lim.MaxHandshakes)
+	// The server's own lifetime, the root of its sessions' contexts: it
+	// ends with Close, not with any caller's context.
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !s.lim.GoroutinePerSession {
 		p, err := newPoller(s)

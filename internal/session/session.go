@@ -261,11 +261,11 @@ func (s *Server) openSession(tc *tls.Conn, raw net.Conn, cs tls.ConnectionState)
 	}
 	s.log.Debug("session opened", "device", id.DeviceID, "remote", raw.RemoteAddr().String(), "resumed", cs.DidResume)
 	if s.poller != nil {
-		if err := s.poller.add(sess); err == nil {
+		err := s.poller.add(sess)
+		if err == nil {
 			return
-		} else {
-			s.log.Warn("cannot park session, serving it with a goroutine", "device", id.DeviceID, "err", err)
 		}
+		s.log.Warn("cannot park session, serving it with a goroutine", "device", id.DeviceID, "err", err)
 	}
 	sess.serve()
 }

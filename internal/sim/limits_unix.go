@@ -15,7 +15,7 @@ func checkFileLimit(devices int) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return nil //nolint:nilerr // best effort: no limit known
 	}
-	need := uint64(2*devices + 64)
+	need := uint64(2*devices + 64) //nolint:gosec // a device count, positive
 	if need > lim.Cur {
 		return fmt.Errorf("sim: %d devices with a data directory need about %d file descriptors, the limit is %d: raise it (ulimit -n) or run with in-memory flash", devices, need, lim.Cur)
 	}

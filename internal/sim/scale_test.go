@@ -385,7 +385,6 @@ func TestFleetScale(t *testing.T) {
 			t.Errorf("%d apps stopped in state %s, want only execution-time limit stops", count, state)
 		}
 	}
-
 }
 
 // BenchmarkFleet starts b.N devices against a gateway child and reports

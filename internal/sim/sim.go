@@ -197,7 +197,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	seeded := opts.Seed != 0
 	if !seeded {
-		opts.Seed = rand.Uint64()
+		opts.Seed = rand.Uint64() //nolint:gosec // a seed for simulated noise; keys come from crypto/rand unless a seed is given
 	}
 	if opts.FlapDuration <= 0 {
 		opts.FlapDuration = 5 * time.Second
@@ -222,7 +222,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 			return nil, err
 		}
 	}
-	f := &Fleet{opts: opts, eng: opts.Engine, rand: rand.New(rand.NewPCG(opts.Seed, 0))}
+	f := &Fleet{opts: opts, eng: opts.Engine, rand: rand.New(rand.NewPCG(opts.Seed, 0))} //nolint:gosec // simulated noise, reproducible from the seed
 	if f.eng == nil {
 		eng, err := wasm.NewEngine(ctx, wasm.Config{Logger: opts.Logger})
 		if err != nil {
@@ -239,7 +239,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 	f.devices = make([]*device.Device, 0, opts.Devices)
 	for i := range opts.Devices {
 		name := fmt.Sprintf("sim-%0*d", width, i+1)
-		r := rand.New(rand.NewPCG(opts.Seed, uint64(i+1)))
+		r := rand.New(rand.NewPCG(opts.Seed, uint64(i+1))) //nolint:gosec // simulated noise, reproducible from the seed
 		clk := opts.Clock
 		if opts.ClockSkew > 0 {
 			clk = device.Skewed(clk, time.Duration(r.Int64N(2*int64(opts.ClockSkew)+1))-opts.ClockSkew)
@@ -262,7 +262,7 @@ func New(ctx context.Context, opts Options) (*Fleet, error) {
 		}
 		d, err := device.New(cfg)
 		if err != nil {
-			f.close()
+			f.close(ctx)
 			return nil, fmt.Errorf("sim: %s: %w", name, err)
 		}
 		f.devices = append(f.devices, d)
@@ -279,7 +279,7 @@ const SeedWarning = "device keys derive from the seed: anyone who knows it can i
 func keyRand(seed uint64, i int) io.Reader {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[0:], seed)
-	binary.LittleEndian.PutUint64(key[8:], uint64(i))
+	binary.LittleEndian.PutUint64(key[8:], uint64(i)) //nolint:gosec // a loop index, never negative
 	copy(key[16:], "wasmbed sim keys")
 	return rand.NewChaCha8(key)
 }
@@ -307,12 +307,13 @@ func (f *Fleet) Engine() *wasm.Engine { return f.eng }
 // Started returns how many devices have been started.
 func (f *Fleet) Started() int { return int(f.started.Load()) }
 
-func (f *Fleet) close() {
+// close closes the devices and, if the fleet made it, the engine.
+func (f *Fleet) close(ctx context.Context) {
 	for _, d := range f.devices {
 		_ = d.Close()
 	}
 	if f.ownEng {
-		_ = f.eng.Close(context.Background())
+		_ = f.eng.Close(ctx)
 	}
 }
 
@@ -321,7 +322,8 @@ func (f *Fleet) close() {
 // goodbye to its gateway). It returns, and prints, the summary taken when
 // ctx ended.
 func (f *Fleet) Run(ctx context.Context) Summary {
-	defer f.close()
+	// ctx has ended by the time the fleet is closed.
+	defer f.close(context.WithoutCancel(ctx))
 	f.mu.Lock()
 	f.begin = f.opts.Clock.Now()
 	f.mu.Unlock()

@@ -90,7 +90,7 @@ func quietServer(t *testing.T) *clienttest.Server {
 // runFleet creates the fleet opts describes, with srv's endpoints and root
 // when srv is not nil, and runs it. stop ends the run and returns the final
 // summary; it also runs when the test ends.
-func runFleet(t *testing.T, srv *clienttest.Server, opts sim.Options) (f *sim.Fleet, stop func() sim.Summary) {
+func runFleet(t *testing.T, srv *clienttest.Server, opts sim.Options) (*sim.Fleet, func() sim.Summary) {
 	t.Helper()
 	if srv != nil {
 		opts.Gateways, opts.EnrollGateways, opts.Root = []string{srv.SessionAddr()}, []string{srv.EnrollAddr()}, srv.Root()
@@ -104,7 +104,7 @@ func runFleet(t *testing.T, srv *clienttest.Server, opts sim.Options) (f *sim.Fl
 	go func() { done <- f.Run(ctx) }()
 	var once sync.Once
 	var final sim.Summary
-	stop = func() sim.Summary {
+	stop := func() sim.Summary {
 		once.Do(func() {
 			cancel()
 			final = <-done

@@ -92,6 +92,7 @@ func Run(m *testing.M, env **Env) int {
 	if os.Getenv("WASMBED_TEST_VERBOSE") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	// Called from TestMain, before any test: the root of the package's tests.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	e, err := Start(ctx, dir, logger)
 	cancel()
@@ -121,11 +122,13 @@ func (e *Env) Namespace(t testing.TB) string {
 	}
 	name = strings.Trim(name, "-") + fmt.Sprintf("-%d", time.Now().UnixNano()%100000)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := e.Client.Create(context.Background(), ns); err != nil {
+	ctx := t.Context()
+	if err := e.Client.Create(ctx, ns); err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		if err := e.Client.Delete(context.Background(), ns); err != nil {
+		// The test's context has ended by the time cleanups run.
+		if err := e.Client.Delete(context.WithoutCancel(ctx), ns); err != nil {
 			t.Errorf("delete namespace %s: %v", name, err)
 		}
 	})

@@ -461,7 +461,7 @@ func (m *Manager) Install(ctx context.Context, req Request) (Status, error) {
 
 func newSlot(req *Request) slotInfo {
 	return slotInfo{
-		Version: req.Version, Sequence: req.Sequence, SHA256: slices.Clone(req.SHA256[:]), Size: uint32(len(req.Module)),
+		Version: req.Version, Sequence: req.Sequence, SHA256: slices.Clone(req.SHA256[:]), Size: uint32(len(req.Module)), //nolint:gosec // a module fits one protocol frame, far below 4 GiB
 		Memory: req.Limits.MemoryLimit, Timeout: int64(req.Limits.ExecutionTimeout), Stack: req.Limits.MaxStackSize,
 	}
 }

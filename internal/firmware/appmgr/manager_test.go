@@ -385,7 +385,7 @@ func TestRefusals(t *testing.T) {
 		{"start missing", func(t *testing.T, d *device) error { _, err := d.mgr.Start(t.Context(), "zz"); return err }, RefusedNotInstalled},
 		{"stop missing", func(t *testing.T, d *device) error { _, err := d.mgr.Stop(t.Context(), "zz"); return err }, RefusedNotInstalled},
 		{"remove missing", func(t *testing.T, d *device) error { _, err := d.mgr.Remove(t.Context(), "zz"); return err }, RefusedNotInstalled},
-		{"configure missing", func(t *testing.T, d *device) error { return d.mgr.Configure("zz", 1, nil) }, RefusedNotInstalled},
+		{"configure missing", func(_ *testing.T, d *device) error { return d.mgr.Configure("zz", 1, nil) }, RefusedNotInstalled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

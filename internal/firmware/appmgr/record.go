@@ -19,7 +19,7 @@ const (
 func metaKey(name string) string   { return metaPrefix + name }
 func configKey(name string) string { return configPrefix + name }
 func slotKey(slot int, name string) string {
-	return string(rune('0'+slot)) + ":" + name
+	return string(rune('0'+slot)) + ":" + name //nolint:gosec // slot is 0 or 1
 }
 
 // record is an application's persisted state.

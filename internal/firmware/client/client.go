@@ -131,15 +131,15 @@ type Config struct {
 type Phase uint32
 
 const (
-	// Idle: Run has not been called or has returned.
+	// Idle means Run has not been called or has returned.
 	Idle Phase = iota
-	// Connecting: waiting for the link or a TLS handshake.
+	// Connecting means waiting for the link or a TLS handshake.
 	Connecting
-	// Enrolling: an enrollment exchange is in progress.
+	// Enrolling means an enrollment exchange is in progress.
 	Enrolling
-	// Online: a session is established.
+	// Online means a session is established.
 	Online
-	// Revoked: the gateway disconnected the device as revoked; the client
+	// Revoked means the gateway disconnected the device as revoked; the client
 	// does not reconnect.
 	Revoked
 )

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -360,7 +361,7 @@ func (c *Client) linkQuality() protocol.Link {
 	st := c.cfg.Link.Status()
 	l := protocol.Link{LossPermille: uint16(min(max(st.LossPermille, 0), 1000))}
 	if st.HasRSSI {
-		l.RSSI = int16(st.RSSI)
+		l.RSSI = int16(min(max(st.RSSI, math.MinInt16), math.MaxInt16)) //nolint:gosec // clamped to the int16 range
 	}
 	return l
 }

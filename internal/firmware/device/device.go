@@ -194,7 +194,7 @@ func New(cfg Config) (*Device, error) {
 		cfg.Clock = hal.SystemClock{}
 	}
 	if cfg.Rand == nil {
-		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // simulated noise (jitter, drops), never keys: see Config.Rand
 	}
 	if cfg.KeyRand == nil {
 		cfg.KeyRand = cryptorand.Reader
@@ -241,8 +241,8 @@ func New(cfg Config) (*Device, error) {
 // storeBytes sizes the firmware's flash partition: both slots of the
 // application flash plus room for identity, records and compaction.
 func storeBytes(p profile.Profile) int64 {
-	n := int64(2*p.AppFlashBytes) + 256<<10
-	if fb := int64(p.FlashBytes); fb > 0 && n > fb {
+	n := int64(2*p.AppFlashBytes) + 256<<10          //nolint:gosec // board flash sizes, far below 2^63
+	if fb := int64(p.FlashBytes); fb > 0 && n > fb { //nolint:gosec // board flash sizes, far below 2^63
 		n = fb
 	}
 	return n
@@ -287,7 +287,8 @@ func (d *Device) Run(ctx context.Context) error {
 				d.log.Warn("firmware stopped", "err", err)
 			}
 			d.setFirmware(nil)
-			fw.halt()
+			// runCtx has ended: the applications stop all the same.
+			fw.halt(context.WithoutCancel(runCtx))
 			d.accumulate(fw)
 		} else if !d.poweredOff() {
 			d.countError()
@@ -327,7 +328,7 @@ func (d *Device) backoff() link.Backoff {
 func (d *Device) lockedRand() *rand.Rand {
 	d.randMu.Lock()
 	defer d.randMu.Unlock()
-	return rand.New(rand.NewPCG(d.rand.Uint64(), d.rand.Uint64()))
+	return rand.New(rand.NewPCG(d.rand.Uint64(), d.rand.Uint64())) //nolint:gosec // simulated noise (jitter, drops), never keys: see Config.Rand
 }
 
 func (d *Device) setFirmware(fw *Firmware) {
@@ -601,6 +602,6 @@ func (fw *Firmware) run(ctx context.Context) error {
 
 // halt stops the applications. After a power loss nothing is written:
 // the flash is already unpowered.
-func (fw *Firmware) halt() {
-	fw.Applications.Shutdown(context.Background())
+func (fw *Firmware) halt(ctx context.Context) {
+	fw.Applications.Shutdown(ctx)
 }

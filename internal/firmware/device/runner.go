@@ -50,6 +50,9 @@ type instance struct {
 	r    *runner
 	name string
 	exit func(error)
+	// ctx is Start's context without its cancellation: ticks run, and the
+	// application is released, long after Start returned.
+	ctx context.Context
 
 	usage profile.Usage
 
@@ -88,7 +91,7 @@ func (r *runner) Start(ctx context.Context, spec appmgr.RunSpec, exit func(error
 		mod.Release(ctx)
 		return nil, err
 	}
-	inst := &instance{r: r, name: spec.Name, exit: exit, mod: mod, app: app,
+	inst := &instance{r: r, name: spec.Name, exit: exit, ctx: context.WithoutCancel(ctx), mod: mod, app: app,
 		usage: profile.UsageOf(spec.Name, mod.Info(), lim)}
 	if app.Running() && app.Kind() == wasm.AppTick {
 		inst.timer = r.clock.AfterFunc(app.TickInterval(), inst.tick)
@@ -104,7 +107,7 @@ func (i *instance) tick() {
 		i.mu.Unlock()
 		return
 	}
-	res := i.app.Tick(context.Background())
+	res := i.app.Tick(i.ctx)
 	// A trap or an aborted execution ends the application, even when the
 	// instance survived it; a refused memory.grow the app coped with does
 	// not.
@@ -124,7 +127,7 @@ func (i *instance) tick() {
 			err = errors.New("application ended")
 		}
 		i.r.log.Debug("app exited", "app", i.name, "result", res.String())
-		i.release() // its final counters stay reported until it starts again or is removed
+		i.release(i.ctx) // its final counters stay reported until it starts again or is removed
 		i.exit(err)
 	}
 }
@@ -136,13 +139,14 @@ func (i *instance) Stop(ctx context.Context) error {
 		i.timer.Stop()
 	}
 	i.mu.Unlock()
-	i.release()
+	// Released even if ctx is cancelled: the instance is gone either way.
+	i.release(context.WithoutCancel(ctx))
 	i.r.remove(i)
 	return nil
 }
 
 // release frees the app and its module once, keeping its final counters.
-func (i *instance) release() {
+func (i *instance) release(ctx context.Context) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.stopped {
@@ -151,7 +155,6 @@ func (i *instance) release() {
 	i.stopped = true
 	i.final = i.app.Stats()
 	i.final.MemoryBytes = 0
-	ctx := context.Background()
 	_ = i.app.Close(ctx)
 	i.mod.Release(ctx)
 }
@@ -218,7 +221,7 @@ func (r *runner) samples(dst []monitor.AppSample) []monitor.AppSample {
 		}
 		i.mu.Unlock()
 		dst = append(dst, monitor.AppSample{
-			App: i.name, MemoryBytes: st.MemoryBytes, CPUMicros: uint64(st.CPUTime / time.Microsecond),
+			App: i.name, MemoryBytes: st.MemoryBytes, CPUMicros: uint64(st.CPUTime / time.Microsecond), //nolint:gosec // CPU time is never negative
 			Executions: st.Executions, Traps: st.Traps,
 		})
 	}

@@ -137,7 +137,7 @@ func (m *MemChip) ReadAt(p []byte, off int64) (int, error) {
 	bs := int64(m.geo.BlockSize)
 	for done := 0; done < len(p); {
 		a := off + int64(done)
-		b, o := int32(a/bs), int(a%bs)
+		b, o := int32(a/bs), int(a%bs) //nolint:gosec // a block index: the chip is below 4 GiB (Geometry.Validate)
 		n := min(len(p)-done, int(bs)-o)
 		if blk := m.blocks[b]; blk != nil {
 			copy(p[done:done+n], blk[o:])
@@ -157,7 +157,7 @@ func (m *MemChip) Program(off int64, p []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	bs := int64(m.geo.BlockSize)
-	b, o := int32(off/bs), int(off%bs)
+	b, o := int32(off/bs), int(off%bs) //nolint:gosec // a block index: the chip is below 4 GiB (Geometry.Validate)
 	blk := m.blocks[b]
 	if blk == nil {
 		blk = make([]byte, bs)
@@ -179,7 +179,7 @@ func (m *MemChip) Erase(block int) error {
 		return err
 	}
 	m.mu.Lock()
-	delete(m.blocks, int32(block))
+	delete(m.blocks, int32(block)) //nolint:gosec // a block index: the chip is below 4 GiB (Geometry.Validate)
 	m.mu.Unlock()
 	return nil
 }
@@ -190,7 +190,7 @@ func (m *MemChip) Corrupt(off int64, mask byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	bs := int64(m.geo.BlockSize)
-	b := int32(off / bs)
+	b := int32(off / bs) //nolint:gosec // a block index: the chip is below 4 GiB (Geometry.Validate)
 	blk := m.blocks[b]
 	if blk == nil {
 		blk = make([]byte, bs)
@@ -233,7 +233,7 @@ func OpenFile(path string, g Geometry) (*FileChip, error) {
 	if err := g.Validate(); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // the flash image in the device's state directory, chosen by the operator
 	if err != nil {
 		return nil, fmt.Errorf("open flash file: %w", err)
 	}

@@ -21,7 +21,7 @@ func dump(c Chip) string {
 			continue
 		}
 		fmt.Fprintf(&sb, "block %d seq %d:\n", b, seq)
-		end, clean := s.scan(b, blk, false, func(addr uint32, h recHdr, key, data []byte, ok bool) {
+		end, clean := s.scan(b, blk, false, func(addr uint32, h recHdr, key, _ []byte, ok bool) {
 			fmt.Fprintf(&sb, "  @%d %c key=%s txn=%d ver=%d a=%d b=%d n=%d ok=%v\n", addr, h.kind, key, h.txn, h.ver, h.a, h.b, h.dataLen, ok)
 		})
 		fmt.Fprintf(&sb, "  end %d clean %v\n", end, clean)

@@ -9,9 +9,9 @@ import (
 type Tear uint8
 
 const (
-	// TearNone: the cut step leaves the flash untouched.
+	// TearNone means the cut step leaves the flash untouched.
 	TearNone Tear = iota
-	// TearHalf: the cut step completes half its work — a program writes the
+	// TearHalf means the cut step completes half its work — a program writes the
 	// first half of its bytes, an erase erases the first half of the block
 	// and leaves the rest as it was.
 	TearHalf

@@ -293,7 +293,7 @@ func (rp *replayer) replay(valid []located, tail uint32, blk []byte) (end int, c
 		if err := s.readBlock(v.idx, blk); err != nil {
 			return 0, false, err
 		}
-		s.live[int32(v.idx)] = v.seq
+		s.live[int32(v.idx)] = v.seq //nolint:gosec // a block index: the chip is below 4 GiB (Geometry.Validate)
 		s.head = v.idx
 		end, clean = s.scan(v.idx, blk, true, rp.record)
 		rp.first = false
@@ -407,7 +407,7 @@ func (s *Store) scan(b int, blk []byte, report bool, fn func(addr uint32, h recH
 			s.noteCorrupt(b, pos, "record body")
 			s.lastBad = badRecord{b, pos, pos + h.size()}
 		}
-		fn(uint32(b*bs+pos), h, k, d, good)
+		fn(uint32(b*bs+pos), h, k, d, good) //nolint:gosec // an address in a chip below 4 GiB (Geometry.Validate)
 		pos += h.size()
 	}
 	return pos, allFF(blk[pos:])
@@ -636,19 +636,19 @@ func (s *Store) writeTxn(ops []batchOp) error {
 	count := uint32(0)
 	for _, op := range ops {
 		if op.del {
-			if _, err := s.writeRecord(recHdr{kind: kindDelete, keyLen: uint8(len(op.key)), txn: txn}, op.key, nil); err != nil {
+			if _, err := s.writeRecord(recHdr{kind: kindDelete, keyLen: uint8(len(op.key)), txn: txn}, op.key, nil); err != nil { //nolint:gosec // keys are at most MaxKey (255) bytes, checked in Commit
 				return err
 			}
 			count++
 			done = append(done, placed{key: op.key, del: true})
 			continue
 		}
-		frags, err := s.writeValue(txn, txn, op.key, uint32(len(op.value)), 0, op.value)
+		frags, err := s.writeValue(txn, txn, op.key, uint32(len(op.value)), 0, op.value) //nolint:gosec // values are at most maxValue bytes, checked in Commit
 		if err != nil {
 			return err
 		}
-		count += uint32(len(frags))
-		done = append(done, placed{key: op.key, size: uint32(len(op.value)), frags: frags})
+		count += uint32(len(frags))                                                         //nolint:gosec // fragments of one value: fewer than its bytes
+		done = append(done, placed{key: op.key, size: uint32(len(op.value)), frags: frags}) //nolint:gosec // values are at most maxValue bytes, checked in Commit
 	}
 	if _, err := s.writeRecord(recHdr{kind: kindCommit, a: count, b: s.tail, txn: txn}, "", nil); err != nil {
 		return err
@@ -680,13 +680,13 @@ func (s *Store) writeValue(txn, ver uint64, key string, size, off uint32, data [
 				return nil, err
 			}
 		}
-		h := recHdr{kind: kindPut, keyLen: uint8(len(key)), dataLen: uint16(n), a: size, b: off, txn: txn, ver: ver}
+		h := recHdr{kind: kindPut, keyLen: uint8(len(key)), dataLen: uint16(n), a: size, b: off, txn: txn, ver: ver} //nolint:gosec // keys are at most MaxKey (255) bytes; n is at most maxFrag (0xFFFF), see fit
 		addr, err := s.writeRecord(h, key, data[:n])
 		if err != nil {
 			return nil, err
 		}
-		frags = append(frags, frag{addr: addr, off: off, n: uint16(n)})
-		off += uint32(n)
+		frags = append(frags, frag{addr: addr, off: off, n: uint16(n)}) //nolint:gosec // n is at most maxFrag (0xFFFF), see fit
+		off += uint32(n)                                                //nolint:gosec // n is at most maxFrag (0xFFFF), see fit
 		data = data[n:]
 	}
 	return frags, nil
@@ -710,7 +710,7 @@ func (s *Store) writeRecord(h recHdr, key string, data []byte) (uint32, error) {
 	copy(rec[recHdrSize:], key)
 	copy(rec[recHdrSize+len(key):], data)
 	binary.LittleEndian.PutUint32(rec[size-4:], bodyCRC(rec[recHdrSize:recHdrSize+len(key)], data))
-	addr := uint32(s.head*s.geo.BlockSize + s.pos)
+	addr := uint32(s.head*s.geo.BlockSize + s.pos) //nolint:gosec // an address in a chip below 4 GiB (Geometry.Validate)
 	if err := s.program(int64(addr), rec); err != nil {
 		return 0, err
 	}
@@ -789,7 +789,7 @@ func (s *Store) compact() error {
 		return err
 	}
 	s.applyMoves(moves)
-	delete(s.live, int32(t))
+	delete(s.live, int32(t)) //nolint:gosec // a block index: the chip is below 4 GiB (Geometry.Validate)
 	s.tail = newTail
 	s.stats.Compactions++
 	return nil
@@ -880,7 +880,7 @@ func (s *Store) relocate(txn uint64, lives []liveRecord) ([]moved, uint32, error
 		}
 		moves = append(moves, moved{key: l.key, old: l.addr, frags: []frag{{addr: addr, off: h.b, n: h.dataLen}}})
 	}
-	return moves, uint32(len(moves)), nil
+	return moves, uint32(len(moves)), nil //nolint:gosec // moves of records of one block, fewer than its bytes
 }
 
 // relocateSplit relocates records that do not fit one block together,
@@ -901,7 +901,7 @@ func (s *Store) relocateSplit(txn uint64, lives []liveRecord) ([]moved, uint32, 
 		if err != nil {
 			return nil, 0, err
 		}
-		count += uint32(len(frags))
+		count += uint32(len(frags)) //nolint:gosec // fragments of one value: fewer than its bytes
 		moves = append(moves, moved{key: l.key, old: l.addr, frags: frags})
 	}
 	return moves, count, nil

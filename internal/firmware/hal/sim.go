@@ -319,11 +319,11 @@ func (u simUARTs) Read(port int, p []byte) (int, error) {
 	return n, nil
 }
 
-func appendBounded(buf, p []byte, max int) []byte {
-	if len(p) >= max {
-		return append(buf[:0], p[len(p)-max:]...)
+func appendBounded(buf, p []byte, limit int) []byte {
+	if len(p) >= limit {
+		return append(buf[:0], p[len(p)-limit:]...)
 	}
-	if over := len(buf) + len(p) - max; over > 0 {
+	if over := len(buf) + len(p) - limit; over > 0 {
 		buf = buf[:copy(buf, buf[over:])]
 	}
 	return append(buf, p...)
@@ -451,7 +451,7 @@ func (t *TempSensor) Transfer(w, r []byte) error {
 	var val uint16
 	switch t.reg {
 	case 0x00:
-		val = uint16(t.raw()) << 4
+		val = uint16(t.raw()) << 4 //nolint:gosec // the sensor's 12-bit two's-complement register, as the part encodes it
 	case 0x01:
 		val = 0x60a0 // configuration register reset value
 	case 0x02:
@@ -463,7 +463,7 @@ func (t *TempSensor) Transfer(w, r []byte) error {
 		if i%2 == 0 {
 			r[i] = byte(val >> 8)
 		} else {
-			r[i] = byte(val)
+			r[i] = byte(val) //nolint:gosec // the register's low byte
 		}
 	}
 	return nil
@@ -482,7 +482,7 @@ func (s *Sim) AddTempSensor(bus int, addr uint16, celsius float64) (*TempSensor,
 		if err := (simI2C{s}).Transfer(bus, addr, []byte{0}, buf[:]); err != nil {
 			return 0, err
 		}
-		raw := int16(uint16(buf[0])<<8|uint16(buf[1])) >> 4
+		raw := int16(uint16(buf[0])<<8|uint16(buf[1])) >> 4 //nolint:gosec // the sensor's 12-bit two's-complement register, as the part encodes it
 		return float64(raw) / 16, nil
 	})
 	return ts, nil

@@ -224,7 +224,7 @@ func New(cfg Config) (*Manager, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	if m.rand == nil {
-		m.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		m.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // simulated link noise (drops, latency jitter), never keys
 	}
 	if m.cond.RSSI == 0 {
 		m.cond.RSSI = -55
@@ -295,6 +295,9 @@ func (m *Manager) Connect(ctx context.Context) (*Conn, error) {
 			continue
 		}
 		c := &Conn{Conn: raw, m: m, endpoint: ep}
+		// The connection outlives the dial: its context ends when it is
+		// closed, not with ctx.
+		c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 		m.mu.Lock()
 		if m.clock.Now().Before(m.downUntil) {
 			// The link went down while dialing.
@@ -457,6 +460,10 @@ type Conn struct {
 	endpoint string
 	dropped  atomic.Bool
 	closed   atomic.Bool
+	// ctx ends when the connection is closed, cutting a write's latency
+	// short.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Endpoint returns the gateway address this connection was dialed to.
@@ -490,7 +497,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, ErrLinkDropped
 	}
 	if d := c.m.latency(); d > 0 {
-		_ = hal.Sleep(context.Background(), c.m.clock, d)
+		// Cut short by Close: the write below then fails.
+		_ = hal.Sleep(c.ctx, c.m.clock, d)
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil && c.dropped.Load() {
@@ -505,6 +513,7 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.cancel()
 	return c.Conn.Close()
 }
 

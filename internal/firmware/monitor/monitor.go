@@ -164,7 +164,7 @@ func (m *Monitor) sample() time.Time {
 	}
 	s.RunningApps = 0
 	if src.Running != nil {
-		s.RunningApps = uint16(min(src.Running(), 0xFFFF))
+		s.RunningApps = uint16(min(src.Running(), 0xFFFF)) //nolint:gosec // clamped to 0xFFFF; a count is never negative
 	}
 	return now
 }
@@ -237,7 +237,7 @@ func (m *Monitor) changed() bool {
 // report fills dst from m.cur and makes m.cur the new baseline.
 func (m *Monitor) report(now time.Time, dst *protocol.MetricsReport) {
 	c := &m.cur
-	dst.UptimeSeconds = uint32(min(c.Uptime/time.Second, 1<<32-1))
+	dst.UptimeSeconds = uint32(min(c.Uptime/time.Second, 1<<32-1)) //nolint:gosec // clamped to 2^32-1; uptime is never negative
 	dst.FreeMemory = c.FreeMemory
 	dst.Link = c.Link
 	dst.Apps = dst.Apps[:0]
@@ -270,7 +270,7 @@ func (m *Monitor) Heartbeat(hb *protocol.Heartbeat) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sample()
-	hb.UptimeSeconds = uint32(min(m.cur.Uptime/time.Second, 1<<32-1))
+	hb.UptimeSeconds = uint32(min(m.cur.Uptime/time.Second, 1<<32-1)) //nolint:gosec // clamped to 2^32-1; uptime is never negative
 	hb.FreeMemory = m.cur.FreeMemory
 	hb.RunningApps = m.cur.RunningApps
 	hb.Link = m.cur.Link

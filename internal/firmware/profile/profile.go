@@ -191,7 +191,7 @@ func UsageOf(app string, info wasm.ModuleInfo, lim sandbox.Limits) Usage {
 		}
 		mem = maxPages * wasm.PageSize
 	}
-	return Usage{App: app, RAMBytes: mem + info.TableBytes() + lim.MaxStackSize, FlashBytes: uint64(info.Size)}
+	return Usage{App: app, RAMBytes: mem + info.TableBytes() + lim.MaxStackSize, FlashBytes: uint64(info.Size)} //nolint:gosec // a module's size is never negative
 }
 
 // Resource names what an app did not fit in.
@@ -230,7 +230,7 @@ func (p Profile) Admit(installed []Usage, app Usage) error {
 		return &FitError{Profile: p.Name, App: app.App, Resource: r, Need: need, Available: avail}
 	}
 	if len(installed)+1 > p.MaxApps {
-		return fit(ResourceApps, uint64(len(installed)+1), uint64(p.MaxApps))
+		return fit(ResourceApps, uint64(len(installed)+1), uint64(p.MaxApps)) //nolint:gosec // counts of apps, never negative
 	}
 	if app.FlashBytes > p.MaxModuleBytes {
 		return fit(ResourceModuleSize, app.FlashBytes, p.MaxModuleBytes)

@@ -91,7 +91,7 @@ func (m *Manager) Renew(chain [][]byte) error {
 	}
 	m.enr = &rec
 	m.leaf = leaf
-	m.log.Info("device certificate renewed", "deviceID", rec.DeviceID,
+	m.log.Info("device certificate renewed", "device", rec.DeviceID,
 		"serial", leaf.SerialNumber.String(), "notAfter", leaf.NotAfter)
 	return nil
 }

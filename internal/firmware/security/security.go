@@ -333,7 +333,7 @@ func (m *Manager) keepTrustedKeys(rec, prev *enrolledRecord) {
 				m.ignoredKeys++
 				m.mu.Unlock()
 				m.log.Warn("re-enrollment offered an untrusted platform key; keeping the pinned keys",
-					"kind", k.what, "keyID", fmt.Sprintf("%x", keyID(o)), "pinned", len(k.pinned))
+					"kind", k.what, "keyId", fmt.Sprintf("%x", keyID(o)), "pinned", len(k.pinned))
 			}
 		}
 	}
@@ -370,7 +370,7 @@ func (m *Manager) enroll(rec *enrolledRecord) error {
 	}
 	m.enr = rec
 	m.verifier, m.opener, m.leaf = nil, nil, nil
-	m.log.Info("device enrolled", "deviceID", rec.DeviceID)
+	m.log.Info("device enrolled", "device", rec.DeviceID)
 	return nil
 }
 

@@ -114,11 +114,11 @@ func (e *Engine) NewApp(mod *Module, cfg AppConfig) (*App, error) {
 	}
 	a := &App{e: e, mod: mod, name: cfg.Name, host: cfg.Host, lim: mod.lim,
 		tickInterval: cfg.TickInterval, initialTicks: cfg.TickInterval,
-		stackBudget: uint32(mod.lim.MaxStackSize), quantum: compilerQuantum} // at most MaxStackLimit
+		stackBudget: uint32(mod.lim.MaxStackSize), quantum: compilerQuantum} //nolint:gosec // at most MaxStackLimit, checked when the module was compiled
 	if e.mode == ModeInterpreter {
 		a.quantum = interpreterQuantum
 		if c := uint64(interpreterFrameCeiling) * uint64(mod.c.info.MinFrameBytes); c < uint64(a.stackBudget) {
-			a.stackBudget = uint32(c)
+			a.stackBudget = uint32(c) //nolint:gosec // c is below stackBudget, a uint32
 		}
 	}
 	return a, nil

@@ -132,24 +132,24 @@ type Shape struct {
 
 // Check returns a *BoundError for the first bound s exceeds, or nil.
 func (b Bounds) Check(s Shape) error {
-	b = b.WithDefaults()
+	lim := b.WithDefaults()
 	checks := []struct {
 		what         Bound
 		value, limit uint64
 	}{
-		{BoundFunctions, uint64(s.Functions), uint64(b.MaxFunctions)},
-		{BoundFunctionBytes, uint64(s.MaxFunctionBytes), uint64(b.MaxFunctionBytes)},
-		{BoundLocals, uint64(s.MaxLocals), uint64(b.MaxLocals)},
-		{BoundTotalLocals, uint64(s.TotalLocals), uint64(b.MaxTotalLocals)},
-		{BoundNesting, uint64(s.MaxNesting), uint64(b.MaxNesting)},
-		{BoundBranchTable, uint64(s.MaxBranchTable), uint64(b.MaxBranchTable)},
-		{BoundCompileWork, s.CompileWork, b.MaxCompileWork},
-		{BoundTableElements, uint64(s.TableElements), uint64(b.MaxTableElements)},
-		{BoundTypes, uint64(s.Types), uint64(b.MaxTypes)},
-		{BoundImports, uint64(s.Imports), uint64(b.MaxImports)},
-		{BoundExports, uint64(s.Exports), uint64(b.MaxExports)},
-		{BoundGlobals, uint64(s.Globals), uint64(b.MaxGlobals)},
-		{BoundSegments, uint64(s.Segments), uint64(b.MaxSegments)},
+		{BoundFunctions, uint64(s.Functions), uint64(lim.MaxFunctions)},                //nolint:gosec // Shape counts are non-negative
+		{BoundFunctionBytes, uint64(s.MaxFunctionBytes), uint64(lim.MaxFunctionBytes)}, //nolint:gosec // Shape counts are non-negative
+		{BoundLocals, uint64(s.MaxLocals), uint64(lim.MaxLocals)},                      //nolint:gosec // Shape counts are non-negative
+		{BoundTotalLocals, uint64(s.TotalLocals), uint64(lim.MaxTotalLocals)},          //nolint:gosec // Shape counts are non-negative
+		{BoundNesting, uint64(s.MaxNesting), uint64(lim.MaxNesting)},                   //nolint:gosec // Shape counts are non-negative
+		{BoundBranchTable, uint64(s.MaxBranchTable), uint64(lim.MaxBranchTable)},       //nolint:gosec // Shape counts are non-negative
+		{BoundCompileWork, s.CompileWork, lim.MaxCompileWork},
+		{BoundTableElements, uint64(s.TableElements), uint64(lim.MaxTableElements)},
+		{BoundTypes, uint64(s.Types), uint64(lim.MaxTypes)},          //nolint:gosec // Shape counts are non-negative
+		{BoundImports, uint64(s.Imports), uint64(lim.MaxImports)},    //nolint:gosec // Shape counts are non-negative
+		{BoundExports, uint64(s.Exports), uint64(lim.MaxExports)},    //nolint:gosec // Shape counts are non-negative
+		{BoundGlobals, uint64(s.Globals), uint64(lim.MaxGlobals)},    //nolint:gosec // Shape counts are non-negative
+		{BoundSegments, uint64(s.Segments), uint64(lim.MaxSegments)}, //nolint:gosec // Shape counts are non-negative
 	}
 	for _, c := range checks {
 		if c.value > c.limit {

@@ -71,7 +71,7 @@ func (m *module) walkFunction(i uint32, l *layout) (*walked, error) {
 	}
 	w.out = make([]byte, 0, body.end-w.r.off+64)
 	w.pending = w.r.off
-	w.stack = append(w.stack, ctrlFrame{results: uint32(len(w.ft.results))})
+	w.stack = append(w.stack, ctrlFrame{results: uint32(len(w.ft.results))}) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	// The function's own prologue check and result block.
 	w.branches = 2
 	for {
@@ -103,8 +103,8 @@ func (w *funcWalk) readLocals() {
 		if vt := r.byte(); r.err == nil && !isValType(vt) {
 			r.fail(ErrUnsupportedFeature, "function %d: local of type %#x", w.fidx, vt)
 		}
-		if r.err == nil && w.locals > uint64(w.m.bounds.MaxLocals) {
-			r.failBound(BoundLocals, w.locals, uint64(w.m.bounds.MaxLocals))
+		if r.err == nil && w.locals > uint64(w.m.bounds.MaxLocals) { //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
+			r.failBound(BoundLocals, w.locals, uint64(w.m.bounds.MaxLocals)) //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
 		}
 	}
 	if r.err != nil {
@@ -112,15 +112,15 @@ func (w *funcWalk) readLocals() {
 	}
 	w.decls = r.b[start:r.off]
 	s := &w.m.shape
-	s.MaxLocals = max(s.MaxLocals, int(w.locals))
-	s.TotalLocals += int(w.locals)
+	s.MaxLocals = max(s.MaxLocals, int(w.locals)) //nolint:gosec // w.locals is at most MaxLocals, checked above
+	s.TotalLocals += int(w.locals)                //nolint:gosec // w.locals is at most MaxLocals, checked above
 	if s.TotalLocals > w.m.bounds.MaxTotalLocals {
-		r.failBound(BoundTotalLocals, uint64(s.TotalLocals), uint64(w.m.bounds.MaxTotalLocals))
+		r.failBound(BoundTotalLocals, uint64(s.TotalLocals), uint64(w.m.bounds.MaxTotalLocals)) //nolint:gosec // bounds and counts are non-negative
 	}
 }
 
 // lf is the loop-check fuel batch local; t and u the prologue temporaries.
-func (w *funcWalk) localT() uint32  { return uint32(len(w.ft.params)) + uint32(w.locals) }
+func (w *funcWalk) localT() uint32  { return uint32(len(w.ft.params)) + uint32(w.locals) } //nolint:gosec // w.locals is at most MaxLocals, checked in locals
 func (w *funcWalk) localU() uint32  { return w.localT() + 1 }
 func (w *funcWalk) localLF() uint32 { return w.localT() + 2 }
 
@@ -234,7 +234,7 @@ func (w *funcWalk) control(at int, op byte) bool {
 		w.push(p)
 		w.branch(1)
 		if n := len(w.stack) - 1; n > w.m.bounds.MaxNesting {
-			r.failBound(BoundNesting, uint64(n), uint64(w.m.bounds.MaxNesting))
+			r.failBound(BoundNesting, uint64(n), uint64(w.m.bounds.MaxNesting)) //nolint:gosec // a stack depth and a bound, both non-negative
 		}
 		w.m.shape.MaxNesting = max(w.m.shape.MaxNesting, len(w.stack)-1)
 		if op == 0x03 && r.err == nil {
@@ -269,7 +269,7 @@ func (w *funcWalk) control(at int, op byte) bool {
 		w.unreachable()
 		w.branch(uint64(n) + 1)
 	case 0x0f: // return: a branch to the result block around the body
-		w.replaceIndexed(at, 0x0c, uint32(len(w.stack)-1))
+		w.replaceIndexed(at, 0x0c, uint32(len(w.stack)-1)) //nolint:gosec // nesting is at most MaxNesting
 		w.unreachable()
 		w.branch(1)
 	case 0x10: // call
@@ -278,17 +278,17 @@ func (w *funcWalk) control(at int, op byte) bool {
 			break
 		}
 		t := w.m.types[w.m.funcTypes[x]]
-		w.pop(uint32(len(t.params)))
-		w.push(uint32(len(t.results)))
+		w.pop(uint32(len(t.params)))   //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
+		w.push(uint32(len(t.results))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		if y := w.l.fn(x); y != x {
 			w.replaceIndexed(at, 0x10, y)
 		}
 	case 0x11: // call_indirect
 		ti, table := r.u32(), r.u32()
-		if r.err == nil && ti >= uint32(len(w.m.types)) {
+		if r.err == nil && ti >= uint32(len(w.m.types)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 			r.fail(ErrInvalidModule, "function %d: type index %d out of range", w.fidx, ti)
 		}
-		if r.err == nil && table >= uint32(len(w.m.tables)) {
+		if r.err == nil && table >= uint32(len(w.m.tables)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 			r.fail(ErrInvalidModule, "function %d: table %d out of range", w.fidx, table)
 		}
 		if r.err != nil {
@@ -296,8 +296,8 @@ func (w *funcWalk) control(at int, op byte) bool {
 		}
 		t := w.m.types[ti]
 		w.pop(1)
-		w.pop(uint32(len(t.params)))
-		w.push(uint32(len(t.results)))
+		w.pop(uint32(len(t.params)))   //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
+		w.push(uint32(len(t.results))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	default: // 0x06..0x0a: exception handling
 		r.fail(ErrUnsupportedFeature, "function %d: opcode %#x (exception handling)", w.fidx, op)
 	}
@@ -328,7 +328,7 @@ func (w *funcWalk) end() bool {
 
 // blockType reads a block type and returns its parameter and result
 // counts.
-func (w *funcWalk) blockType() (uint32, uint32) {
+func (w *funcWalk) blockType() (params, results uint32) {
 	r := &w.r
 	c, ok := r.peek()
 	switch {
@@ -353,14 +353,14 @@ func (w *funcWalk) blockType() (uint32, uint32) {
 		return 0, 0
 	}
 	t := w.m.types[ti]
-	return uint32(len(t.params)), uint32(len(t.results))
+	return uint32(len(t.params)), uint32(len(t.results)) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 }
 
 // funcIdx reads a function index and checks it against the original
 // module: indices past it name what the instrumenter adds.
 func (w *funcWalk) funcIdx() uint32 {
 	x := w.r.u32()
-	if w.r.err == nil && x >= uint32(len(w.m.funcTypes)) {
+	if w.r.err == nil && x >= uint32(len(w.m.funcTypes)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		w.r.fail(ErrInvalidModule, "function %d: function index %d out of range", w.fidx, x)
 		return 0
 	}
@@ -377,7 +377,7 @@ func (w *funcWalk) globalIdx() {
 
 func (w *funcWalk) tableIdx() uint32 {
 	t := w.r.u32()
-	if w.r.err == nil && t >= uint32(len(w.m.tables)) {
+	if w.r.err == nil && t >= uint32(len(w.m.tables)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		w.r.fail(ErrInvalidModule, "function %d: table %d out of range", w.fidx, t)
 		return 0
 	}

@@ -233,7 +233,7 @@ func (m *module) decodeImports(r *reader) {
 		switch imp.Kind {
 		case ExternFunc:
 			ti := r.u32()
-			if r.err == nil && ti >= uint32(len(m.types)) {
+			if r.err == nil && ti >= uint32(len(m.types)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 				r.fail(ErrInvalidModule, "import %q.%q: type index %d out of range", imp.Module, imp.Name, ti)
 				return
 			}
@@ -243,7 +243,7 @@ func (m *module) decodeImports(r *reader) {
 			m.funcTypes = append(m.funcTypes, ti)
 			m.nImpFuncs++
 			if len(m.funcTypes) > m.bounds.MaxFunctions {
-				r.failBound(BoundFunctions, uint64(len(m.funcTypes)), uint64(m.bounds.MaxFunctions))
+				r.failBound(BoundFunctions, uint64(len(m.funcTypes)), uint64(m.bounds.MaxFunctions)) //nolint:gosec // counts and bounds are non-negative
 			}
 		case ExternTable:
 			m.decodeTable(r, true)
@@ -272,13 +272,13 @@ func (m *module) decodeImports(r *reader) {
 
 func (m *module) decodeFunctions(r *reader) {
 	n := r.count(1, BoundFunctions, m.bounds.MaxFunctions)
-	if r.err == nil && uint64(n)+uint64(m.nImpFuncs) > uint64(m.bounds.MaxFunctions) {
-		r.failBound(BoundFunctions, uint64(n)+uint64(m.nImpFuncs), uint64(m.bounds.MaxFunctions))
+	if r.err == nil && uint64(n)+uint64(m.nImpFuncs) > uint64(m.bounds.MaxFunctions) { //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
+		r.failBound(BoundFunctions, uint64(n)+uint64(m.nImpFuncs), uint64(m.bounds.MaxFunctions)) //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
 	}
 	m.haveFuncSec, m.nFuncDecl = true, n
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		ti := r.u32()
-		if r.err == nil && ti >= uint32(len(m.types)) {
+		if r.err == nil && ti >= uint32(len(m.types)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 			r.fail(ErrInvalidModule, "function %d: type index %d out of range", i, ti)
 		}
 		m.funcTypes = append(m.funcTypes, ti)
@@ -309,7 +309,7 @@ func (m *module) decodeTable(r *reader, imported bool) {
 		r.failBound(BoundTableElements, total, uint64(m.bounds.MaxTableElements))
 		return
 	}
-	m.shape.TableElements = uint32(total)
+	m.shape.TableElements = uint32(total) //nolint:gosec // total is at most MaxTableElements, checked above
 	m.tables = append(m.tables, tableDecl{elem: elem, lim: lim, imported: imported})
 }
 
@@ -361,8 +361,8 @@ func readLimits(r *reader, memory bool) limits {
 
 func (m *module) decodeGlobals(r *reader) {
 	n := r.count(3, BoundGlobals, m.bounds.MaxGlobals)
-	if r.err == nil && uint64(n)+uint64(m.nImpGlobals) > uint64(m.bounds.MaxGlobals) {
-		r.failBound(BoundGlobals, uint64(n)+uint64(m.nImpGlobals), uint64(m.bounds.MaxGlobals))
+	if r.err == nil && uint64(n)+uint64(m.nImpGlobals) > uint64(m.bounds.MaxGlobals) { //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
+		r.failBound(BoundGlobals, uint64(n)+uint64(m.nImpGlobals), uint64(m.bounds.MaxGlobals)) //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
 	}
 	m.nGlobals = n
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -394,9 +394,9 @@ func (m *module) decodeExports(r *reader) {
 		var count uint32
 		switch e.Kind {
 		case ExternFunc:
-			count = uint32(len(m.funcTypes))
+			count = uint32(len(m.funcTypes)) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		case ExternTable:
-			count = uint32(len(m.tables))
+			count = uint32(len(m.tables)) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		case ExternMemory:
 			count = boolU32(m.hasMem)
 		case ExternGlobal:
@@ -417,7 +417,7 @@ func (m *module) decodeExports(r *reader) {
 func (m *module) decodeStart(r *reader) {
 	m.info.HasStart = true
 	m.startFunc = r.u32()
-	if r.err == nil && m.startFunc >= uint32(len(m.funcTypes)) {
+	if r.err == nil && m.startFunc >= uint32(len(m.funcTypes)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		r.fail(ErrInvalidModule, "start function index %d out of range", m.startFunc)
 	}
 }
@@ -431,8 +431,8 @@ func (m *module) decodeCode(r *reader) {
 	m.bodies = make([]section, 0, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		sz := r.u32()
-		if r.err == nil && uint64(sz) > uint64(m.bounds.MaxFunctionBytes) {
-			r.failBound(BoundFunctionBytes, uint64(sz), uint64(m.bounds.MaxFunctionBytes))
+		if r.err == nil && uint64(sz) > uint64(m.bounds.MaxFunctionBytes) { //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
+			r.failBound(BoundFunctionBytes, uint64(sz), uint64(m.bounds.MaxFunctionBytes)) //nolint:gosec // bounds are non-negative (Bounds.WithDefaults)
 			return
 		}
 		st := r.off
@@ -540,7 +540,7 @@ func (m *module) walkElements(r *reader, out *[]byte, fn func(uint32) uint32) {
 			emitU32(table)
 		}
 		if active {
-			if r.err == nil && table >= uint32(len(m.tables)) {
+			if r.err == nil && table >= uint32(len(m.tables)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 				r.fail(ErrInvalidModule, "element segment %d: table %d out of range", i, table)
 				return
 			}
@@ -577,7 +577,7 @@ func (m *module) elemVector(r *reader, exprs bool, out *[]byte, fn func(uint32) 
 			continue
 		}
 		x := r.u32()
-		if r.err == nil && x >= uint32(len(m.funcTypes)) {
+		if r.err == nil && x >= uint32(len(m.funcTypes)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 			r.fail(ErrInvalidModule, "element function index %d out of range", x)
 		}
 		if out != nil && fn != nil {
@@ -623,7 +623,7 @@ func (m *module) constExpr(r *reader, out *[]byte, fn func(uint32) uint32) {
 		case 0xd2:
 			at := r.off - 1
 			idx := r.u32()
-			if r.err == nil && idx >= uint32(len(m.funcTypes)) {
+			if r.err == nil && idx >= uint32(len(m.funcTypes)) { //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 				r.fail(ErrInvalidModule, "function index %d out of range", idx)
 			}
 			if out != nil && fn != nil && r.err == nil {

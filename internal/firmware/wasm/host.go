@@ -144,7 +144,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 	for _, hf := range hostFuncs {
 		var fn api.GoModuleFunc
 		if hf.name == "time_ms" {
-			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+			fn = func(ctx context.Context, _ api.Module, stack []uint64) {
 				a, _ := ctx.Value(appKey{}).(*App)
 				if a == nil {
 					stack[0] = 0
@@ -204,7 +204,7 @@ func (a *App) hostCall() {
 // view returns guest memory [ptr, ptr+n) without copying, after checking
 // n against limit. ok is false with the errno to return.
 func view(mem api.Memory, ptr, n uint32, limit int) ([]byte, int32) {
-	if n > uint32(limit) {
+	if n > uint32(limit) { //nolint:gosec // limit is one of this file's small positive constants
 		return nil, ErrnoTooBig
 	}
 	if mem == nil {
@@ -340,7 +340,7 @@ func hUARTWrite(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err != nil {
 		return errno(ctx, err)
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hUARTRead(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -355,7 +355,7 @@ func hUARTRead(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err != nil {
 		return errno(ctx, err)
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hSPI(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -380,7 +380,7 @@ func hSPI(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err := a.host.Board.SPI.Transfer(int(s32(s[0])), txc, rx); err != nil {
 		return errno(ctx, err)
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hI2C(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -404,7 +404,7 @@ func hI2C(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	if err := a.host.Board.I2C.Transfer(int(s32(s[0])), uint16(addr), wc, r); err != nil {
 		return errno(ctx, err)
 	}
-	return int32(len(r))
+	return int32(len(r)) //nolint:gosec // at most the guest buffer's length, a u32 under the call's limit
 }
 
 func hSensor(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
@@ -461,7 +461,7 @@ func hPublish(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	return errno(ctx, a.host.Publisher.PublishMessage(a.name, string(topic), append([]byte(nil), data...)))
 }
 
-func hConfig(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
+func hConfig(_ context.Context, a *App, mem api.Memory, s []uint64) int32 {
 	key, e := view(mem, u32(s[0]), u32(s[1]), MaxNameBytes)
 	if e != 0 {
 		return e
@@ -481,5 +481,5 @@ func hConfig(ctx context.Context, a *App, mem api.Memory, s []uint64) int32 {
 		return ErrnoTooBig
 	}
 	copy(buf, v)
-	return int32(len(v))
+	return int32(len(v)) //nolint:gosec // len(v) <= MaxInt32, checked above
 }

@@ -124,7 +124,7 @@ func (l *layout) typeIndex(params, results []byte) uint32 {
 		}
 	}
 	l.types = append(l.types, funcType{params: params, results: results})
-	return uint32(len(l.types) - 1)
+	return uint32(len(l.types) - 1) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 }
 
 // blockType encodes the type of a block without parameters producing
@@ -141,8 +141,8 @@ func (l *layout) blockType(results []byte) []byte {
 
 // instrument rewrites m for at most memLimitPages pages of memory.
 func (m *module) instrument(memLimitPages uint32) (*instrumented, error) {
-	nDef := uint32(len(m.bodies))
-	nTables := uint32(len(m.tables))
+	nDef := uint32(len(m.bodies))    //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
+	nTables := uint32(len(m.tables)) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	gBase := m.nImpGlobals + m.nGlobals
 	first := m.nImpFuncs + 1 + nDef // the first injected function
 	l := &layout{
@@ -245,12 +245,12 @@ func (m *module) vectorBody(id byte) ([]byte, uint32) {
 
 func (m *module) typeSection(l *layout) []byte {
 	orig, n := m.vectorBody(secType)
-	out := appendU32(nil, uint32(len(l.types)))
+	out := appendU32(nil, uint32(len(l.types))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	out = append(out, orig...)
 	for _, t := range l.types[n:] {
-		out = appendU32(append(out, 0x60), uint32(len(t.params)))
+		out = appendU32(append(out, 0x60), uint32(len(t.params))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		out = append(out, t.params...)
-		out = appendU32(out, uint32(len(t.results)))
+		out = appendU32(out, uint32(len(t.results))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 		out = append(out, t.results...)
 	}
 	return out
@@ -275,7 +275,7 @@ func (m *module) functionSection(l *layout, grow bool) []byte {
 	if grow {
 		types = append(types, i32Type)
 	}
-	out := appendU32(nil, n+uint32(len(types)))
+	out := appendU32(nil, n+uint32(len(types))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	out = append(out, orig...)
 	for _, t := range types {
 		out = appendU32(out, t)
@@ -351,7 +351,7 @@ func (m *module) globalSection(l *layout) []byte {
 // exportSection redirects exported functions and exports the injected
 // globals under reserved names.
 func (m *module) exportSection(l *layout) []byte {
-	out := appendU32(nil, uint32(len(m.info.Exports))+injectedExports)
+	out := appendU32(nil, uint32(len(m.info.Exports))+injectedExports) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	for _, e := range m.info.Exports {
 		idx := e.Index
 		if e.Kind == ExternFunc {
@@ -381,9 +381,9 @@ func (m *module) codeSection(bodies [][]byte, l *layout, grow bool) []byte {
 		size += len(b) + 5
 	}
 	out := make([]byte, 0, size+128)
-	out = appendU32(out, uint32(len(bodies)+len(helpers)))
+	out = appendU32(out, uint32(len(bodies)+len(helpers))) //nolint:gosec // a count of a decoded module, read as a u32 and held under its Bounds
 	for _, b := range append(bodies, helpers...) {
-		out = appendU32(out, uint32(len(b)))
+		out = appendU32(out, uint32(len(b))) //nolint:gosec // a length within a module, whose size is held under Bounds
 		out = append(out, b...)
 	}
 	return out

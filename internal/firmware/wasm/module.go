@@ -256,7 +256,7 @@ func (m *module) globalI32(idx uint32) uint32 {
 		r.byte()
 		if i == idx-m.nImpGlobals {
 			if v, ok := m.offsetExpr(r, vt); ok && v >= 0 {
-				return uint32(v)
+				return uint32(v) //nolint:gosec // v >= 0 is checked, and an offset expression is an i32
 			}
 			return 0
 		}

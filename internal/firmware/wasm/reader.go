@@ -52,7 +52,7 @@ func (r *reader) peek() (byte, bool) {
 }
 
 func (r *reader) bytes(n uint32) []byte {
-	if uint64(n) > uint64(r.remaining()) {
+	if uint64(n) > uint64(r.remaining()) { //nolint:gosec // remaining is never negative
 		r.fail(ErrInvalidModule, "length %d past end of input", n)
 		return nil
 	}
@@ -96,7 +96,7 @@ func (r *reader) signed(bits uint) int64 {
 			// The unused bits of the last byte must be a sign extension.
 			used := bits - shift // bits carried by this byte
 			if used < 7 {
-				rest := int8(c<<1) >> used
+				rest := int8(c<<1) >> used //nolint:gosec // sign extension of the last byte's unused bits, on purpose
 				if c&0x80 != 0 || (rest != 0 && rest != -1) {
 					r.fail(ErrInvalidModule, "invalid s%d leb128", bits)
 					return 0
@@ -137,7 +137,7 @@ func (r *reader) count(minSize int, what Bound, limit int) uint32 {
 	if r.err != nil {
 		return 0
 	}
-	if uint64(n)*uint64(minSize) > uint64(r.remaining()) {
+	if uint64(n)*uint64(minSize) > uint64(r.remaining()) { //nolint:gosec // remaining is never negative
 		r.fail(ErrInvalidModule, "vector length %d past end of input", n)
 		return 0
 	}
@@ -163,13 +163,13 @@ func appendU32(b []byte, v uint32) []byte {
 // appendU32Padded appends v as a five-byte unsigned LEB128, so that it can
 // be patched in place later (see patchU32Padded).
 func appendU32Padded(b []byte, v uint32) []byte {
-	return append(b, byte(v)|0x80, byte(v>>7)|0x80, byte(v>>14)|0x80, byte(v>>21)|0x80, byte(v>>28)&0x0f)
+	return append(b, byte(v)|0x80, byte(v>>7)|0x80, byte(v>>14)|0x80, byte(v>>21)|0x80, byte(v>>28)&0x0f) //nolint:gosec // LEB128 encoding: keeping the low bits is the point
 }
 
 // patchU32Padded overwrites the five-byte LEB128 at b[0:5]. A value below
 // 2^31 is also a valid five-byte signed LEB128 (i32.const).
 func patchU32Padded(b []byte, v uint32) {
-	b[0], b[1], b[2], b[3], b[4] = byte(v)|0x80, byte(v>>7)|0x80, byte(v>>14)|0x80, byte(v>>21)|0x80, byte(v>>28)&0x0f
+	b[0], b[1], b[2], b[3], b[4] = byte(v)|0x80, byte(v>>7)|0x80, byte(v>>14)|0x80, byte(v>>21)|0x80, byte(v>>28)&0x0f //nolint:gosec // LEB128 encoding: keeping the low bits is the point
 }
 
 func appendS64(b []byte, v int64) []byte {
@@ -184,12 +184,12 @@ func appendS64(b []byte, v int64) []byte {
 }
 
 func appendName(b []byte, s string) []byte {
-	return append(appendU32(b, uint32(len(s))), s...)
+	return append(appendU32(b, uint32(len(s))), s...) //nolint:gosec // a length within a module, whose size is held under Bounds
 }
 
 // appendSection appends a section with its id and size.
 func appendSection(b []byte, id byte, payload []byte) []byte {
-	b = appendU32(append(b, id), uint32(len(payload)))
+	b = appendU32(append(b, id), uint32(len(payload))) //nolint:gosec // a length within a module, whose size is held under Bounds
 	return append(b, payload...)
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // api stands in for the HTTP API: it names itself in its answers.
-var api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+var api = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("X-Handler", "api")
 	w.WriteHeader(http.StatusTeapot)
 })

@@ -143,8 +143,8 @@ type moduleEntry struct {
 	info       ModuleInfo
 }
 
-func newModuleInfoCache(max int) *moduleInfoCache {
-	return &moduleInfoCache{max: max, entries: map[types.UID]moduleEntry{}}
+func newModuleInfoCache(size int) *moduleInfoCache {
+	return &moduleInfoCache{max: size, entries: map[types.UID]moduleEntry{}}
 }
 
 func (m *moduleInfoCache) info(app *wasmbedv1.Application) ModuleInfo {

@@ -70,6 +70,8 @@ func (t *EnrollTap) Next(ctx context.Context, n int) (*protocol.EnrollRequest, e
 // Close stops listening and waits for the connections to end.
 func (t *EnrollTap) Close() {
 	t.core.Close()
+	// After Close nobody is left to say goodbye to: Shutdown only waits for
+	// the core's goroutines, and has nothing to give up on.
 	_ = t.core.Shutdown(context.Background())
 	<-t.done
 }

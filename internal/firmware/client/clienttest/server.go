@@ -273,7 +273,7 @@ func (s *Server) Close() {
 	s.core.Close()
 	s.StopListening()
 	// After Close there is nobody left to say goodbye to: Shutdown only
-	// waits for the core's goroutines.
+	// waits for the core's goroutines, and has nothing to give up on.
 	_ = s.core.Shutdown(context.Background())
 	s.serving.Wait()
 }

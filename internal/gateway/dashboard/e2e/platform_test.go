@@ -38,7 +38,7 @@ var env *controlplanetest.Env
 
 func TestMain(m *testing.M) {
 	if modcheck.IsChild() {
-		os.Exit(modcheck.RunChild())
+		os.Exit(modcheck.RunChild(context.Background()))
 	}
 	os.Exit(controlplanetest.Run(m, &env))
 }
@@ -257,7 +257,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
-func logger(t *testing.T, name string) *slog.Logger {
+func logger(_ *testing.T, name string) *slog.Logger {
 	if os.Getenv("WASMBED_TEST_VERBOSE") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
