@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 	// The in-process controller checks modules in a child process: this
 	// test binary.
 	if modcheck.IsChild() {
-		os.Exit(modcheck.RunChild())
+		os.Exit(modcheck.RunChild(context.Background()))
 	}
 	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
