@@ -16,10 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/wasmbed/wasmbed/internal/platform"
 	"github.com/wasmbed/wasmbed/internal/procmem"
@@ -48,6 +51,12 @@ type Options struct {
 	LastSeenPeriod time.Duration
 	// HeartbeatInterval of gateways and devices; default 30s.
 	HeartbeatInterval time.Duration
+	// StartRate paces the fleet's start in devices per second; zero starts
+	// every device at once.
+	StartRate float64
+	// MaxUpdating is the rollout's maxUpdating (a count or a percentage of
+	// the targets); nil takes the product's default, 25%.
+	MaxUpdating *intstr.IntOrString
 	// RolloutTimeout bounds the wait for the rollout; default 2 minutes
 	// plus 60 ms per device.
 	RolloutTimeout time.Duration
@@ -79,6 +88,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Steady < 10*time.Second || o.Steady > 24*time.Hour {
 		return fmt.Errorf("bench: steady-state window %v, want 10s to 24h", o.Steady)
+	}
+	if o.StartRate < 0 || o.StartRate > 100000 || math.IsNaN(o.StartRate) {
+		return fmt.Errorf("bench: start rate %v devices/s, want 0 (all at once) to 100000", o.StartRate)
 	}
 	if o.LastSeenPeriod == 0 {
 		o.LastSeenPeriod = time.Hour
@@ -200,7 +212,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		DataDir: dir, Gateways: opts.Gateways, Mix: opts.Mix,
 		GatewayExec: opts.GatewayExec, GatewayArgs: []string{"--last-seen-period", opts.LastSeenPeriod.String()},
 		HeartbeatInterval: opts.HeartbeatInterval, Logger: opts.Logger,
-		SourceAddrs: sourceAddrs(opts.Devices), MemoryFlash: true,
+		SourceAddrs: sourceAddrs(opts.Devices), MemoryFlash: true, StartRate: opts.StartRate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -237,7 +249,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	r.SessionResident, r.SessionPrivate = r.GatewayLoaded.Sub(r.GatewayIdle).Per(opts.Devices)
 
 	opts.Progress("rolling an application out to every device")
-	if r.Rollout, r.Strategy, err = m.rollout(ctx, opts.Devices, opts.RolloutTimeout); err != nil {
+	if r.Rollout, r.Strategy, err = m.rollout(ctx, opts.Devices, opts.MaxUpdating, opts.RolloutTimeout); err != nil {
 		return nil, err
 	}
 

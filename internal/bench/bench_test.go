@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -80,7 +81,7 @@ func TestProcessCPU(t *testing.T) {
 func TestOptionsRefused(t *testing.T) {
 	for _, o := range []Options{
 		{Devices: -1}, {Devices: maxDevices + 1}, {Gateways: 17}, {Steady: time.Second},
-		{LastSeenPeriod: time.Millisecond},
+		{LastSeenPeriod: time.Millisecond}, {StartRate: -1}, {StartRate: math.NaN()},
 	} {
 		if err := o.setDefaults(); err == nil {
 			t.Errorf("%+v accepted", o)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -199,7 +200,7 @@ const benchApp = "bench"
 
 // rollout creates an Application for every device and times each device's
 // DeviceApplication from the creation to Running.
-func (m *meter) rollout(ctx context.Context, n int, timeout time.Duration) (Percentiles, string, error) {
+func (m *meter) rollout(ctx context.Context, n int, maxUpdating *intstr.IntOrString, timeout time.Duration) (Percentiles, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	app := &wasmbedv1.Application{
@@ -209,6 +210,7 @@ func (m *meter) rollout(ctx context.Context, n int, timeout time.Duration) (Perc
 			Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: wasmbedv1.LabelDeviceType, Operator: metav1.LabelSelectorOpExists},
 			}},
+			Strategy: wasmbedv1.RolloutStrategy{MaxUpdating: maxUpdating},
 		},
 	}
 	sel := client.MatchingLabels{wasmbedv1.LabelApplication: wasmbedv1.LabelValue(benchApp)}

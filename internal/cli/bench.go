@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/wasmbed/wasmbed/internal/bench"
@@ -15,7 +18,7 @@ import (
 
 func newBenchCommand() *cobra.Command {
 	opts := bench.Options{}
-	var output string
+	var output, cpuProfile, maxUpdating string
 	cmd := &cobra.Command{
 		Use:   "bench [--devices N]",
 		Short: "Measure the platform with a simulated fleet",
@@ -51,6 +54,17 @@ file descriptors, so N is at most 15,000.`,
 			opts.Progress = func(s string) {
 				fmt.Fprintf(errOut, "[%6s] %s\n", time.Since(begin).Round(time.Second), s)
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			if maxUpdating != "" {
+				v := intstr.Parse(maxUpdating)
+				opts.MaxUpdating = &v
+			}
 			r, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -71,7 +85,27 @@ file descriptors, so N is at most 15,000.`,
 	f.DurationVar(&opts.Steady, "steady", 2*time.Minute, "steady-state window over which writes and CPU are counted")
 	f.DurationVar(&opts.LastSeenPeriod, "last-seen-period", time.Minute, "gateways' lastSeen period during the bench; writes are also projected to the product's 1h")
 	f.DurationVar(&opts.HeartbeatInterval, "heartbeat-interval", 30*time.Second, "heartbeat interval of gateways and devices")
+	f.Float64Var(&opts.StartRate, "start-rate", 0, "devices switched on per second (default 0: all at once)")
+	f.StringVar(&maxUpdating, "max-updating", "", "the rollout's maxUpdating, a count or a percentage (default the product's 25%)")
 	f.DurationVar(&opts.RolloutTimeout, "rollout-timeout", 0, "bound of the wait for the rollout (default 2m + 60ms per device)")
 	f.StringVarP(&output, "output", "o", "text", "output: text or json")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write this process's CPU profile (control plane, controller and devices) to the file, for go tool pprof")
 	return cmd
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path) //nolint:gosec // G304: the operator names the profile file.
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

@@ -25,6 +25,7 @@ type gatewayFlags struct {
 	dnsNames         []string
 	ips              []net.IP
 	maxHandshakes    int
+	maxEnrollments   int
 	goroutineSession bool
 }
 
@@ -70,6 +71,7 @@ A flag on the command line wins.`,
 			}
 			opts.ServingDNSNames, opts.ServingIPs = flags.dnsNames, flags.ips
 			opts.Limits.MaxHandshakes = flags.maxHandshakes
+			opts.Limits.MaxEnrollments = flags.maxEnrollments
 			opts.Limits.GoroutinePerSession = flags.goroutineSession
 			if opts.Name == "" {
 				return fmt.Errorf("--name is required (or $POD_NAME, or a host name)")
@@ -102,6 +104,7 @@ A flag on the command line wins.`,
 	f.DurationVar(&opts.TicketKeyRotation, "ticket-key-rotation", 0, "age at which the shared session-ticket key is replaced (default 24h)")
 	f.IntVar(&opts.MaxConcurrentDeliveries, "max-concurrent-deliveries", 0, "devices delivered to at once (default 128)")
 	f.IntVar(&flags.maxHandshakes, "max-handshakes", 0, "TLS handshakes doing cryptography at once (default 4 per CPU)")
+	f.IntVar(&flags.maxEnrollments, "max-enrollments", 0, "enrollments answered at once; more are told to retry later (default 128)")
 	f.BoolVar(&flags.goroutineSession, "goroutine-per-session", false, "serve each session with its own goroutine instead of parking idle sessions")
 	f.Float32Var(&opts.QPS, "kube-api-qps", 0, "client-side limit of requests per second to the API server (default 200)")
 	f.IntVar(&opts.Burst, "kube-api-burst", 0, "client-side burst of requests to the API server (default 400)")

@@ -79,6 +79,10 @@ type Options struct {
 	// (a gateway bounds the connections pending per source); default the
 	// host's.
 	SourceAddrs []string
+	// StartRate paces the simulated fleet's start, in devices per second,
+	// as devices of a real fleet are switched on over time; zero starts
+	// them all at once.
+	StartRate float64
 	// HeartbeatInterval of gateways and simulated devices; default 30s.
 	HeartbeatInterval time.Duration
 	// GatewayExec, when set, is the path of a wasmbed binary: the gateways

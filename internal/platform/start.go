@@ -296,6 +296,7 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 		Root: p.bundle.root, GatewayCA: p.bundle.gatewayCA, DeviceCA: p.bundle.deviceCA,
 		DataDir: flashDir, Mix: shares, HeartbeatInterval: p.opts.HeartbeatInterval,
 		SummaryInterval: -1, Logger: p.log.With("component", "devices"), SourceAddrs: p.opts.SourceAddrs,
+		StartRate: p.opts.StartRate,
 	})
 	if err != nil {
 		return fmt.Errorf("platform: %w", err)
@@ -311,7 +312,7 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 	p.mu.Unlock()
 	// Count the sessions the gateways hold, not the Devices' phases: after
 	// a restart the phases still say Connected from before.
-	err = poll(ctx, 5*time.Minute, func() (bool, error) {
+	err = poll(ctx, fleetWait(p.opts.Devices, p.opts.StartRate), func() (bool, error) {
 		held := 0
 		for _, g := range p.gateways {
 			n, err := g.sessions(ctx)
@@ -527,4 +528,15 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error),
 		}
 		delay = min(2*delay, time.Second)
 	}
+}
+
+// fleetWait bounds the wait for a fleet of n devices started at rate per
+// second to enroll and connect: 5 minutes, plus the paced start, plus
+// 150 ms per device (enrollment costs a handful of API writes per device).
+func fleetWait(n int, rate float64) time.Duration {
+	d := 5*time.Minute + time.Duration(n)*150*time.Millisecond
+	if rate > 0 {
+		d += time.Duration(float64(n) / rate * float64(time.Second))
+	}
+	return d
 }

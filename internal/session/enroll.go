@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
+	"time"
 
 	"github.com/wasmbed/wasmbed/internal/protocol"
 )
@@ -72,7 +74,11 @@ func (s *Server) enroll(tc *tls.Conn, raw net.Conn, cs tls.ConnectionState) {
 			if err != nil {
 				rf := asRefusal(err)
 				s.metrics.enrollment(rf.Reason)
-				s.log.Info("enrollment refused", "remote", raw.RemoteAddr().String(), "deviceType", m.DeviceType,
+				level := slog.LevelInfo
+				if rf.Reason == ReasonBusy {
+					level = slog.LevelDebug // counted; one line each would flood the log when a fleet enrolls
+				}
+				s.log.Log(ctx, level, "enrollment refused", "remote", raw.RemoteAddr().String(), "deviceType", m.DeviceType,
 					"reason", rf.Reason, "err", rf.Err)
 				_ = reply(env.MessageID, &protocol.Error{Code: rf.Code, Text: rf.Text})
 				return
@@ -104,14 +110,49 @@ func (s *Server) enroll(tc *tls.Conn, raw net.Conn, cs tls.ConnectionState) {
 	}
 }
 
-// answerEnroll asks the Enroller, or refuses when there is none.
+// answerEnroll asks the Enroller, or refuses when there is none or when no
+// enrollment slot frees up in time.
 func (s *Server) answerEnroll(ctx context.Context, e *Enrollment) (*protocol.EnrollResponse, error) {
 	if s.cfg.Enroller == nil {
 		return nil, &Refusal{Code: protocol.CodeUnauthorized, Reason: "PairingClosed", Text: "enrollment is not open"}
 	}
+	if !s.enrollSlot(ctx) {
+		return nil, &Refusal{Code: protocol.CodeUnavailable, Reason: ReasonBusy, Text: "gateway busy with other enrollments, retry later"}
+	}
+	defer func() { <-s.enrolling }()
 	resp, err := s.cfg.Enroller.Enroll(ctx, e)
 	if err == nil && (resp == nil || resp.DeviceID == "") {
 		err = errors.New("enroller returned no device id")
 	}
 	return resp, err
+}
+
+// enrollSlot takes one of the MaxEnrollments slots, waiting up to
+// EnrollWait when they are taken and fewer than 4 × MaxEnrollments requests
+// wait already. It reports whether it took one.
+func (s *Server) enrollSlot(ctx context.Context) bool {
+	select {
+	case s.enrolling <- struct{}{}:
+		return true
+	default:
+	}
+	if s.enrollQ.Add(1) > int64(4*s.lim.MaxEnrollments) {
+		s.enrollQ.Add(-1)
+		return false
+	}
+	s.metrics.waitingEnrollments(1)
+	defer func() {
+		s.enrollQ.Add(-1)
+		s.metrics.waitingEnrollments(-1)
+	}()
+	t := time.NewTimer(s.lim.EnrollWait)
+	defer t.Stop()
+	select {
+	case s.enrolling <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmbed/wasmbed/internal/protocol"
 	"github.com/wasmbed/wasmbed/internal/session"
@@ -150,6 +151,72 @@ func TestEnrollmentRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// blockingEnroller holds every Enroll call until release is closed.
+type blockingEnroller struct {
+	enroller
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (e *blockingEnroller) Enroll(ctx context.Context, en *session.Enrollment) (*protocol.EnrollResponse, error) {
+	e.entered <- struct{}{}
+	<-e.release
+	return e.enroller.Enroll(ctx, en)
+}
+
+// TestEnrollmentSlots checks Limits.MaxEnrollments and EnrollWait: with the
+// one slot taken, a further EnrollRequest waits for it and is answered once
+// it frees up, or is refused "unavailable" (counted as Busy) when the wait
+// runs out first.
+func TestEnrollmentSlots(t *testing.T) {
+	req := func() *protocol.EnrollRequest {
+		return &protocol.EnrollRequest{PublicKey: make([]byte, 32), KeyAlgorithm: protocol.KeyEd25519, DeviceType: "esp32", CSR: []byte{1}}
+	}
+	start := func(t *testing.T, wait time.Duration) (*harness, *blockingEnroller, func()) {
+		e := &blockingEnroller{entered: make(chan struct{}, 4), release: make(chan struct{})}
+		h := startHarness(t, session.Config{Enroller: e, Limits: session.Limits{MaxEnrollments: 1, EnrollWait: wait}})
+		var once sync.Once
+		release := func() { once.Do(func() { close(e.release) }) }
+		t.Cleanup(release) // before the harness stops: a failed check must not leave Enroll blocked
+		return h, e, release
+	}
+	t.Run("the wait runs out", func(t *testing.T) {
+		h, e, release := start(t, 50*time.Millisecond)
+		first := h.dial(t, h.enroll, "")
+		first.send(req())
+		<-e.entered
+		second := h.dial(t, h.enroll, "")
+		second.send(req())
+		env := second.mustRead()
+		if m, ok := env.Message.(*protocol.Error); !ok || m.Code != protocol.CodeUnavailable {
+			t.Fatalf("second enrollment while the only slot is taken: got %#v, want Error unavailable (MaxEnrollments)", env.Message)
+		}
+		waitCounter(t, h, "wasmbed_gateway_enrollments_total", map[string]string{"result": session.ReasonBusy}, 1)
+		release()
+		if _, ok := first.mustRead().Message.(*protocol.EnrollResponse); !ok {
+			t.Fatal("the first enrollment was not answered")
+		}
+	})
+	t.Run("the slot frees up", func(t *testing.T) {
+		h, e, release := start(t, time.Minute)
+		first := h.dial(t, h.enroll, "")
+		first.send(req())
+		<-e.entered
+		second := h.dial(t, h.enroll, "")
+		second.send(req())
+		waitCounter(t, h, "wasmbed_gateway_enrollments_waiting", nil, 1)
+		release()
+		for i, d := range []*device{first, second} {
+			if env := d.mustRead(); env.Message.Type() != protocol.TypeEnrollResponse {
+				t.Fatalf("enrollment %d: got %#v, want EnrollResponse", i+1, env.Message)
+			}
+		}
+		if n := counter(t, h.reg, "wasmbed_gateway_enrollments_total", map[string]string{"result": session.ReasonBusy}); n != 0 {
+			t.Errorf("enrollments_total{Busy} = %v, want 0", n)
+		}
+	})
 }
 
 // renewer answers with a fixed chain or refuses.

@@ -23,6 +23,7 @@ type Metrics struct {
 	rejectedFrames  *prometheus.CounterVec
 	heartbeats      prometheus.Counter
 	enrollments     *prometheus.CounterVec
+	enrollWaiting   prometheus.Gauge
 	renewals        *prometheus.CounterVec
 }
 
@@ -59,12 +60,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "enrollments_total", Help: "Enrollment exchanges by result (ok, or the refusal reason)."},
 			[]string{"result"}),
+		enrollWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "enrollments_waiting", Help: "Enrollment requests waiting for one of the MaxEnrollments slots."}),
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "renewals_total", Help: "Certificate renewals by result (ok, refused, unanswered)."},
 			[]string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.handshakes, m.handshakeTime, m.refusedConns, m.sessionsRefused,
-		m.closedSessions, m.frames, m.rejectedFrames, m.heartbeats, m.enrollments, m.renewals} {
+		m.closedSessions, m.frames, m.rejectedFrames, m.heartbeats, m.enrollments, m.enrollWaiting, m.renewals} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -156,6 +159,12 @@ func (m *Metrics) heartbeat() {
 func (m *Metrics) enrollment(result string) {
 	if m != nil {
 		m.enrollments.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) waitingEnrollments(delta float64) {
+	if m != nil {
+		m.enrollWaiting.Add(delta)
 	}
 }
 

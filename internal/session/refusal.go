@@ -42,3 +42,7 @@ func asRefusal(err error) *Refusal {
 	}
 	return &Refusal{Code: protocol.CodeInternal, Reason: "Internal", Text: "internal error", Err: err}
 }
+
+// ReasonBusy is the Refusal reason of an EnrollRequest refused because
+// Limits.MaxEnrollments enrollments are being answered already.
+const ReasonBusy = "Busy"

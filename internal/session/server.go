@@ -89,6 +89,18 @@ type Limits struct {
 	// IdleTimeout ends a session that sent nothing for this long (devices
 	// send a heartbeat every interval). Default 90s.
 	IdleTimeout time.Duration
+	// MaxEnrollments caps enrollments being answered at once (the
+	// Enroller's work: Kubernetes objects and a certificate to sign). An
+	// EnrollRequest beyond it waits up to EnrollWait for a slot, with at
+	// most 4 × MaxEnrollments waiting; otherwise it is refused with
+	// "unavailable", reason Busy, and the device retries after its
+	// backoff. It keeps the wait for a signature short when a whole fleet
+	// enrolls together, so that enrollments finish instead of timing out
+	// and starting over. Default 128.
+	MaxEnrollments int
+	// EnrollWait bounds an EnrollRequest's wait for an enrollment slot.
+	// Default 5s.
+	EnrollWait time.Duration
 	// EnrollTimeout bounds a whole enrollment exchange. Default 60s.
 	EnrollTimeout time.Duration
 	// RenewTimeout bounds a Renewer call. Default 60s.
@@ -123,10 +135,14 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxHandshakes <= 0 {
 		l.MaxHandshakes = 4 * runtime.GOMAXPROCS(0)
 	}
+	if l.MaxEnrollments <= 0 {
+		l.MaxEnrollments = 128
+	}
 	def(&l.HelloTimeout, 5*time.Second)
 	def(&l.HandshakeTimeout, pki.DefaultHandshakeTimeout)
 	def(&l.IOTimeout, 30*time.Second)
 	def(&l.IdleTimeout, 90*time.Second)
+	def(&l.EnrollWait, 5*time.Second)
 	def(&l.EnrollTimeout, time.Minute)
 	def(&l.RenewTimeout, time.Minute)
 	return l
@@ -181,6 +197,8 @@ type Server struct {
 	now     func() time.Time
 
 	handshakes chan struct{} // semaphore of handshakes doing cryptography
+	enrolling  chan struct{} // semaphore of enrollments being answered
+	enrollQ    atomic.Int64  // EnrollRequests waiting for a slot
 	poller     *poller       // nil in goroutine-per-session mode
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -227,6 +245,7 @@ func NewServer(cfg Config) (*Server, error) {
 		sessions:  map[*Session]struct{}{},
 	}
 	s.handshakes = make(chan struct{}, s.lim.MaxHandshakes)
+	s.enrolling = make(chan struct{}, s.lim.MaxEnrollments)
 	// The server's own lifetime, the root of its sessions' contexts: it
 	// ends with Close, not with any caller's context.
 	s.ctx, s.cancel = context.WithCancel(context.Background())
