@@ -218,6 +218,11 @@ type ClientOptions struct {
 	// X25519Only offers the X25519 key exchange alone on every handshake,
 	// for boards that cannot afford ML-KEM; see KeyExchanges.
 	X25519Only bool
+	// Verifier, when set, checks the gateway's chain instead of one built
+	// from Root, GatewayCA and Clock for this configuration: a device that
+	// connects often builds it once (NewVerifier checks GatewayCA's
+	// signature, a cost a microcontroller feels on every connection).
+	Verifier *Verifier
 }
 
 // Key exchange.
@@ -283,9 +288,12 @@ func ClientTLSConfig(opts ClientOptions) (*tls.Config, error) {
 	if opts.ServerName == "" {
 		return nil, errors.New("client tls config: server name is required")
 	}
-	v, err := NewVerifier(VerifierConfig{Root: opts.Root, Issuer: opts.GatewayCA, Clock: opts.Clock})
-	if err != nil {
-		return nil, fmt.Errorf("client tls config: %w", err)
+	v := opts.Verifier
+	if v == nil {
+		var err error
+		if v, err = NewVerifier(VerifierConfig{Root: opts.Root, Issuer: opts.GatewayCA, Clock: opts.Clock}); err != nil {
+			return nil, fmt.Errorf("client tls config: %w", err)
+		}
 	}
 	cache := opts.SessionCache
 	if cache == nil {

@@ -279,7 +279,8 @@ type Client struct {
 	interval time.Duration // heartbeat interval in force
 	ids      protocol.IDs  // device-originated message ids
 
-	renew renewState // guarded by mu
+	renew    renewState    // guarded by mu
+	verifier *pki.Verifier // of the gateways' chains, built at the first connection
 }
 
 // New returns a Client for cfg.
@@ -454,6 +455,15 @@ func (c *Client) tlsConfig(endpoint string, cert *tls.Certificate) (*tls.Config,
 	}
 	c.mu.Lock()
 	cache := c.cache
+	if c.verifier == nil {
+		v, err := pki.NewVerifier(pki.VerifierConfig{Root: c.cfg.Root, Issuer: c.cfg.GatewayCA, Clock: c.clock.Now})
+		if err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("gateway trust: %w", err)
+		}
+		c.verifier = v
+	}
+	verifier := c.verifier
 	c.mu.Unlock()
 	cfg, err := pki.ClientTLSConfig(pki.ClientOptions{
 		Root:         c.cfg.Root,
@@ -462,6 +472,7 @@ func (c *Client) tlsConfig(endpoint string, cert *tls.Certificate) (*tls.Config,
 		ServerName:   name,
 		SessionCache: cache,
 		Clock:        c.clock.Now,
+		Verifier:     verifier,
 	})
 	if err != nil || cert == nil {
 		return cfg, err
