@@ -6,10 +6,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/devicestatus"
 )
 
 // DeviceReconciler keeps what the controller knows about a Device true: it
@@ -85,15 +83,7 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		st.Phase = wasmbedv1.DevicePhaseUnreachable
 		devicesUnreachable.WithLabelValues(unreachable).Inc()
 	}
-	for _, c := range conditions(dev, st, unreachable) {
-		c.ObservedGeneration = dev.Generation
-		old := meta.FindStatusCondition(st.Conditions, c.Type)
-		if old == nil || old.Status != c.Status {
-			r.transitionEvent(dev, c)
-		}
-		meta.SetStatusCondition(&st.Conditions, c)
-	}
-	st.ObservedGeneration = dev.Generation
+	changed := devicestatus.Derive(dev, st, unreachable)
 	if !statusEqual(&dev.Status, st) {
 		patch := client.MergeFromWithOptions(dev.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		dev.Status = *st
@@ -102,6 +92,7 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			// on what it wrote.
 			return ctrl.Result{}, err
 		}
+		devicestatus.Record(r.Recorder, dev, changed)
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
@@ -160,73 +151,6 @@ func leaseExpired(l *coordinationv1.Lease, now time.Time) bool {
 		return true
 	}
 	return now.After(renew.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
-}
-
-// conditions derives the Enrolled, Connected and Ready conditions of a
-// device whose status is st.
-func conditions(dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus, unreachable string) []metav1.Condition {
-	var enrolled, connected, ready metav1.Condition
-	switch st.Phase {
-	case "", wasmbedv1.DevicePhasePending, wasmbedv1.DevicePhaseEnrolling:
-		if st.CertificateNotAfter == nil {
-			enrolled = metav1.Condition{Type: wasmbedv1.ConditionEnrolled, Status: metav1.ConditionFalse, Reason: wasmbedv1.ReasonNotEnrolled, Message: "the device holds no certificate yet"}
-			break
-		}
-		fallthrough
-	default:
-		enrolled = metav1.Condition{Type: wasmbedv1.ConditionEnrolled, Status: metav1.ConditionTrue, Reason: wasmbedv1.ReasonCertificateIssued, Message: "the device holds a certificate"}
-	}
-	switch {
-	case st.Phase == wasmbedv1.DevicePhaseConnected:
-		connected = metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionTrue, Reason: wasmbedv1.ReasonSessionOpen, Message: "session held by gateway " + st.Gateway}
-	case unreachable == wasmbedv1.ReasonGatewayLost:
-		connected = metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionFalse, Reason: unreachable, Message: fmt.Sprintf("gateway %s stopped renewing its lease", st.Gateway)}
-	case unreachable == wasmbedv1.ReasonHeartbeatMissed:
-		connected = metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionFalse, Reason: unreachable, Message: "the device was not heard from within the deadline"}
-	case st.Phase == wasmbedv1.DevicePhaseUnreachable:
-		// Keep the reason recorded when it became unreachable.
-		if c := meta.FindStatusCondition(st.Conditions, wasmbedv1.ConditionConnected); c != nil && c.Status == metav1.ConditionFalse {
-			connected = *c
-		} else {
-			connected = metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionFalse, Reason: wasmbedv1.ReasonHeartbeatMissed, Message: "the device is unreachable"}
-		}
-	case st.Phase == wasmbedv1.DevicePhaseDisconnected:
-		connected = metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionFalse, Reason: wasmbedv1.ReasonDisconnected, Message: "the device closed its session"}
-	default:
-		connected = metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionFalse, Reason: wasmbedv1.ReasonNotEnrolled, Message: "no session yet"}
-	}
-	switch {
-	case dev.Spec.Revoked:
-		ready = metav1.Condition{Type: wasmbedv1.ConditionReady, Status: metav1.ConditionFalse, Reason: wasmbedv1.ReasonRevoked, Message: "the device is revoked"}
-	case connected.Status == metav1.ConditionTrue:
-		ready = metav1.Condition{Type: wasmbedv1.ConditionReady, Status: metav1.ConditionTrue, Reason: wasmbedv1.ReasonSessionOpen, Message: "enrolled, connected and not revoked"}
-	default:
-		ready = metav1.Condition{Type: wasmbedv1.ConditionReady, Status: metav1.ConditionFalse, Reason: connected.Reason, Message: connected.Message}
-	}
-	return []metav1.Condition{enrolled, connected, ready}
-}
-
-// transitionEvent records a condition's transition as an Event on the
-// Device.
-func (r *DeviceReconciler) transitionEvent(dev *wasmbedv1.Device, c metav1.Condition) {
-	typ := corev1.EventTypeNormal
-	reason := c.Type
-	switch {
-	case c.Type == wasmbedv1.ConditionConnected && c.Status == metav1.ConditionFalse:
-		if c.Reason == wasmbedv1.ReasonNotEnrolled {
-			return
-		}
-		reason = c.Reason
-		if c.Reason != wasmbedv1.ReasonDisconnected {
-			typ, reason = corev1.EventTypeWarning, "Unreachable"
-		}
-	case c.Status == metav1.ConditionFalse:
-		if c.Type == wasmbedv1.ConditionEnrolled || c.Reason == wasmbedv1.ReasonNotEnrolled {
-			return
-		}
-		reason = "Not" + c.Type
-	}
-	r.Recorder.Eventf(dev, nil, typ, reason, "Observe", "%s: %s", c.Reason, c.Message)
 }
 
 // releaseDeviceApplications removes the DeviceApplications of a deleted

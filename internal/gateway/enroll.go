@@ -14,9 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
@@ -96,17 +96,17 @@ func (e *enroller) Enrolled(ctx context.Context, en *session.Enrollment, _ *prot
 	if !ok {
 		return errors.New("enrollment without a device")
 	}
-	dev := &wasmbedv1.Device{}
-	if err := g.reader.Get(ctx, key, dev); err != nil {
-		return err
-	}
-	st := dev.Status.DeepCopy()
-	if st.Phase == wasmbedv1.DevicePhaseEnrolling || st.Phase == "" || st.Phase == wasmbedv1.DevicePhasePending {
-		st.Phase = wasmbedv1.DevicePhaseEnrolled
-	}
-	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: wasmbedv1.ConditionEnrolled, Status: metav1.ConditionTrue,
-		Reason: "CertificateIssued", Message: "enrolled through gateway " + g.opts.Name, ObservedGeneration: dev.Generation})
-	return g.patchDeviceStatus(ctx, dev, st)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		dev := &wasmbedv1.Device{}
+		if err := g.reader.Get(ctx, key, dev); err != nil {
+			return err
+		}
+		st := dev.Status.DeepCopy()
+		if st.Phase == wasmbedv1.DevicePhaseEnrolling || st.Phase == "" || st.Phase == wasmbedv1.DevicePhasePending {
+			st.Phase = wasmbedv1.DevicePhaseEnrolled
+		}
+		return g.patchDeviceStatus(ctx, dev, st)
+	})
 }
 
 // requestKey parses the identity key of an enrollment request.
@@ -251,14 +251,26 @@ func (g *Gateway) markEnrolling(ctx context.Context, dev *wasmbedv1.Device, req 
 			return &session.Refusal{Code: protocol.CodeUnavailable, Reason: "Internal", Text: "try again later", Err: err}
 		}
 	}
-	st := dev.Status.DeepCopy()
-	if st.Phase == "" || st.Phase == wasmbedv1.DevicePhasePending {
-		st.Phase = wasmbedv1.DevicePhaseEnrolling
-	}
-	if req.FirmwareVersion != "" {
-		st.Firmware = &wasmbedv1.FirmwareInfo{Version: truncate(req.FirmwareVersion, 64), ProtocolVersion: int32(protocol.Version)}
-	}
-	if err := g.patchDeviceStatus(ctx, dev, st); err != nil {
+	// The controller may write the status of a Device just created (its
+	// conditions) between the creation and this write: on a conflict the
+	// Device is read again and the write made on what it holds.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		st := dev.Status.DeepCopy()
+		if st.Phase == "" || st.Phase == wasmbedv1.DevicePhasePending {
+			st.Phase = wasmbedv1.DevicePhaseEnrolling
+		}
+		if req.FirmwareVersion != "" {
+			st.Firmware = &wasmbedv1.FirmwareInfo{Version: truncate(req.FirmwareVersion, 64), ProtocolVersion: int32(protocol.Version)}
+		}
+		err := g.patchDeviceStatus(ctx, dev, st)
+		if apierrors.IsConflict(err) {
+			if gerr := g.reader.Get(ctx, client.ObjectKeyFromObject(dev), dev); gerr != nil {
+				return gerr
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return &session.Refusal{Code: protocol.CodeUnavailable, Reason: "Internal", Text: "try again later", Err: err}
 	}
 	return nil

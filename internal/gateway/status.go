@@ -7,19 +7,18 @@ import (
 	"maps"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/devicestatus"
 	"github.com/wasmbed/wasmbed/internal/session"
 )
 
 // Condition reasons the gateway writes on the Connected condition.
 const (
-	reasonSessionOpen   = "SessionOpen"
 	reasonGoodbye       = "Goodbye"
 	reasonMissedHeartbt = "MissedHeartbeats"
 	reasonConnLost      = "ConnectionLost"
@@ -60,8 +59,6 @@ func (g *Gateway) syncDeviceStatus(ctx context.Context, key types.NamespacedName
 		}
 		notAfter := metav1.NewTime(ds.notAfter)
 		st.CertificateNotAfter = &notAfter
-		apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: wasmbedv1.ConditionConnected, Status: metav1.ConditionTrue,
-			Reason: reasonSessionOpen, Message: "session held by gateway " + g.opts.Name, ObservedGeneration: dev.Generation})
 		return g.patchDeviceStatus(ctx, dev, st)
 	}
 	g.mu.Lock()
@@ -98,10 +95,6 @@ func (g *Gateway) syncDeviceStatus(ctx context.Context, key types.NamespacedName
 		if err := g.patchDeviceStatus(ctx, dev, st); err != nil {
 			return err
 		}
-		if phase == wasmbedv1.DevicePhaseUnreachable {
-			g.events.Eventf(dev, nil, corev1.EventTypeWarning, "Unreachable", "Disconnect",
-				"device missed its heartbeats or lost its connection to gateway %s", g.opts.Name)
-		}
 	}
 	g.mu.Lock()
 	if g.closed[key] == closed {
@@ -114,7 +107,12 @@ func (g *Gateway) syncDeviceStatus(ctx context.Context, key types.NamespacedName
 // patchDeviceStatus writes st as dev's status if it changed, with an
 // optimistic lock: a conflict means someone else wrote meanwhile, and the
 // reconcile runs again on the fresh object.
+//
+// The write carries the conditions derived from st (devicestatus), as the
+// controller would derive them, so that it has nothing to write after
+// this one, and records the Events of their transitions.
 func (g *Gateway) patchDeviceStatus(ctx context.Context, dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus) error {
+	changed := devicestatus.Derive(dev, st, "")
 	if equalDeviceStatus(&dev.Status, st) {
 		return nil
 	}
@@ -125,13 +123,14 @@ func (g *Gateway) patchDeviceStatus(ctx context.Context, dev *wasmbedv1.Device, 
 		return fmt.Errorf("patch status of %s: %w", dev.Name, err)
 	}
 	g.metrics.statusWrites.WithLabelValues("Device").Inc()
+	devicestatus.Record(g.events, dev, changed)
 	return nil
 }
 
 // equalDeviceStatus compares two statuses, ignoring condition transition
 // times that SetStatusCondition keeps when nothing else changed.
 func equalDeviceStatus(a, b *wasmbedv1.DeviceStatus) bool {
-	if a.Phase != b.Phase || a.Gateway != b.Gateway || !eqMicro(a.ConnectedSince, b.ConnectedSince) ||
+	if a.Phase != b.Phase || a.Gateway != b.Gateway || a.ObservedGeneration != b.ObservedGeneration || !eqMicro(a.ConnectedSince, b.ConnectedSince) ||
 		!eqTime(a.LastSeen, b.LastSeen) || !eqTime(a.CertificateNotAfter, b.CertificateNotAfter) ||
 		len(a.Conditions) != len(b.Conditions) {
 		return false

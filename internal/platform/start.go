@@ -321,8 +321,11 @@ func (p *Platform) startFleet(ctx context.Context, c client.Client) error {
 			}
 			held += n
 		}
+		if held < p.opts.Devices {
+			return false, nil // listing every Device on each poll costs the API server
+		}
 		n, err := connected()
-		return held >= p.opts.Devices && n >= p.opts.Devices, err
+		return n >= p.opts.Devices, err
 	}, "the devices to connect")
 	if opened {
 		if cerr := closePairing(ctx, c); cerr != nil && err == nil {
@@ -506,6 +509,15 @@ func (p *Platform) Stop() error {
 	return errors.Join(errs...)
 }
 
+// transient reports whether err may go away by itself: the object is not
+// there yet, or the API server or a gateway was too busy to answer in time.
+func transient(err error) bool {
+	var ne net.Error
+	return apierrors.IsNotFound(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err) ||
+		errors.As(err, &ne) && ne.Timeout()
+}
+
 // poll calls cond until it holds, fails, or timeout or ctx ends.
 func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error), what string) error {
 	deadline := time.Now().Add(timeout)
@@ -515,10 +527,13 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error),
 		if ok {
 			return nil
 		}
-		if err != nil && !apierrors.IsNotFound(err) {
+		if err != nil && !transient(err) {
 			return fmt.Errorf("platform: waiting for %s: %w", what, err)
 		}
 		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("platform: %s did not happen within %v: %w", what, timeout, err)
+			}
 			return fmt.Errorf("platform: %s did not happen within %v", what, timeout)
 		}
 		select {
