@@ -102,7 +102,7 @@ A flag on the command line wins.`,
 	f.DurationVar(&opts.LastSeenPeriod, "last-seen-period", 0, "how often a connected device's status.lastSeen is written (default 1h)")
 	f.DurationVar(&opts.LeaseDuration, "lease-duration", 0, "duration of the replica's Lease (default 15s)")
 	f.DurationVar(&opts.TicketKeyRotation, "ticket-key-rotation", 0, "age at which the shared session-ticket key is replaced (default 24h)")
-	f.IntVar(&opts.MaxConcurrentDeliveries, "max-concurrent-deliveries", 0, "devices delivered to at once (default 128)")
+	f.IntVar(&opts.MaxConcurrentDeliveries, "max-concurrent-deliveries", 0, "devices delivered to at once (default 256)")
 	f.IntVar(&flags.maxHandshakes, "max-handshakes", 0, "TLS handshakes doing cryptography at once (default 4 per CPU)")
 	f.IntVar(&flags.maxEnrollments, "max-enrollments", 0, "enrollments answered at once; more are told to retry later (default 128)")
 	f.BoolVar(&flags.goroutineSession, "goroutine-per-session", false, "serve each session with its own goroutine instead of parking idle sessions")

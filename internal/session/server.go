@@ -96,10 +96,11 @@ type Limits struct {
 	// "unavailable", reason Busy, and the device retries after its
 	// backoff. It keeps the wait for a signature short when a whole fleet
 	// enrolls together, so that enrollments finish instead of timing out
-	// and starting over. Default 128.
+	// and starting over. Default 256.
 	MaxEnrollments int
 	// EnrollWait bounds an EnrollRequest's wait for an enrollment slot.
-	// Default 5s.
+	// Default 10s: with the signature, well within a device's 30-second
+	// budget for the whole exchange.
 	EnrollWait time.Duration
 	// EnrollTimeout bounds a whole enrollment exchange. Default 60s.
 	EnrollTimeout time.Duration
@@ -136,13 +137,13 @@ func (l Limits) withDefaults() Limits {
 		l.MaxHandshakes = 4 * runtime.GOMAXPROCS(0)
 	}
 	if l.MaxEnrollments <= 0 {
-		l.MaxEnrollments = 128
+		l.MaxEnrollments = 256
 	}
 	def(&l.HelloTimeout, 5*time.Second)
 	def(&l.HandshakeTimeout, pki.DefaultHandshakeTimeout)
 	def(&l.IOTimeout, 30*time.Second)
 	def(&l.IdleTimeout, 90*time.Second)
-	def(&l.EnrollWait, 5*time.Second)
+	def(&l.EnrollWait, 10*time.Second)
 	def(&l.EnrollTimeout, time.Minute)
 	def(&l.RenewTimeout, time.Minute)
 	return l
