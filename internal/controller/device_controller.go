@@ -23,6 +23,10 @@ import (
 	"github.com/wasmbed/wasmbed/internal/devicestatus"
 )
 
+// freshDeviceGrace is how long a Device created without a status is left to
+// its creator before the controller writes its conditions.
+const freshDeviceGrace = 10 * time.Second
+
 // DeviceReconciler keeps what the controller knows about a Device true: it
 // marks a Connected device Unreachable when the gateway holding its session
 // stopped renewing its Lease or the device was not heard from within the
@@ -69,6 +73,12 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, err
 	}
 	now := r.now()
+	if wait := freshDeviceGrace - now.Sub(dev.CreationTimestamp.Time); dev.Status.Phase == "" && len(dev.Status.Conditions) == 0 && wait > 0 {
+		// A gateway that creates a Device at enrollment writes its status
+		// (with the conditions) a moment later; writing the conditions of
+		// the empty status now would only race that write.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	st := dev.Status.DeepCopy()
 	var requeue time.Duration
 	unreachable := ""

@@ -8,9 +8,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wasmbedv1 "github.com/wasmbed/wasmbed/api/v1"
+	"github.com/wasmbed/wasmbed/internal/fixture"
 )
 
 // deviceIs waits for a Device's phase and the reason of its Connected
@@ -98,4 +101,49 @@ func TestDeletedDeviceReleasesItsApplications(t *testing.T) {
 		app := tb.application(ctx, "blinky")
 		return app.Status.TargetCount == 1 && app.Status.UntargetedCount == 1, fmt.Sprintf("targets %d untargeted %d", app.Status.TargetCount, app.Status.UntargetedCount)
 	})
+}
+
+// TestFreshDeviceLeftToItsCreator: the conditions of a Device created
+// without a status are not written within freshDeviceGrace (the gateway
+// that created it at enrollment writes its status then, conditions
+// included), and are written after it. The reconciler runs on its own
+// clock against the API server; no controller watches the namespace.
+func TestFreshDeviceLeftToItsCreator(t *testing.T) {
+	ns := env.Namespace(t)
+	dev := fixture.Device("fresh", fixture.InNamespace(ns))
+	if err := env.Client.Create(t.Context(), dev); err != nil {
+		t.Fatal(err)
+	}
+	var now time.Time
+	r := &DeviceReconciler{Client: env.Client, Recorder: events.NewFakeRecorder(10), SystemNamespace: ns,
+		UnreachableAfter: time.Hour, Now: func() time.Time { return now }}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(dev)}
+	stored := func() *wasmbedv1.Device {
+		got := &wasmbedv1.Device{}
+		if err := env.Client.Get(t.Context(), req.NamespacedName, got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	now = dev.CreationTimestamp.Add(time.Second)
+	res, err := r.Reconcile(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > freshDeviceGrace {
+		t.Errorf("within the grace: requeue after %v, want the rest of %v", res.RequeueAfter, freshDeviceGrace)
+	}
+	if got := stored(); len(got.Status.Conditions) != 0 {
+		t.Fatalf("within the grace the controller wrote conditions %+v (freshDeviceGrace)", got.Status.Conditions)
+	}
+
+	now = dev.CreationTimestamp.Add(freshDeviceGrace + time.Second)
+	if _, err := r.Reconcile(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	c := meta.FindStatusCondition(stored().Status.Conditions, wasmbedv1.ConditionEnrolled)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != wasmbedv1.ReasonNotEnrolled {
+		t.Errorf("after the grace: Enrolled %+v, want False NotEnrolled", c)
+	}
 }
