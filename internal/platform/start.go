@@ -366,7 +366,9 @@ func (p *Platform) openPairingIfNeeded(ctx context.Context, c client.Client) (bo
 	if len(list.Items) >= p.opts.Devices {
 		return false, nil
 	}
-	w, err := pairing.Open(time.Now(), 10*time.Minute, "wasmbed up", nil)
+	// Open for as long as the fleet may take to enroll (it is closed once
+	// every device is connected).
+	w, err := pairing.Open(time.Now(), min(fleetWait(p.opts.Devices, p.opts.StartRate), pairing.MaxDuration), "wasmbed up", nil)
 	if err != nil {
 		return false, err
 	}
