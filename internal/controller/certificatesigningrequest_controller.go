@@ -43,7 +43,7 @@ const (
 type CertificateSigningRequestReconciler struct {
 	client.Client
 	// APIReader reads the CA Secrets and the pairing window, which are not
-	// cached.
+	// cached, and Devices the cache does not have yet.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	// SystemNamespace holds the CA Secrets and the pairing window.
@@ -177,7 +177,15 @@ func (r *CertificateSigningRequestReconciler) decide(ctx context.Context, ca *pk
 	dev := certsign.Device{Name: ref}
 	if ok && ns != "" && name != "" {
 		d := &wasmbedv1.Device{}
-		switch err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); {
+		key := client.ObjectKey{Namespace: ns, Name: name}
+		err := r.Get(ctx, key, d)
+		if apierrors.IsNotFound(err) {
+			// A gateway creates the Device of an enrolling device just
+			// before its request: the cache may not have it yet, and a
+			// denial must rest on what is stored.
+			err = r.APIReader.Get(ctx, key, d)
+		}
+		switch {
 		case err == nil:
 			dev = certsign.Device{Found: true, Name: ref, DeviceID: d.Spec.DeviceID, PublicKey: d.Spec.PublicKey, Revoked: d.Spec.Revoked}
 		case !apierrors.IsNotFound(err):

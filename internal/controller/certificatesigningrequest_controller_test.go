@@ -278,3 +278,62 @@ func TestCertificateSigning(t *testing.T) {
 		return apierrors.IsNotFound(err), fmt.Sprintf("request %s: %v", name, err)
 	})
 }
+
+// cacheWithoutDevices is a client whose reads of Devices find nothing, as
+// a cache that has not seen a new Device yet.
+type cacheWithoutDevices struct{ client.Client }
+
+func (c cacheWithoutDevices) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*wasmbedv1.Device); ok {
+		return apierrors.NewNotFound(wasmbedv1.GroupVersion.WithResource("devices").GroupResource(), key.Name)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestSigningReadsDevicesTheCacheMisses: the request of a device whose
+// Device the cache has not seen yet (created by the gateway a moment
+// before) is signed after a read of the stored Device, not denied as
+// DeviceNotFound; a Device stored nowhere is still denied.
+func TestSigningReadsDevicesTheCacheMisses(t *testing.T) {
+	ns := env.Namespace(t)
+	key := ed25519.NewKeyFromSeed(append([]byte{7}, make([]byte, 31)...))
+	enc, err := pki.EncodePublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(t.Context(), fixture.Device("new-1", fixture.InNamespace(ns), fixture.WithPublicKey(enc))); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.NewAuthority(pki.AuthorityOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &CertificateSigningRequestReconciler{Client: cacheWithoutDevices{env.Client}, APIReader: env.Client,
+		Policy: certsign.Policy{GatewayUsers: []string{gatewayUser}}}
+	for _, tc := range []struct {
+		device string
+		denial string
+	}{
+		{"new-1", ""},
+		{"nowhere", certsign.ReasonDeviceNotFound},
+	} {
+		csr := &certificatesv1.CertificateSigningRequest{
+			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+				wasmbedv1.AnnotationDevice: ns + "/" + tc.device, wasmbedv1.AnnotationPurpose: wasmbedv1.PurposeRenew}},
+			Spec: certificatesv1.CertificateSigningRequestSpec{
+				SignerName: wasmbedv1.DeviceSignerName, Request: deviceCSRFor(t, key, tc.device), Username: gatewayUser,
+				Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+			},
+		}
+		pemChain, denial, err := r.decide(t.Context(), ca, csr, true, time.Now())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.device, err)
+		}
+		switch {
+		case tc.denial == "" && (denial != nil || len(pemChain) == 0):
+			t.Errorf("%s, stored but not cached: denied %+v, want a certificate (APIReader fallback)", tc.device, denial)
+		case tc.denial != "" && (denial == nil || denial.Reason != tc.denial):
+			t.Errorf("%s: denial %+v, want %s", tc.device, denial, tc.denial)
+		}
+	}
+}
