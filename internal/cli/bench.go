@@ -63,6 +63,9 @@ file descriptors, so N is at most 15,000.`,
 			}
 			if maxUpdating != "" {
 				v := intstr.Parse(maxUpdating)
+				if n, err := intstr.GetScaledValueFromIntOrPercent(&v, 100, true); err != nil || n <= 0 {
+					return usagef("--max-updating %q: want a positive count or percentage, e.g. 100 or 25%%", maxUpdating)
+				}
 				opts.MaxUpdating = &v
 			}
 			r, err := bench.Run(cmd.Context(), opts)

@@ -18,12 +18,12 @@ import (
 )
 
 // Derive sets st, the status about to be written for dev, to its Enrolled,
-// Connected and Ready conditions and dev's generation (see Conditions), and
+// Connected and Ready conditions and dev's generation (see conditions), and
 // returns the conditions whose status differs from dev's stored status, for
 // Events.
 func Derive(dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus, unreachable string) []metav1.Condition {
 	var changed []metav1.Condition
-	for _, c := range Conditions(dev, st, unreachable) {
+	for _, c := range conditions(dev, st, unreachable) {
 		c.ObservedGeneration = dev.Generation
 		if old := meta.FindStatusCondition(dev.Status.Conditions, c.Type); old == nil || old.Status != c.Status {
 			changed = append(changed, c)
@@ -34,10 +34,10 @@ func Derive(dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus, unreachable strin
 	return changed
 }
 
-// Conditions derives the Enrolled, Connected and Ready conditions of dev
+// conditions derives the Enrolled, Connected and Ready conditions of dev
 // with status st. unreachable is why a Connected device is found
 // unreachable (wasmbedv1.ReasonGatewayLost or ReasonHeartbeatMissed), or "".
-func Conditions(dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus, unreachable string) []metav1.Condition {
+func conditions(dev *wasmbedv1.Device, st *wasmbedv1.DeviceStatus, unreachable string) []metav1.Condition {
 	var enrolled, connected, ready metav1.Condition
 	switch st.Phase {
 	case "", wasmbedv1.DevicePhasePending, wasmbedv1.DevicePhaseEnrolling:
